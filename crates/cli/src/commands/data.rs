@@ -1,0 +1,212 @@
+//! `rewardkit data …`: statistics and splits of preference data.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, Subcommand, ValueEnum};
+
+use rewardkit_data::{load, DataStats, Dataset, Format, LoadOptions, SplitConfig, SplitKey};
+use rewardkit_tokenize::{InputStyle, RewardTokenizer, TokenLengthStats};
+
+use super::{print_json, print_text, write_atomic};
+
+#[derive(Subcommand)]
+pub enum DataCommand {
+    /// Account for every row (pairs kept, ties, drops with reasons), describe lengths in
+    /// characters, words and tokens, and give the "pick the longer response" baseline.
+    Stats(StatsArgs),
+    /// Split into train and eval files by a stable hash of each pair and a seed (independent of
+    /// file order), after exact de-duplication. Writes TRL-style JSONL.
+    Split(SplitArgs),
+}
+
+/// How preference files are read (shared by every command that reads them).
+#[derive(Args, Clone)]
+pub struct ReadArgs {
+    /// Data layout of every file; detected per file from its first record when omitted.
+    ///
+    /// trl: {"prompt"?, "chosen", "rejected"} as strings or {role, content} message lists.
+    /// hh: Anthropic HH-RLHF transcripts, split at the last Assistant turn.
+    /// pairwise: instruction/input, response1/response2 and annotator votes (0 = tie), as
+    /// PandaLM.
+    #[arg(long, value_parser = parse_format)]
+    pub format: Option<Format>,
+    /// Count and list malformed records instead of failing on the first one.
+    #[arg(long)]
+    pub skip_invalid: bool,
+    /// Keep exact duplicate pairs (dropped by default, and counted).
+    #[arg(long)]
+    pub keep_duplicates: bool,
+}
+
+impl ReadArgs {
+    pub fn load(&self, files: &[PathBuf], subset_from_file: bool) -> anyhow::Result<Dataset> {
+        let options = LoadOptions {
+            format: self.format,
+            skip_invalid: self.skip_invalid,
+            keep_duplicates: self.keep_duplicates,
+            subset_from_file,
+        };
+        let data = load(files, &options)?;
+        let r = &data.report;
+        eprintln!(
+            "read {} rows from {} file(s): {} pairs, {} dropped",
+            r.rows_read,
+            r.files.len(),
+            r.pairs,
+            r.dropped_total()
+        );
+        Ok(data)
+    }
+}
+
+fn parse_format(s: &str) -> Result<Format, String> {
+    s.parse()
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum StyleArg {
+    /// Encoder input: prompt and response as a text pair.
+    Pair,
+    /// Decoder input: prompt + response + EOS.
+    Sequence,
+}
+
+impl From<StyleArg> for InputStyle {
+    fn from(s: StyleArg) -> Self {
+        match s {
+            StyleArg::Pair => InputStyle::Pair,
+            StyleArg::Sequence => InputStyle::Sequence,
+        }
+    }
+}
+
+#[derive(Args)]
+pub struct StatsArgs {
+    /// Preference files: .jsonl, .jsonl.gz, .json (array) or .parquet.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    read: ReadArgs,
+    /// Name each pair without a `subset` field after its file, to count pairs per file.
+    #[arg(long)]
+    subset_from_file: bool,
+    /// A tokenizer (tokenizer.json, or a folder with it or with vocab.json + merges.txt) for
+    /// token lengths and truncation counts.
+    #[arg(long, env = "REWARDKIT_TOKENIZER")]
+    tokenizer: Option<PathBuf>,
+    /// How inputs are built when counting tokens.
+    #[arg(long, value_enum, default_value = "pair")]
+    style: StyleArg,
+    /// Maximum input length in tokens, to count what would be truncated.
+    #[arg(long, default_value_t = 512)]
+    max_length: usize,
+    /// Print JSON on stdout instead of a table (every dropped row is listed).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(serde::Serialize)]
+struct StatsOutput<'a> {
+    #[serde(flatten)]
+    stats: &'a DataStats,
+    tokens: Option<&'a TokenLengthStats>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum SplitBy {
+    /// Hash the whole pair.
+    Pair,
+    /// Hash the prompt: all pairs of a prompt land on the same side.
+    Prompt,
+}
+
+#[derive(Args)]
+pub struct SplitArgs {
+    /// Preference files to split.
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    read: ReadArgs,
+    /// Share of pairs that go to the eval file.
+    #[arg(long, default_value_t = 0.2)]
+    eval_fraction: f64,
+    /// Seed of the hash; another seed gives another split.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// What the hash is taken of.
+    #[arg(long, value_enum, default_value = "pair")]
+    by: SplitBy,
+    /// Where to write the training pairs (JSONL).
+    #[arg(long)]
+    train_out: PathBuf,
+    /// Where to write the evaluation pairs (JSONL).
+    #[arg(long)]
+    eval_out: PathBuf,
+}
+
+pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
+    match cmd {
+        DataCommand::Stats(args) => stats(args),
+        DataCommand::Split(args) => split(args),
+    }
+}
+
+fn stats(args: StatsArgs) -> anyhow::Result<()> {
+    let data = args.read.load(&args.files, args.subset_from_file)?;
+    let stats = DataStats::of(&data);
+    let tokens = match &args.tokenizer {
+        Some(path) => {
+            let tok = RewardTokenizer::from_path(path, args.style.into())?;
+            Some(TokenLengthStats::of(&tok, &data.pairs, args.max_length)?)
+        }
+        None => None,
+    };
+    if args.json {
+        print_json(&StatsOutput {
+            stats: &stats,
+            tokens: tokens.as_ref(),
+        })
+    } else {
+        print_text(&rewardkit_report::stats_table(&stats, tokens.as_ref()))?;
+        if tokens.is_none() {
+            eprintln!("(token lengths: pass --tokenizer)");
+        }
+        Ok(())
+    }
+}
+
+fn split(args: SplitArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (0.0..=1.0).contains(&args.eval_fraction),
+        "--eval-fraction must be in [0, 1], got {}",
+        args.eval_fraction
+    );
+    let data = args.read.load(&args.files, false)?;
+    let config = SplitConfig {
+        eval_fraction: args.eval_fraction,
+        seed: args.seed,
+        key: match args.by {
+            SplitBy::Pair => SplitKey::Pair,
+            SplitBy::Prompt => SplitKey::Prompt,
+        },
+    };
+    let (train, eval) = config.split(data.pairs);
+    for (path, pairs) in [(&args.train_out, &train), (&args.eval_out, &eval)] {
+        let mut buf = Vec::new();
+        for p in pairs {
+            serde_json::to_writer(&mut buf, p)?;
+            buf.write_all(b"\n")?;
+        }
+        write_atomic(path, &buf).with_context(|| format!("writing {}", path.display()))?;
+    }
+    eprintln!(
+        "wrote {} train pairs to {} and {} eval pairs to {}",
+        train.len(),
+        args.train_out.display(),
+        eval.len(),
+        args.eval_out.display()
+    );
+    Ok(())
+}

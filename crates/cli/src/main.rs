@@ -1,0 +1,87 @@
+//! `rewardkit`: train, evaluate, audit and serve reward models for RLHF.
+//!
+//! Logs and progress go to stderr, results to stdout (a table, or JSON with `--json`).
+//! Exit codes: 0 success, 1 failure, 2 bad command line, 3 bad input data (the message names the
+//! file and line).
+
+mod commands;
+mod progress;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Reward models for RLHF: read preference data, evaluate and calibrate reward models.
+///
+/// Results go to stdout (readable tables, or JSON with --json); logs and progress to stderr.
+///
+/// Exit codes: 0 success · 1 failure · 2 bad command line · 3 bad input data (the message names
+/// FILE:LINE and what is wrong).
+#[derive(Parser)]
+#[command(name = "rewardkit", version, max_term_width = 100)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Inspect and prepare preference data (TRL, HH-RLHF, labelled pairwise; JSONL, gzip, JSON,
+    /// Parquet).
+    #[command(subcommand)]
+    Data(commands::data::DataCommand),
+    /// Evaluate a reward model's scores: accuracy, reward gap, calibration, per subset.
+    Eval(commands::eval::EvalArgs),
+}
+
+/// Exit codes, as documented in `--help`.
+#[derive(Debug, Clone, Copy)]
+pub enum Exit {
+    Failure = 1,
+    BadInput = 3,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Data(cmd) => commands::data::run(cmd),
+        Command::Eval(args) => commands::eval::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(exit_code(&e) as u8)
+        }
+    }
+}
+
+/// The reader of stdout went away (`rewardkit … | head`): not a failure.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .is_some_and(|j| j.io_error_kind() == Some(std::io::ErrorKind::BrokenPipe))
+    })
+}
+
+/// Bad input data (a malformed file, a missing field) is told apart from other failures.
+fn exit_code(e: &anyhow::Error) -> Exit {
+    for cause in e.chain() {
+        if cause.is::<rewardkit_data::DataError>()
+            || cause.is::<rewardkit_data::RowError>()
+            || cause.is::<rewardkit_eval::EvalError>()
+        {
+            let io = matches!(
+                cause.downcast_ref::<rewardkit_data::DataError>(),
+                Some(rewardkit_data::DataError::Io { .. })
+            );
+            if !io {
+                return Exit::BadInput;
+            }
+        }
+    }
+    Exit::Failure
+}

@@ -1,0 +1,46 @@
+//! # rewardkit-data
+//!
+//! Human preference data, read exactly right. This crate holds the plain types every other
+//! rewardkit crate speaks ([`PreferencePair`], [`Text`], [`Location`]), the [`Scorer`] trait that
+//! evaluation and audits depend on, and the readers:
+//!
+//! - **Layouts** ([`Format`]): TRL (`prompt`/`chosen`/`rejected`, plain or conversational),
+//!   HH-RLHF transcripts (split at the last Assistant turn), labelled pairwise with ties (PandaLM).
+//! - **Files**: `.jsonl`, `.jsonl.gz`, `.json` arrays, Parquet — recognised from their content.
+//! - **Nothing is lost**: a malformed record is an error naming `FILE:LINE`, or with
+//!   [`LoadOptions::skip_invalid`] a counted, listed drop; identical and duplicate pairs are
+//!   dropped with a reason, and `rows_read == pairs + dropped` always holds.
+//! - **Splits** ([`SplitConfig`]) by a stable hash of the content and a seed, independent of
+//!   file order.
+//!
+//! ```no_run
+//! use rewardkit_data::{load, LoadOptions, SplitConfig, DataStats};
+//!
+//! let data = load(&["train.jsonl.gz"], &LoadOptions::default())?;
+//! println!("{} rows → {} pairs", data.report.rows_read, data.report.pairs);
+//! let stats = DataStats::of(&data);
+//! println!("pick-the-longer accuracy: {:?}", stats.pick_longer.accuracy);
+//! let (train, eval) = SplitConfig { eval_fraction: 0.2, ..Default::default() }.split(data.pairs);
+//! # Ok::<(), rewardkit_data::DataError>(())
+//! ```
+
+pub mod error;
+pub mod format;
+pub mod hh;
+pub mod load;
+pub mod records;
+pub mod scorer;
+pub mod split;
+pub mod stats;
+pub mod types;
+
+pub use error::{json_type, DataError, RowError, RowErrorKind};
+pub use format::{DropReason, Format};
+pub use load::{
+    load, subset_name, Dataset, DroppedRow, FileReport, LoadOptions, LoadReport, RowNote,
+};
+pub use records::{for_each_record, FileKind, Record};
+pub use scorer::{score_pairs, PairScores, Scorer};
+pub use split::{Side, SplitConfig, SplitKey, StableHasher};
+pub use stats::{quantile_sorted, DataStats, Distribution, LengthStats, LongerBaseline};
+pub use types::{Location, Message, Position, PreferencePair, Text};

@@ -1,0 +1,20 @@
+//! # rewardkit-report
+//!
+//! What people read: plain-text tables of data statistics and evaluation results, and SVG plots
+//! (written by hand, no drawing dependency: every figure is a small, diffable text file).
+//!
+//! ```
+//! use rewardkit_eval::{evaluate, ScoredPair};
+//! use rewardkit_report::reliability_svg;
+//!
+//! let pairs = [ScoredPair::new(1.0, 0.0), ScoredPair::new(0.0, 2.0), ScoredPair::new(3.0, 0.5)];
+//! let report = evaluate(&pairs);
+//! let svg = reliability_svg(&report.overall.calibration, "example");
+//! assert!(svg.starts_with("<svg"));
+//! ```
+
+pub mod svg;
+pub mod tables;
+
+pub use svg::{reliability_svg, Plot};
+pub use tables::{eval_table, fmt_num, stats_table};

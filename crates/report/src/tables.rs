@@ -1,0 +1,228 @@
+//! Plain-text tables for people (JSON is for machines: every command has `--json`).
+
+use std::fmt::Write;
+
+use comfy_table::presets::UTF8_BORDERS_ONLY;
+use comfy_table::{CellAlignment, Table};
+
+use rewardkit_data::{DataStats, Distribution};
+use rewardkit_eval::{EvalReport, PairReport};
+use rewardkit_tokenize::TokenLengthStats;
+
+/// A number with 3 decimals, or `–` when absent.
+pub fn fmt_num(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{v:.3}"))
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "–".to_string(), |v| format!("{:.1}%", 100.0 * v))
+}
+
+fn new_table(header: &[&str]) -> Table {
+    let mut t = Table::new();
+    t.load_preset(UTF8_BORDERS_ONLY);
+    t.set_header(header.to_vec());
+    for i in 1..header.len() {
+        if let Some(c) = t.column_mut(i) {
+            c.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    t
+}
+
+fn dist_row(name: &str, d: &Option<Distribution>) -> Vec<String> {
+    match d {
+        None => vec![name.to_string(), "–".into()],
+        Some(d) => {
+            let f = |v: f64| format!("{v:.0}");
+            vec![
+                name.to_string(),
+                f(d.min),
+                f(d.p10),
+                f(d.median),
+                format!("{:.1}", d.mean),
+                f(d.p90),
+                f(d.p99),
+                f(d.max),
+            ]
+        }
+    }
+}
+
+/// The human-readable form of `rewardkit data stats`.
+pub fn stats_table(stats: &DataStats, tokens: Option<&TokenLengthStats>) -> String {
+    let mut out = String::new();
+    let load = &stats.load;
+    for f in &load.files {
+        let _ = writeln!(
+            out,
+            "{}: {} rows, format {}, {} pairs kept",
+            f.path, f.rows, f.format, f.pairs
+        );
+    }
+    let _ = writeln!(
+        out,
+        "\nrows read {} = pairs {} + dropped {}   (ties: {} among pairs kept, {} among rows read)",
+        load.rows_read,
+        load.pairs,
+        load.dropped_total(),
+        load.ties,
+        load.tie_rows
+    );
+    for (reason, n) in &load.dropped {
+        let _ = writeln!(
+            out,
+            "  dropped {n:>6}  {}: {}",
+            reason.name(),
+            reason.describe()
+        );
+    }
+    let shown = load.dropped_rows.iter().take(10);
+    for d in shown {
+        let _ = writeln!(out, "    {}: {}", d.location, d.detail);
+    }
+    if load.dropped_rows.len() > 10 {
+        let _ = writeln!(
+            out,
+            "    … and {} more (all are listed with --json)",
+            load.dropped_rows.len() - 10
+        );
+    }
+    if !load.notes.is_empty() {
+        let _ = writeln!(out, "  {} values read leniently:", load.notes.len());
+        for n in load.notes.iter().take(5) {
+            let _ = writeln!(out, "    {}: {}", n.location, n.note);
+        }
+        if load.notes.len() > 5 {
+            let _ = writeln!(
+                out,
+                "    … and {} more (all are listed with --json)",
+                load.notes.len() - 5
+            );
+        }
+    }
+    if stats.subsets.len() > 1 || stats.subsets.keys().any(|k| !k.is_empty()) {
+        let _ = writeln!(out, "\nsubsets:");
+        for (name, n) in &stats.subsets {
+            let name = if name.is_empty() { "(none)" } else { name };
+            let _ = writeln!(out, "  {n:>8}  {name}");
+        }
+    }
+    let header = [
+        "length", "min", "p10", "median", "mean", "p90", "p99", "max",
+    ];
+    let mut t = new_table(&header);
+    t.add_row(dist_row("prompt chars", &stats.chars.prompt));
+    t.add_row(dist_row("chosen chars", &stats.chars.chosen));
+    t.add_row(dist_row("rejected chars", &stats.chars.rejected));
+    t.add_row(dist_row("prompt words", &stats.words.prompt));
+    t.add_row(dist_row("chosen words", &stats.words.chosen));
+    t.add_row(dist_row("rejected words", &stats.words.rejected));
+    if let Some(tok) = tokens {
+        t.add_row(dist_row("prompt tokens", &tok.prompt));
+        t.add_row(dist_row("chosen tokens", &tok.chosen));
+        t.add_row(dist_row("rejected tokens", &tok.rejected));
+        t.add_row(dist_row("input tokens", &tok.sequence));
+    }
+    let _ = writeln!(out, "\n{t}");
+    let b = &stats.pick_longer;
+    let _ = writeln!(
+        out,
+        "\npick-the-longer baseline: accuracy {} over {} non-tie pairs (chosen longer {}, rejected longer {}, same length {})",
+        pct(b.accuracy),
+        b.pairs,
+        b.chosen_longer,
+        b.rejected_longer,
+        b.same_length
+    );
+    if let Some(tok) = tokens {
+        let _ = writeln!(
+            out,
+            "truncation at max length {}: {} of {} pairs ({} sequences); responses cut in {} pairs",
+            tok.max_length,
+            tok.pairs_truncated,
+            load.pairs,
+            tok.sequences_truncated,
+            tok.pairs_response_truncated
+        );
+    }
+    out
+}
+
+fn eval_row(name: &str, r: &PairReport) -> Vec<String> {
+    let a = &r.accuracy;
+    let ci = a.ci95.map_or_else(
+        || "–".into(),
+        |[lo, hi]| format!("{:.1}–{:.1}%", 100.0 * lo, 100.0 * hi),
+    );
+    vec![
+        name.to_string(),
+        r.pairs.to_string(),
+        pct(a.accuracy),
+        ci,
+        fmt_num(r.gap.mean),
+        fmt_num(r.calibration.ece),
+        fmt_num(r.calibration.brier),
+        fmt_num(r.calibration.log_loss),
+        fmt_num(r.calibration.temperature.temperature),
+        fmt_num(r.calibration.temperature.ece),
+        r.ties.n.to_string(),
+    ]
+}
+
+/// The human-readable form of `rewardkit eval`.
+pub fn eval_table(report: &EvalReport, scorer: &str) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "scorer: {scorer}");
+    let header = [
+        "subset", "pairs", "accuracy", "95% CI", "gap", "ECE", "Brier", "log loss", "T", "ECE@T",
+        "ties",
+    ];
+    let mut t = new_table(&header);
+    t.add_row(eval_row("overall", &report.overall));
+    for (name, r) in &report.subsets {
+        t.add_row(eval_row(name, r));
+    }
+    let _ = writeln!(out, "{t}");
+    let cal = &report.overall.calibration;
+    let mut rel = new_table(&["confidence", "pairs", "mean conf", "accuracy", "gap"]);
+    for bin in &cal.reliability {
+        let gap = match (bin.accuracy, bin.confidence) {
+            (Some(a), Some(c)) => format!("{:+.3}", a - c),
+            _ => "–".into(),
+        };
+        rel.add_row(vec![
+            format!(
+                "[{:.1}, {:.1}{}",
+                bin.lower,
+                bin.upper,
+                if bin.upper >= 1.0 { "]" } else { ")" }
+            ),
+            bin.n.to_string(),
+            fmt_num(bin.confidence),
+            fmt_num(bin.accuracy),
+            gap,
+        ]);
+    }
+    let _ = writeln!(out, "\nreliability (overall):\n{rel}");
+    if let Some(note) = &cal.temperature.note {
+        let _ = writeln!(out, "temperature: {note}");
+    }
+    let g = &report.overall.gap;
+    let _ = writeln!(
+        out,
+        "reward gap: mean {} · std {} · median {}",
+        fmt_num(g.mean),
+        fmt_num(g.std),
+        fmt_num(g.median)
+    );
+    if report.overall.ties.n > 0 {
+        let _ = writeln!(
+            out,
+            "labelled ties: {} (left out of accuracy); mean |gap| on them {}",
+            report.overall.ties.n,
+            fmt_num(report.overall.ties.mean_abs_gap)
+        );
+    }
+    out
+}
