@@ -1,0 +1,117 @@
+//! The closed set of backbone architectures, chosen by `model_type` in the HF `config.json`.
+
+use std::path::Path;
+
+use candle_core::Tensor;
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::bert::{Bert, BertConfig};
+use crate::error::{ModelError, Result};
+use crate::nn::Mode;
+
+/// A backbone's configuration, tagged by the HF `model_type`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "model_type", rename_all = "snake_case")]
+pub enum ArchConfig {
+    Bert(BertConfig),
+}
+
+impl ArchConfig {
+    /// Reads an HF `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_json(&text).map_err(|message| ModelError::Config {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    pub fn from_json(text: &str) -> std::result::Result<Self, String> {
+        let value: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        let model_type = value
+            .get("model_type")
+            .and_then(|v| v.as_str())
+            .ok_or("no `model_type`")?
+            .to_string();
+        serde_json::from_value(value).map_err(|e| format!("model_type `{model_type}`: {e}"))
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            ArchConfig::Bert(c) => c.hidden_size,
+        }
+    }
+
+    /// Encoders read their CLS/mean states; decoders their last token.
+    pub fn is_decoder(&self) -> bool {
+        match self {
+            ArchConfig::Bert(_) => false,
+        }
+    }
+
+    /// The prefix transformers puts before the backbone in `*ForSequenceClassification`.
+    pub fn base_prefix(&self) -> &'static str {
+        match self {
+            ArchConfig::Bert(_) => "bert",
+        }
+    }
+
+    /// The name of the value head in transformers' `*ForSequenceClassification`.
+    pub fn head_name(&self) -> &'static str {
+        match self {
+            ArchConfig::Bert(_) => "classifier",
+        }
+    }
+
+    /// `architectures` entry of a saved reward model.
+    pub fn sequence_classification_class(&self) -> &'static str {
+        match self {
+            ArchConfig::Bert(_) => "BertForSequenceClassification",
+        }
+    }
+
+    /// Std of the backbone's own weight initialisation (HF `initializer_range`).
+    pub fn initializer_range(&self) -> f64 {
+        match self {
+            ArchConfig::Bert(c) => c.initializer_range,
+        }
+    }
+}
+
+/// A built backbone.
+pub enum Backbone {
+    Bert(Bert),
+}
+
+impl Backbone {
+    /// Builds the backbone under `vb` (already pushed to the base prefix).
+    pub fn new(vb: VarBuilder, config: &ArchConfig, with_pooler: bool) -> Result<Self> {
+        Ok(match config {
+            ArchConfig::Bert(c) => Backbone::Bert(Bert::new(vb, c, with_pooler)?),
+        })
+    }
+
+    /// Hidden states `[batch, seq, hidden]` for `ids`/`type_ids`/`mask` `[batch, seq]` (u32).
+    pub fn forward(
+        &self,
+        ids: &Tensor,
+        type_ids: &Tensor,
+        mask: &Tensor,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        Ok(match self {
+            Backbone::Bert(m) => m.forward(ids, type_ids, mask, mode)?,
+        })
+    }
+
+    /// BERT's pooler output, where the backbone has one.
+    pub fn pooler(&self, hidden: &Tensor) -> Result<Option<Tensor>> {
+        Ok(match self {
+            Backbone::Bert(m) => m.pool(hidden)?,
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! # rewardkit-model
+//!
+//! Transformer reward models on candle: a pretrained (or freshly initialised) backbone, a pooling
+//! rule and a scalar value head. Backbones are written here, one file per architecture, from
+//! ops whose backward pass candle computes (see [`nn`]), so that training updates every weight.
+//!
+//! - [`bert`]: BERT / MiniLM encoders;
+//! - [`backbone::ArchConfig`]: the closed set of architectures, read from an HF `config.json`;
+//! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
+//! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`.
+//!
+//! ```no_run
+//! use candle_core::Device;
+//! use rewardkit_model::{ArchConfig, ParamStore, Pooling, RewardModel, Mode};
+//!
+//! let dir = std::path::Path::new("models/minilm");
+//! let config = ArchConfig::from_file(&dir.join("config.json"))?;
+//! let store = ParamStore::from_safetensors(&[dir.join("model.safetensors")], 0, &Device::Cpu)?;
+//! let model = RewardModel::new(&config, Pooling::Cls, &store)?;
+//! # Ok::<(), rewardkit_model::ModelError>(())
+//! ```
+
+pub mod backbone;
+pub mod bert;
+pub mod error;
+pub mod nn;
+pub mod params;
+pub mod reward;
+pub mod rng;
+
+pub use backbone::{ArchConfig, Backbone};
+pub use error::{ModelError, Result};
+pub use nn::Mode;
+pub use params::ParamStore;
+pub use reward::{Pooling, RewardModel};
+pub use rng::Rng;

@@ -1,0 +1,123 @@
+//! A reward model: backbone → pooling → scalar value head.
+
+use candle_core::{Device, Module, Tensor};
+use serde::{Deserialize, Serialize};
+
+use rewardkit_tokenize::Batch;
+
+use crate::backbone::{ArchConfig, Backbone};
+use crate::error::Result;
+use crate::nn::{Linear, Mode};
+use crate::params::ParamStore;
+
+/// Which hidden state the value head reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Pooling {
+    /// The first token (`[CLS]`).
+    Cls,
+    /// The mean over real (unmasked) tokens.
+    Mean,
+    /// The last real token of each row, found from the attention mask (any padding side).
+    Last,
+    /// BERT's pooler, `tanh(W h[CLS] + b)`, as `BertForSequenceClassification` uses.
+    Pooler,
+}
+
+impl Pooling {
+    /// The usual choice: last token for decoders, CLS for encoders.
+    pub fn default_for(config: &ArchConfig) -> Pooling {
+        if config.is_decoder() {
+            Pooling::Last
+        } else {
+            Pooling::Cls
+        }
+    }
+}
+
+/// Backbone + pooling + `Linear(hidden, 1)`.
+pub struct RewardModel {
+    backbone: Backbone,
+    head: Linear,
+    pooling: Pooling,
+    config: ArchConfig,
+    store: ParamStore,
+}
+
+impl RewardModel {
+    /// Builds the model over `store`: weights the store's checkpoint has are loaded (by their HF
+    /// names, with or without the base prefix), the rest are initialised from the store's seed.
+    /// The value head is initialised N(0, 1/(H+1)) (std 1/√(H+1)) with a zero bias, so rewards
+    /// start near 0.
+    pub fn new(config: &ArchConfig, pooling: Pooling, store: &ParamStore) -> Result<Self> {
+        let vb = store.var_builder();
+        let with_pooler = pooling == Pooling::Pooler;
+        let backbone = Backbone::new(vb.pp(config.base_prefix()), config, with_pooler)?;
+        let h = config.hidden_size();
+        let std = 1.0 / ((h + 1) as f64).sqrt();
+        let head_vb = vb.pp(config.head_name());
+        let head_bias = !config.is_decoder();
+        let head = Linear::new(head_vb, h, 1, head_bias, std)?;
+        Ok(RewardModel {
+            backbone,
+            head,
+            pooling,
+            config: config.clone(),
+            store: store.clone(),
+        })
+    }
+
+    pub fn config(&self) -> &ArchConfig {
+        &self.config
+    }
+    pub fn pooling(&self) -> Pooling {
+        self.pooling
+    }
+    pub fn params(&self) -> &ParamStore {
+        &self.store
+    }
+    pub fn device(&self) -> &Device {
+        self.store.device()
+    }
+
+    /// Rewards `[rows]` of a padded batch.
+    pub fn forward(&self, batch: &Batch, mode: Mode) -> Result<Tensor> {
+        let dev = self.device();
+        let shape = (batch.rows, batch.len);
+        let ids = Tensor::from_slice(&batch.ids, shape, dev)?;
+        let type_ids = Tensor::from_slice(&batch.type_ids, shape, dev)?;
+        let mask = Tensor::from_slice(&batch.attention_mask, shape, dev)?;
+        let hidden = self.backbone.forward(&ids, &type_ids, &mask, mode)?;
+        let pooled = self.pool(&hidden, batch)?;
+        Ok(self.head.forward(&pooled)?.squeeze(1)?)
+    }
+
+    fn pool(&self, hidden: &Tensor, batch: &Batch) -> Result<Tensor> {
+        let (b, t, h) = hidden.dims3()?;
+        Ok(match self.pooling {
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            Pooling::Pooler => match self.backbone.pooler(hidden)? {
+                Some(p) => p,
+                None => hidden.narrow(1, 0, 1)?.squeeze(1)?,
+            },
+            Pooling::Mean => {
+                let mask: Vec<f32> = batch.attention_mask.iter().map(|&m| m as f32).collect();
+                let mask = Tensor::from_vec(mask, (b, t, 1), hidden.device())?;
+                let summed = hidden.broadcast_mul(&mask)?.sum(1)?;
+                let counts = mask.sum(1)?.clamp(1.0, f64::MAX)?;
+                summed.broadcast_div(&counts)?
+            }
+            Pooling::Last => {
+                let idx: Vec<u32> = (0..b)
+                    .map(|r| {
+                        let row = &batch.attention_mask[r * t..(r + 1) * t];
+                        let last = row.iter().rposition(|&m| m != 0).unwrap_or(0);
+                        (r * t + last) as u32
+                    })
+                    .collect();
+                let idx = Tensor::from_vec(idx, b, hidden.device())?;
+                hidden.reshape((b * t, h))?.index_select(&idx, 0)?
+            }
+        })
+    }
+}

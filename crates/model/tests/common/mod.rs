@@ -1,0 +1,65 @@
+#![allow(dead_code)]
+//! Shared helpers for the model tests: the fixtures in `../shared/models` (made with PyTorch
+//! 2.15 / transformers 5.24, see `../shared/MODELS.md`).
+
+use std::path::PathBuf;
+
+use candle_core::{Device, Tensor};
+use rewardkit_model::{ArchConfig, ParamStore};
+
+pub fn shared_models() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
+}
+
+pub fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `config.json` and a store over `model.safetensors` of a fixture folder.
+pub fn fixture(name: &str) -> (ArchConfig, ParamStore) {
+    let dir = shared_models().join(name);
+    let config = ArchConfig::from_file(&dir.join("config.json")).unwrap();
+    let store =
+        ParamStore::from_safetensors(&[dir.join("model.safetensors")], 0, &Device::Cpu).unwrap();
+    (config, store)
+}
+
+/// A `[rows, cols]` u32 tensor from a JSON array of arrays.
+pub fn u32_matrix(v: &serde_json::Value) -> Tensor {
+    let rows: Vec<Vec<u32>> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            r.as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_u64().unwrap() as u32)
+                .collect()
+        })
+        .collect();
+    let (n, m) = (rows.len(), rows[0].len());
+    Tensor::from_vec(rows.concat(), (n, m), &Device::Cpu).unwrap()
+}
+
+/// Largest |a − b| between a `[b, t, h]` tensor and the reference `last_hidden_state` at the
+/// positions where `mask` is 1 (the fixtures only give unpadded positions meaningfully).
+pub fn max_diff_masked(
+    hidden: &Tensor,
+    reference: &serde_json::Value,
+    mask: &serde_json::Value,
+) -> f64 {
+    let got: Vec<Vec<Vec<f32>>> = hidden.to_vec3().unwrap();
+    let mut worst = 0f64;
+    for (b, row) in reference.as_array().unwrap().iter().enumerate() {
+        for (t, vec) in row.as_array().unwrap().iter().enumerate() {
+            if mask[b][t].as_u64() != Some(1) {
+                continue;
+            }
+            for (h, x) in vec.as_array().unwrap().iter().enumerate() {
+                worst = worst.max((got[b][t][h] as f64 - x.as_f64().unwrap()).abs());
+            }
+        }
+    }
+    worst
+}
