@@ -22,15 +22,19 @@
 
 pub mod backbone;
 pub mod bert;
+pub mod checkpoint;
 pub mod error;
 pub mod nn;
 pub mod params;
 pub mod reward;
 pub mod rng;
+pub mod scorer;
 
 pub use backbone::{ArchConfig, Backbone};
+pub use checkpoint::{load, save, LoadOptions, LoadedModel, ModelMeta};
 pub use error::{ModelError, Result};
 pub use nn::Mode;
 pub use params::ParamStore;
 pub use reward::{Pooling, RewardModel};
 pub use rng::Rng;
+pub use scorer::ModelScorer;

@@ -1,0 +1,239 @@
+//! Reward-model folders: loading (a pretrained backbone, an HF `*ForSequenceClassification`
+//! reward model, a rewardkit checkpoint, or a config alone for training from scratch) and saving.
+//!
+//! A folder holds `config.json` (the HF config, with `architectures` naming the
+//! `*ForSequenceClassification` class and `num_labels: 1`), `model.safetensors` (HF names, so
+//! transformers can load it too), the tokenizer files, and `rewardkit.json` (pooling, input
+//! conventions, and whatever the trainer records).
+
+use std::path::{Path, PathBuf};
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use rewardkit_tokenize::{InputStyle, RewardTokenizer};
+
+use crate::backbone::ArchConfig;
+use crate::error::{ModelError, Result};
+use crate::params::ParamStore;
+use crate::reward::{Pooling, RewardModel};
+
+/// What `rewardkit.json` says about how the model reads its inputs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelMeta {
+    pub pooling: Pooling,
+    /// Decoder inputs end with EOS (TRL's convention; off to score an HF model trained without).
+    #[serde(default = "yes")]
+    pub append_eos: bool,
+    /// Inputs longer than this are truncated (prompt start first, then response end).
+    #[serde(default = "default_max_length")]
+    pub max_length: usize,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_max_length() -> usize {
+    512
+}
+
+/// How to load.
+#[derive(Debug, Clone, Default)]
+pub struct LoadOptions {
+    /// Override the pooling (`rewardkit.json`'s, or the default for the architecture).
+    pub pooling: Option<Pooling>,
+    /// Ignore the weights: initialise everything from `seed` (training from scratch).
+    pub from_scratch: bool,
+    pub seed: u64,
+    /// Override the maximum input length.
+    pub max_length: Option<usize>,
+}
+
+/// A reward model with its tokenizer and input conventions.
+pub struct LoadedModel {
+    pub model: RewardModel,
+    pub tokenizer: RewardTokenizer,
+    pub meta: ModelMeta,
+    /// The HF `config.json` as read (re-written, with the reward-model class, on save).
+    pub raw_config: serde_json::Value,
+    pub source: PathBuf,
+}
+
+fn read_json(path: &Path) -> Result<serde_json::Value> {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Loads a reward model from a folder (see the module docs).
+pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
+    let config_path = dir.join("config.json");
+    let raw_config = read_json(&config_path)?;
+    let config =
+        ArchConfig::from_json(&raw_config.to_string()).map_err(|message| ModelError::Config {
+            path: config_path.clone(),
+            message,
+        })?;
+    let meta_path = dir.join("rewardkit.json");
+    let saved_meta: Option<ModelMeta> = if meta_path.exists() {
+        let v = read_json(&meta_path)?;
+        let meta = v.get("model").cloned().unwrap_or(v);
+        Some(
+            serde_json::from_value(meta).map_err(|e| ModelError::Config {
+                path: meta_path.clone(),
+                message: e.to_string(),
+            })?,
+        )
+    } else {
+        None
+    };
+    let is_hf_classifier = raw_config
+        .get("architectures")
+        .and_then(|a| a.as_array())
+        .is_some_and(|a| {
+            a.iter().any(|s| {
+                s.as_str()
+                    .is_some_and(|s| s.ends_with("ForSequenceClassification"))
+            })
+        });
+    let default_pooling = match (&saved_meta, is_hf_classifier, config.is_decoder()) {
+        (Some(m), _, _) => m.pooling,
+        // transformers' BertForSequenceClassification reads the pooler output.
+        (None, true, false) => Pooling::Pooler,
+        _ => Pooling::default_for(&config),
+    };
+    let mut meta = saved_meta.unwrap_or(ModelMeta {
+        pooling: default_pooling,
+        // An HF reward model is scored exactly as transformers would: on the plain text.
+        append_eos: !is_hf_classifier,
+        max_length: default_max_length(),
+    });
+    if let Some(p) = options.pooling {
+        meta.pooling = p;
+    }
+    if let Some(m) = options.max_length {
+        meta.max_length = m;
+    }
+    let store = if options.from_scratch {
+        ParamStore::new(options.seed, device)
+    } else {
+        let files = safetensors_files(dir)?;
+        ParamStore::from_safetensors(&files, options.seed, device)?
+    };
+    let model = RewardModel::new(&config, meta.pooling, &store)?;
+    store.release_source();
+    let style = if config.is_decoder() {
+        InputStyle::Sequence
+    } else {
+        InputStyle::Pair
+    };
+    let tokenizer = RewardTokenizer::from_path(dir, style)?.with_append_eos(meta.append_eos);
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        meta,
+        raw_config,
+        source: dir.to_path_buf(),
+    })
+}
+
+/// `model.safetensors`, or the shards of `model-0000x-of-0000y.safetensors`.
+fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.exists() {
+        return Ok(vec![single]);
+    }
+    let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
+        .map_err(|source| ModelError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.extension().is_some_and(|x| x == "safetensors")
+                && p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("model"))
+        })
+        .collect();
+    shards.sort();
+    if shards.is_empty() {
+        return Err(ModelError::Weights(format!(
+            "{}: no model.safetensors (pass --from-scratch to train from the config alone)",
+            dir.display()
+        )));
+    }
+    Ok(shards)
+}
+
+/// Files copied next to a saved model so it is self-contained.
+const TOKENIZER_FILES: [&str; 6] = [
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "special_tokens_map.json",
+    "vocab.txt",
+    "vocab.json",
+    "merges.txt",
+];
+
+/// Writes the model folder into `dir` (which must exist and be empty or a fresh temporary
+/// folder; the trainer renames it into place). `extra` is merged into `rewardkit.json`.
+pub fn save(loaded: &LoadedModel, dir: &Path, extra: serde_json::Value) -> Result<()> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| ModelError::Io { path, source }
+    };
+    loaded.model.params().save(&dir.join("model.safetensors"))?;
+    let mut config = loaded.raw_config.clone();
+    if let Some(obj) = config.as_object_mut() {
+        obj.insert(
+            "architectures".into(),
+            serde_json::json!([loaded.model.config().sequence_classification_class()]),
+        );
+        obj.insert("num_labels".into(), 1.into());
+        obj.insert("id2label".into(), serde_json::json!({"0": "LABEL_0"}));
+        obj.insert("label2id".into(), serde_json::json!({"LABEL_0": 0}));
+        if loaded.model.config().is_decoder() && obj.get("pad_token_id").is_none_or(|v| v.is_null())
+        {
+            obj.insert("pad_token_id".into(), loaded.tokenizer.pad_id().into());
+        }
+    }
+    let config_path = dir.join("config.json");
+    std::fs::write(
+        &config_path,
+        serde_json::to_vec_pretty(&config).unwrap_or_default(),
+    )
+    .map_err(io(&config_path))?;
+    for name in TOKENIZER_FILES {
+        let src = loaded.source.join(name);
+        if src.exists() {
+            let dst = dir.join(name);
+            std::fs::copy(&src, &dst).map_err(io(&dst))?;
+        }
+    }
+    if !dir.join("tokenizer.json").exists() {
+        let dst = dir.join("tokenizer.json");
+        loaded
+            .tokenizer
+            .inner()
+            .save(&dst, false)
+            .map_err(|e| ModelError::Weights(format!("{}: {e}", dst.display())))?;
+    }
+    let mut meta = serde_json::json!({ "model": loaded.meta });
+    if let (Some(obj), Some(extra)) = (meta.as_object_mut(), extra.as_object()) {
+        for (k, v) in extra {
+            obj.insert(k.clone(), v.clone());
+        }
+    }
+    let meta_path = dir.join("rewardkit.json");
+    std::fs::write(
+        &meta_path,
+        serde_json::to_vec_pretty(&meta).unwrap_or_default(),
+    )
+    .map_err(io(&meta_path))?;
+    Ok(())
+}

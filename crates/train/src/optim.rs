@@ -1,0 +1,194 @@
+//! AdamW (decoupled weight decay, Loshchilov & Hutter), global-norm gradient clipping, and
+//! optimizer state that is saved with checkpoints so a resumed run continues exactly.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{backprop::GradStore, Tensor, Var};
+
+use rewardkit_model::params::save_tensors_atomic;
+
+use crate::TrainError;
+
+/// One parameter under optimisation.
+struct Slot {
+    name: String,
+    var: Var,
+    m: Tensor,
+    v: Tensor,
+    decay: bool,
+}
+
+/// AdamW over named parameters. Biases and normalisation weights get no weight decay
+/// (transformers' Trainer does the same).
+pub struct AdamW {
+    slots: Vec<Slot>,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+    pub weight_decay: f64,
+    /// Optimizer steps taken.
+    pub step: u64,
+}
+
+/// Whether a parameter is decayed: not biases, not norm weights.
+pub fn decays(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !(lower.ends_with(".bias") || lower.contains("norm") || lower.contains("ln_"))
+}
+
+impl AdamW {
+    pub fn new(
+        vars: Vec<(String, Var)>,
+        beta1: f64,
+        beta2: f64,
+        eps: f64,
+        weight_decay: f64,
+    ) -> Result<Self, TrainError> {
+        let slots = vars
+            .into_iter()
+            .map(|(name, var)| {
+                let m = var.as_tensor().zeros_like()?;
+                let v = var.as_tensor().zeros_like()?;
+                let decay = decays(&name);
+                Ok(Slot {
+                    name,
+                    var,
+                    m,
+                    v,
+                    decay,
+                })
+            })
+            .collect::<Result<Vec<_>, TrainError>>()?;
+        Ok(AdamW {
+            slots,
+            beta1,
+            beta2,
+            eps,
+            weight_decay,
+            step: 0,
+        })
+    }
+
+    /// The parameters, in optimisation order.
+    pub fn vars(&self) -> impl Iterator<Item = (&str, &Var)> {
+        self.slots.iter().map(|s| (s.name.as_str(), &s.var))
+    }
+
+    /// Applies one update with learning rate `lr` from the gradients `grads` (by var).
+    /// A parameter without a gradient is left as it is.
+    pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<(), TrainError> {
+        self.step += 1;
+        let t = self.step as i32;
+        let bc1 = 1.0 - self.beta1.powi(t);
+        let bc2 = 1.0 - self.beta2.powi(t);
+        for slot in &mut self.slots {
+            let Some(g) = grads.get(&slot.var) else {
+                continue;
+            };
+            slot.m = ((&slot.m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
+            slot.v = ((&slot.v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
+            let denom = ((&slot.v / bc2)?.sqrt()? + self.eps)?;
+            let update = ((&slot.m / bc1)? / denom)?;
+            let mut p = slot.var.as_tensor().detach();
+            if slot.decay && self.weight_decay > 0.0 {
+                p = (p * (1.0 - lr * self.weight_decay))?;
+            }
+            slot.var.set(&(p - (update * lr)?)?)?;
+        }
+        Ok(())
+    }
+
+    /// Saves the moments and step count (safetensors), atomically.
+    pub fn save(&self, path: &Path) -> Result<(), TrainError> {
+        let mut tensors = HashMap::new();
+        for s in &self.slots {
+            tensors.insert(format!("m.{}", s.name), s.m.clone());
+            tensors.insert(format!("v.{}", s.name), s.v.clone());
+        }
+        tensors.insert(
+            "step".to_string(),
+            Tensor::new(&[self.step as f64], s_device(&self.slots))?,
+        );
+        save_tensors_atomic(&tensors, path)?;
+        Ok(())
+    }
+
+    /// Restores what [`AdamW::save`] wrote.
+    pub fn load(&mut self, path: &Path) -> Result<(), TrainError> {
+        let device = s_device(&self.slots).clone();
+        let loaded = candle_core::safetensors::load(path, &device)
+            .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+        let get = |key: &str| {
+            loaded
+                .get(key)
+                .cloned()
+                .ok_or_else(|| TrainError::Checkpoint(format!("{}: no `{key}`", path.display())))
+        };
+        for s in &mut self.slots {
+            s.m = get(&format!("m.{}", s.name))?;
+            s.v = get(&format!("v.{}", s.name))?;
+        }
+        self.step = get("step")?.to_vec1::<f64>()?[0] as u64;
+        Ok(())
+    }
+}
+
+fn s_device(slots: &[Slot]) -> &candle_core::Device {
+    slots
+        .first()
+        .map(|s| s.var.device())
+        .unwrap_or(&candle_core::Device::Cpu)
+}
+
+/// Gradients summed over micro-batches, by parameter.
+#[derive(Default)]
+pub struct Grads {
+    by_id: HashMap<candle_core::TensorId, Tensor>,
+}
+
+impl Grads {
+    /// Adds the gradients of `store` for `vars`.
+    pub fn accumulate<'a>(
+        &mut self,
+        store: &GradStore,
+        vars: impl Iterator<Item = &'a Var>,
+    ) -> Result<(), TrainError> {
+        for var in vars {
+            if let Some(g) = store.get(var.as_tensor()) {
+                let id = var.as_tensor().id();
+                let sum = match self.by_id.remove(&id) {
+                    Some(prev) => (prev + g)?,
+                    None => g.clone(),
+                };
+                self.by_id.insert(id, sum);
+            }
+        }
+        Ok(())
+    }
+
+    pub fn get(&self, var: &Var) -> Option<&Tensor> {
+        self.by_id.get(&var.as_tensor().id())
+    }
+
+    /// The global L2 norm of all gradients.
+    pub fn norm(&self) -> Result<f64, TrainError> {
+        let mut ss = 0.0f64;
+        for g in self.by_id.values() {
+            ss += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+        Ok(ss.sqrt())
+    }
+
+    /// Scales every gradient so the global norm is at most `max_norm`; returns the norm before.
+    pub fn clip(&mut self, max_norm: f64) -> Result<f64, TrainError> {
+        let norm = self.norm()?;
+        if max_norm > 0.0 && norm > max_norm {
+            let scale = max_norm / (norm + 1e-6);
+            for g in self.by_id.values_mut() {
+                *g = (&*g * scale)?;
+            }
+        }
+        Ok(norm)
+    }
+}
