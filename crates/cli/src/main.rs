@@ -11,7 +11,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Reward models for RLHF: read preference data, evaluate and calibrate reward models.
+/// Reward models for RLHF: read preference data, train reward models, evaluate and calibrate them.
 ///
 /// Results go to stdout (readable tables, or JSON with --json); logs and progress to stderr.
 ///
@@ -20,6 +20,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "rewardkit", version, max_term_width = 100)]
 struct Cli {
+    /// Threads for tensor work (default: all cores).
+    #[arg(long, global = true, env = "REWARDKIT_THREADS")]
+    threads: Option<usize>,
     #[command(subcommand)]
     command: Command,
 }
@@ -30,8 +33,14 @@ enum Command {
     /// Parquet).
     #[command(subcommand)]
     Data(commands::data::DataCommand),
-    /// Evaluate a reward model's scores: accuracy, reward gap, calibration, per subset.
+    /// Evaluate a reward model (or its saved scores, or a baseline): accuracy, reward gap,
+    /// calibration, per subset.
     Eval(commands::eval::EvalArgs),
+    /// Train a reward model on preference pairs (Bradley-Terry loss), with checkpoints and
+    /// exact resume.
+    Train(commands::train::TrainArgs),
+    /// Score (prompt, response) rows with a reward model.
+    Score(commands::score::ScoreArgs),
 }
 
 /// Exit codes, as documented in `--help`.
@@ -43,9 +52,16 @@ pub enum Exit {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Some(n) = cli.threads.filter(|&n| n > 0) {
+        // candle's CPU kernels read these when they start their thread pools.
+        std::env::set_var("RAYON_NUM_THREADS", n.to_string());
+        std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
+    }
     let result = match cli.command {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Train(args) => commands::train::run(args),
+        Command::Score(args) => commands::score::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -73,6 +89,7 @@ fn exit_code(e: &anyhow::Error) -> Exit {
         if cause.is::<rewardkit_data::DataError>()
             || cause.is::<rewardkit_data::RowError>()
             || cause.is::<rewardkit_eval::EvalError>()
+            || cause.is::<rewardkit_tokenize::TokenizeError>()
         {
             let io = matches!(
                 cause.downcast_ref::<rewardkit_data::DataError>(),

@@ -6,13 +6,15 @@ use anyhow::Context;
 use clap::Args;
 
 use rewardkit_data::{score_pairs, Scorer};
-use rewardkit_eval::{evaluate, read_scores, scored_pairs, write_scores, Baseline, EvalSummary};
+use rewardkit_eval::{
+    evaluate, read_scores, scored_pairs, write_scores, Baseline, EvalSummary, ScoredPair,
+};
 
 use super::data::ReadArgs;
 use super::{print_json, print_text, write_atomic};
 
 #[derive(Args)]
-#[command(group = clap::ArgGroup::new("source").required(true).args(["scores", "baseline"]))]
+#[command(group = clap::ArgGroup::new("source").required(true).args(["scores", "baseline", "model"]))]
 pub struct EvalArgs {
     /// A score file: one JSON object per pair with `chosen_score` and `rejected_score`, and
     /// optionally `subset` (string) and `tie` (boolean). Any model can write one.
@@ -22,6 +24,15 @@ pub struct EvalArgs {
     /// `length-words`, `random` or `random:SEED`.
     #[arg(long, requires = "data", value_parser = Baseline::parse)]
     baseline: Option<Baseline>,
+    /// A reward model folder: score the pairs of --data with it.
+    #[arg(long, requires = "data")]
+    model: Option<PathBuf>,
+    /// Sequences per forward pass with --model.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Tokens per sequence at most with --model (default: the model's).
+    #[arg(long)]
+    max_length: Option<usize>,
     /// Preference files to score (each file is a subset unless its rows name one).
     #[arg(long, num_args = 1..)]
     data: Vec<PathBuf>,
@@ -41,8 +52,42 @@ pub struct EvalArgs {
     json: bool,
 }
 
+/// Scores the pairs of --data with `scorer` (64 pairs per call, for the progress bar), saving
+/// the scores when asked.
+fn score_data<S: Scorer>(args: &EvalArgs, scorer: &S) -> anyhow::Result<(String, Vec<String>, Vec<ScoredPair>)>
+where
+    S::Error: Into<anyhow::Error>,
+{
+    let data = args.read.load(&args.data, true)?;
+    let pb = crate::progress::bar(data.pairs.len() as u64, "pairs");
+    pb.set_message("scoring");
+    let scores = score_pairs(scorer, &data.pairs, 64, |n| pb.set_position(n as u64)).map_err(Into::into)?;
+    pb.finish_and_clear();
+    if let Some(path) = &args.save_scores {
+        let mut buf = Vec::new();
+        write_scores(&mut buf, &data.pairs, &scores)?;
+        write_atomic(path, &buf)?;
+        eprintln!("wrote scores of {} pairs to {}", scores.len(), path.display());
+    }
+    let inputs = args.data.iter().map(|p| p.display().to_string()).collect();
+    Ok((scorer.name(), inputs, scored_pairs(&data.pairs, &scores)))
+}
+
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let (scorer, inputs, scored) = match (&args.scores, &args.baseline) {
+        (None, None) => {
+            let dir = args.model.as_ref().expect("clap requires one source");
+            let options = rewardkit_model::LoadOptions {
+                max_length: args.max_length,
+                ..Default::default()
+            };
+            let model = rewardkit_model::load(dir, &options, &candle_core::Device::Cpu)?;
+            let scorer = rewardkit_model::ModelScorer {
+                model: &model,
+                batch_size: args.batch_size.max(1),
+            };
+            score_data(&args, &scorer)?
+        }
         (Some(path), _) => {
             let scored = read_scores(path)?;
             eprintln!("read {} scored pairs from {}", scored.len(), path.display());
@@ -52,26 +97,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 scored,
             )
         }
-        (None, Some(baseline)) => {
-            let data = args.read.load(&args.data, true)?;
-            let pb = crate::progress::bar(data.pairs.len() as u64, "pairs");
-            pb.set_message("scoring");
-            let scores = score_pairs(baseline, &data.pairs, 256, |n| pb.set_position(n as u64))?;
-            pb.finish_and_clear();
-            if let Some(path) = &args.save_scores {
-                let mut buf = Vec::new();
-                write_scores(&mut buf, &data.pairs, &scores)?;
-                write_atomic(path, &buf)?;
-                eprintln!(
-                    "wrote scores of {} pairs to {}",
-                    scores.len(),
-                    path.display()
-                );
-            }
-            let inputs = args.data.iter().map(|p| p.display().to_string()).collect();
-            (baseline.name(), inputs, scored_pairs(&data.pairs, &scores))
-        }
-        (None, None) => unreachable!("clap requires --scores or --baseline"),
+        (None, Some(baseline)) => score_data(&args, baseline)?,
     };
     let report = evaluate(&scored);
     let summary = EvalSummary {

@@ -1,5 +1,7 @@
 pub mod data;
 pub mod eval;
+pub mod score;
+pub mod train;
 
 use std::io::Write;
 use std::path::Path;
