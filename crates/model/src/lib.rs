@@ -5,6 +5,8 @@
 //! ops whose backward pass candle computes (see [`nn`]), so that training updates every weight.
 //!
 //! - [`bert`]: BERT / MiniLM encoders;
+//! - [`gpt2`]: GPT-2 decoders;
+//! - [`llama`]: Llama-family decoders (Llama, SmolLM2, Qwen2);
 //! - [`backbone::ArchConfig`]: the closed set of architectures, read from an HF `config.json`;
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
 //! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`.
@@ -24,6 +26,8 @@ pub mod backbone;
 pub mod bert;
 pub mod checkpoint;
 pub mod error;
+pub mod gpt2;
+pub mod llama;
 pub mod nn;
 pub mod params;
 pub mod reward;
