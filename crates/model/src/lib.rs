@@ -6,6 +6,7 @@
 //!
 //! - [`bert`]: BERT / MiniLM encoders;
 //! - [`backbone::ArchConfig`]: the closed set of architectures, read from an HF `config.json`;
+//! - [`gguf::GgufFile`]: llama.cpp GGUF files: HF config, dequantised HF-named tensors, tokenizer;
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
 //! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`.
 //!
@@ -23,6 +24,7 @@
 pub mod backbone;
 pub mod bert;
 pub mod error;
+pub mod gguf;
 pub mod nn;
 pub mod params;
 pub mod reward;
@@ -30,6 +32,7 @@ pub mod rng;
 
 pub use backbone::{ArchConfig, Backbone};
 pub use error::{ModelError, Result};
+pub use gguf::{GgufFile, GgufTokenizer};
 pub use nn::Mode;
 pub use params::ParamStore;
 pub use reward::{Pooling, RewardModel};
