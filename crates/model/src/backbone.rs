@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::bert::{Bert, BertConfig};
 use crate::error::{ModelError, Result};
+use crate::gpt2::{Gpt2, Gpt2Config};
+use crate::llama::{Llama, LlamaConfig};
 use crate::nn::Mode;
 
 /// A backbone's configuration, tagged by the HF `model_type`.
@@ -15,6 +17,11 @@ use crate::nn::Mode;
 #[serde(tag = "model_type", rename_all = "snake_case")]
 pub enum ArchConfig {
     Bert(BertConfig),
+    Gpt2(Gpt2Config),
+    /// Llama and SmolLM2 (`model_type` `llama`).
+    Llama(LlamaConfig),
+    /// Qwen2: the Llama block with biases on q/k/v.
+    Qwen2(LlamaConfig),
 }
 
 impl ArchConfig {
@@ -43,6 +50,8 @@ impl ArchConfig {
     pub fn hidden_size(&self) -> usize {
         match self {
             ArchConfig::Bert(c) => c.hidden_size,
+            ArchConfig::Gpt2(c) => c.n_embd,
+            ArchConfig::Llama(c) | ArchConfig::Qwen2(c) => c.hidden_size,
         }
     }
 
@@ -50,6 +59,7 @@ impl ArchConfig {
     pub fn is_decoder(&self) -> bool {
         match self {
             ArchConfig::Bert(_) => false,
+            ArchConfig::Gpt2(_) | ArchConfig::Llama(_) | ArchConfig::Qwen2(_) => true,
         }
     }
 
@@ -57,6 +67,8 @@ impl ArchConfig {
     pub fn base_prefix(&self) -> &'static str {
         match self {
             ArchConfig::Bert(_) => "bert",
+            ArchConfig::Gpt2(_) => "transformer",
+            ArchConfig::Llama(_) | ArchConfig::Qwen2(_) => "model",
         }
     }
 
@@ -64,6 +76,7 @@ impl ArchConfig {
     pub fn head_name(&self) -> &'static str {
         match self {
             ArchConfig::Bert(_) => "classifier",
+            ArchConfig::Gpt2(_) | ArchConfig::Llama(_) | ArchConfig::Qwen2(_) => "score",
         }
     }
 
@@ -71,6 +84,9 @@ impl ArchConfig {
     pub fn sequence_classification_class(&self) -> &'static str {
         match self {
             ArchConfig::Bert(_) => "BertForSequenceClassification",
+            ArchConfig::Gpt2(_) => "GPT2ForSequenceClassification",
+            ArchConfig::Llama(_) => "LlamaForSequenceClassification",
+            ArchConfig::Qwen2(_) => "Qwen2ForSequenceClassification",
         }
     }
 
@@ -78,6 +94,8 @@ impl ArchConfig {
     pub fn initializer_range(&self) -> f64 {
         match self {
             ArchConfig::Bert(c) => c.initializer_range,
+            ArchConfig::Gpt2(c) => c.initializer_range,
+            ArchConfig::Llama(c) | ArchConfig::Qwen2(c) => c.initializer_range,
         }
     }
 }
@@ -85,17 +103,25 @@ impl ArchConfig {
 /// A built backbone.
 pub enum Backbone {
     Bert(Bert),
+    Gpt2(Gpt2),
+    /// Llama, SmolLM2 and Qwen2 (see [`crate::llama::Flavour`]).
+    Llama(Llama),
 }
 
 impl Backbone {
-    /// Builds the backbone under `vb` (already pushed to the base prefix).
+    /// Builds the backbone under `vb` (already pushed to the base prefix). `with_pooler` only
+    /// concerns BERT; decoders are built without an LM head.
     pub fn new(vb: VarBuilder, config: &ArchConfig, with_pooler: bool) -> Result<Self> {
         Ok(match config {
             ArchConfig::Bert(c) => Backbone::Bert(Bert::new(vb, c, with_pooler)?),
+            ArchConfig::Gpt2(c) => Backbone::Gpt2(Gpt2::new(vb, c)?),
+            ArchConfig::Llama(c) => Backbone::Llama(Llama::new(vb, c, None)?),
+            ArchConfig::Qwen2(c) => Backbone::Llama(Llama::new_qwen2(vb, c, None)?),
         })
     }
 
     /// Hidden states `[batch, seq, hidden]` for `ids`/`type_ids`/`mask` `[batch, seq]` (u32).
+    /// Decoders ignore `type_ids`.
     pub fn forward(
         &self,
         ids: &Tensor,
@@ -105,6 +131,8 @@ impl Backbone {
     ) -> Result<Tensor> {
         Ok(match self {
             Backbone::Bert(m) => m.forward(ids, type_ids, mask, mode)?,
+            Backbone::Gpt2(m) => m.forward(ids, mask, mode)?,
+            Backbone::Llama(m) => m.forward(ids, mask, mode)?,
         })
     }
 
@@ -112,6 +140,7 @@ impl Backbone {
     pub fn pooler(&self, hidden: &Tensor) -> Result<Option<Tensor>> {
         Ok(match self {
             Backbone::Bert(m) => m.pool(hidden)?,
+            Backbone::Gpt2(_) | Backbone::Llama(_) => None,
         })
     }
 }

@@ -5,6 +5,8 @@
 //! ops whose backward pass candle computes (see [`nn`]), so that training updates every weight.
 //!
 //! - [`bert`]: BERT / MiniLM encoders;
+//! - [`gpt2`]: GPT-2 decoders;
+//! - [`llama`]: Llama-family decoders (Llama, SmolLM2, Qwen2);
 //! - [`backbone::ArchConfig`]: the closed set of architectures, read from an HF `config.json`;
 //! - [`gguf::GgufFile`]: llama.cpp GGUF files: HF config, dequantised HF-named tensors, tokenizer;
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
@@ -25,6 +27,8 @@ pub mod backbone;
 pub mod bert;
 pub mod error;
 pub mod gguf;
+pub mod gpt2;
+pub mod llama;
 pub mod nn;
 pub mod params;
 pub mod reward;

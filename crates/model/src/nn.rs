@@ -284,6 +284,26 @@ pub fn attention(
     probs.matmul(v)
 }
 
+/// Position ids `[b, t]` (u32) from an attention mask `[b, t]`: `cumsum(mask) − 1`, clamped at 0,
+/// so each row's first real token is position 0 whichever side the padding is on (padding
+/// positions get a harmless repeat of a neighbouring id). Computed on the CPU from the mask
+/// values; the result lives on the mask's device.
+pub fn position_ids_from_mask(mask: &Tensor) -> candle_core::Result<Tensor> {
+    let (b, t) = mask.dims2()?;
+    let values: Vec<Vec<u32>> = mask.to_dtype(DType::U32)?.to_vec2()?;
+    let mut ids = Vec::with_capacity(b * t);
+    for row in &values {
+        let mut seen = 0u32;
+        for &m in row {
+            if m != 0 {
+                seen += 1;
+            }
+            ids.push(seen.saturating_sub(1));
+        }
+    }
+    Tensor::from_vec(ids, (b, t), mask.device())
+}
+
 /// `[b, t, h·d]` → `[b, h, t, d]`.
 pub fn split_heads(x: &Tensor, heads: usize) -> candle_core::Result<Tensor> {
     let (b, t, hd) = x.dims3()?;

@@ -6,7 +6,6 @@ use candle_core::Tensor;
 use rewardkit_model::{bert::Bert, ArchConfig, Mode};
 
 #[test]
-#[allow(irrefutable_let_patterns)] // until ArchConfig has more than one variant
 fn tiny_bert_matches_transformers() {
     let (config, store) = common::fixture("tiny-bert");
     let ArchConfig::Bert(c) = &config else {

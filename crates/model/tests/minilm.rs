@@ -48,7 +48,6 @@ fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
 }
 
 #[test]
-#[allow(irrefutable_let_patterns)] // until ArchConfig has more than one variant
 fn minilm_matches_transformers() {
     let dir = common::real_model("minilm");
     let reference = common::read_json(&common::shared_models().join("minilm-reference.json"));

@@ -1,0 +1,458 @@
+//! Llama-family decoders: Llama, SmolLM2 (a Llama) and Qwen2, one decoder block for all.
+//!
+//! Weight names are those of transformers' `LlamaModel` / `Qwen2Model` (`embed_tokens.weight`,
+//! `layers.{i}.self_attn.q_proj.weight`, …, `norm.weight`); in `*ForSequenceClassification` they
+//! sit under `model.` and the value head is `score` (no bias); `LlamaForCausalLM` keeps its LM
+//! head at the root, `lm_head.weight`, unless `tie_word_embeddings`.
+//!
+//! The two architectures differ only in their projections' biases: Llama has biases on all four
+//! attention projections when `attention_bias` (and on the MLP when `mlp_bias`), Qwen2 always has
+//! them on q/k/v and never on `o_proj`. Both use RMSNorm, SwiGLU, grouped-query attention (K/V
+//! heads repeated for `num_key_value_heads` < `num_attention_heads`) and rotary position
+//! embeddings in transformers' `rotate_half` (non-interleaved) convention, here built from
+//! differentiable ops with precomputed cos/sin tables.
+//!
+//! Positions are counted from the attention mask (`cumsum(mask) − 1`, clamped at 0): with right
+//! padding this is what transformers does, and with left padding each row still starts at 0, so
+//! the padding side does not change the hidden states of real tokens.
+//!
+//! `config.json` is read in both the transformers 4.x form (top-level `rope_theta`, optional
+//! `rope_scaling`) and the 5.x form (`rope_parameters: {rope_theta, rope_type, …}`).
+
+use candle_core::{Module, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+
+use crate::bert::Activation;
+use crate::nn::{self, Dropout, Embedding, Linear, Mode, RmsNorm};
+
+/// RoPE settings, as in `rope_parameters` (transformers 5.x) or `rope_scaling` (4.x, where the
+/// type is called `type` or `rope_type`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct RopeParameters {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    #[serde(default, alias = "type", skip_serializing_if = "Option::is_none")]
+    pub rope_type: Option<String>,
+    /// `linear` and `llama3`: the context extension factor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub factor: Option<f64>,
+    /// `llama3` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub low_freq_factor: Option<f64>,
+    /// `llama3` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub high_freq_factor: Option<f64>,
+    /// `llama3` only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+/// The fields of a Llama / Qwen2 / SmolLM2 `config.json` that the forward pass uses.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LlamaConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// K/V heads for grouped-query attention; absent or `null` means `num_attention_heads`.
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    /// Per-head width; absent or `null` means `hidden_size / num_attention_heads`.
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    #[serde(default = "default_act")]
+    pub hidden_act: Activation,
+    #[serde(default = "default_positions")]
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_eps")]
+    pub rms_norm_eps: f64,
+    /// transformers 4.x: the RoPE base at the top level.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_theta: Option<f64>,
+    /// transformers 5.x: RoPE base and type (and scaling parameters) in one object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_parameters: Option<RopeParameters>,
+    /// transformers 4.x: RoPE scaling, `null` for none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rope_scaling: Option<RopeParameters>,
+    /// Llama: biases on q/k/v/o (Qwen2 ignores this: q/k/v always, o never).
+    #[serde(default)]
+    pub attention_bias: bool,
+    #[serde(default)]
+    pub mlp_bias: bool,
+    #[serde(default)]
+    pub attention_dropout: f64,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    #[serde(default = "default_init")]
+    pub initializer_range: f64,
+    /// Qwen2's sliding-window attention (unsupported when enabled).
+    #[serde(default)]
+    pub use_sliding_window: bool,
+    #[serde(default)]
+    pub sliding_window: Option<usize>,
+    #[serde(default)]
+    pub pad_token_id: Option<u32>,
+}
+
+fn default_act() -> Activation {
+    Activation::Silu
+}
+fn default_positions() -> usize {
+    2048
+}
+fn default_eps() -> f64 {
+    1e-6
+}
+fn default_init() -> f64 {
+    0.02
+}
+
+impl LlamaConfig {
+    /// Per-head width.
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads.max(1))
+    }
+
+    /// Number of K/V heads.
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+
+    /// RoPE parameters, wherever the config put them (5.x `rope_parameters` first).
+    fn rope(&self) -> RopeParameters {
+        let mut p = self
+            .rope_parameters
+            .clone()
+            .or_else(|| self.rope_scaling.clone())
+            .unwrap_or_default();
+        if p.rope_theta.is_none() {
+            p.rope_theta = self.rope_theta;
+        }
+        p
+    }
+
+    /// The RoPE base (`rope_theta`, default 10000).
+    pub fn rope_theta(&self) -> f64 {
+        self.rope().rope_theta.unwrap_or(10_000.0)
+    }
+
+    /// Inverse frequencies `[head_dim / 2]` of the rotary embedding, as transformers computes
+    /// them (in f32) for the supported `rope_type`s: `default`, `linear`, `llama3`.
+    pub fn rope_inv_freq(&self) -> candle_core::Result<Vec<f32>> {
+        let p = self.rope();
+        let dim = self.head_dim();
+        if dim % 2 != 0 {
+            candle_core::bail!("rotary embeddings need an even head_dim, got {dim}");
+        }
+        let base = p.rope_theta.unwrap_or(10_000.0) as f32;
+        let inv: Vec<f32> = (0..dim / 2)
+            .map(|i| 1.0 / base.powf((2 * i) as f32 / dim as f32))
+            .collect();
+        let kind = p.rope_type.as_deref().unwrap_or("default");
+        let need = |v: Option<f64>, name: &str| {
+            v.ok_or_else(|| {
+                candle_core::Error::Msg(format!("rope_type `{kind}` needs `{name}` in the config"))
+            })
+        };
+        match kind {
+            "default" => Ok(inv),
+            // Positions divided by `factor` ≡ frequencies divided by it.
+            "linear" => {
+                let factor = need(p.factor, "factor")? as f32;
+                Ok(inv.into_iter().map(|f| f / factor).collect())
+            }
+            "llama3" => {
+                let factor = need(p.factor, "factor")? as f32;
+                let low = need(p.low_freq_factor, "low_freq_factor")? as f32;
+                let high = need(p.high_freq_factor, "high_freq_factor")? as f32;
+                let old = need(
+                    p.original_max_position_embeddings.map(|v| v as f64),
+                    "original_max_position_embeddings",
+                )? as f32;
+                let (low_wavelen, high_wavelen) = (old / low, old / high);
+                Ok(inv
+                    .into_iter()
+                    .map(|f| {
+                        let wavelen = 2.0 * std::f32::consts::PI / f;
+                        if wavelen < high_wavelen {
+                            f
+                        } else if wavelen > low_wavelen {
+                            f / factor
+                        } else {
+                            let smooth = (old / wavelen - low) / (high - low);
+                            (1.0 - smooth) * f / factor + smooth * f
+                        }
+                    })
+                    .collect())
+            }
+            other => candle_core::bail!("unsupported rope_type `{other}`"),
+        }
+    }
+}
+
+/// Which member of the family: decides the projections' biases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavour {
+    /// Llama and SmolLM2: biases per `attention_bias` / `mlp_bias`.
+    Llama,
+    /// Qwen2: biases on q/k/v, none on `o_proj` or the MLP.
+    Qwen2,
+}
+
+/// Rotary embedding tables for one batch: cos and sin `[b, 1, t, head_dim]`.
+struct Rotary {
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Rotary {
+    /// Tables for position ids `[b, t]` (u32), in transformers' layout: the angles
+    /// `pos · inv_freq` twice over (`cat(freqs, freqs)`).
+    fn new(inv_freq: &[f32], positions: &Tensor) -> candle_core::Result<Self> {
+        let (b, t) = positions.dims2()?;
+        let half = inv_freq.len();
+        let pos: Vec<Vec<u32>> = positions.to_vec2()?;
+        let mut cos = Vec::with_capacity(b * t * 2 * half);
+        let mut sin = Vec::with_capacity(b * t * 2 * half);
+        for row in &pos {
+            for &p in row {
+                for _ in 0..2 {
+                    for &f in inv_freq {
+                        // f32 like transformers (which disables autocast for this product).
+                        let angle = p as f32 * f;
+                        cos.push(angle.cos());
+                        sin.push(angle.sin());
+                    }
+                }
+            }
+        }
+        let dev = positions.device();
+        Ok(Rotary {
+            cos: Tensor::from_vec(cos, (b, 1, t, 2 * half), dev)?,
+            sin: Tensor::from_vec(sin, (b, 1, t, 2 * half), dev)?,
+        })
+    }
+
+    /// `x · cos + rotate_half(x) · sin` for `x` `[b, h, t, d]`, where
+    /// `rotate_half([x1, x2]) = [−x2, x1]` (halves of the last dimension).
+    fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let d = x.dim(D::Minus1)?;
+        let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+        let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+        x.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?
+    }
+}
+
+/// `[b, kv, t, d]` → `[b, kv · n_rep, t, d]`, each K/V head repeated `n_rep` times in a row
+/// (transformers' `repeat_kv`).
+fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
+    if n_rep == 1 {
+        return Ok(x.clone());
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    let x = x.unsqueeze(2)?;
+    let copies = vec![&x; n_rep];
+    Tensor::cat(&copies, 2)?.reshape((b, kv * n_rep, t, d))
+}
+
+struct Layer {
+    input_layernorm: RmsNorm,
+    q_proj: Linear,
+    k_proj: Linear,
+    v_proj: Linear,
+    o_proj: Linear,
+    post_attention_layernorm: RmsNorm,
+    gate_proj: Linear,
+    up_proj: Linear,
+    down_proj: Linear,
+    attn_dropout: Dropout,
+    heads: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    act: Activation,
+}
+
+impl Layer {
+    fn new(vb: VarBuilder, c: &LlamaConfig, flavour: Flavour, i: usize) -> candle_core::Result<Self> {
+        let (h, std) = (c.hidden_size, c.initializer_range);
+        let (heads, kv, hd) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
+        if heads == 0 || kv == 0 || heads % kv != 0 {
+            candle_core::bail!(
+                "num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
+            );
+        }
+        let (qkv_bias, o_bias, mlp_bias) = match flavour {
+            Flavour::Llama => (c.attention_bias, c.attention_bias, c.mlp_bias),
+            Flavour::Qwen2 => (true, false, false),
+        };
+        let att = vb.pp("self_attn");
+        let mlp = vb.pp("mlp");
+        let inter = c.intermediate_size;
+        Ok(Layer {
+            input_layernorm: RmsNorm::new(vb.pp("input_layernorm"), h, c.rms_norm_eps)?,
+            q_proj: Linear::new(att.pp("q_proj"), h, heads * hd, qkv_bias, std)?,
+            k_proj: Linear::new(att.pp("k_proj"), h, kv * hd, qkv_bias, std)?,
+            v_proj: Linear::new(att.pp("v_proj"), h, kv * hd, qkv_bias, std)?,
+            o_proj: Linear::new(att.pp("o_proj"), heads * hd, h, o_bias, std)?,
+            post_attention_layernorm: RmsNorm::new(
+                vb.pp("post_attention_layernorm"),
+                h,
+                c.rms_norm_eps,
+            )?,
+            gate_proj: Linear::new(mlp.pp("gate_proj"), h, inter, mlp_bias, std)?,
+            up_proj: Linear::new(mlp.pp("up_proj"), h, inter, mlp_bias, std)?,
+            down_proj: Linear::new(mlp.pp("down_proj"), inter, h, mlp_bias, std)?,
+            attn_dropout: Dropout::new(c.attention_dropout, format!("llama.layer{i}.attn")),
+            heads,
+            kv_heads: kv,
+            head_dim: hd,
+            act: c.hidden_act,
+        })
+    }
+
+    fn forward(
+        &self,
+        x: &Tensor,
+        bias: &Tensor,
+        rotary: &Rotary,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let n = self.input_layernorm.forward(x)?;
+        let q = nn::split_heads(&self.q_proj.forward(&n)?, self.heads)?;
+        let k = nn::split_heads(&self.k_proj.forward(&n)?, self.kv_heads)?;
+        let v = nn::split_heads(&self.v_proj.forward(&n)?, self.kv_heads)?;
+        debug_assert_eq!(q.dim(D::Minus1)?, self.head_dim);
+        let q = rotary.apply(&q)?;
+        let k = rotary.apply(&k)?;
+        let n_rep = self.heads / self.kv_heads;
+        let k = repeat_kv(&k, n_rep)?;
+        let v = repeat_kv(&v, n_rep)?;
+        let ctx = nn::merge_heads(&nn::attention(
+            &q,
+            &k,
+            &v,
+            bias,
+            Some((&self.attn_dropout, mode)),
+        )?)?;
+        let x = (x + self.o_proj.forward(&ctx)?)?;
+        let n = self.post_attention_layernorm.forward(&x)?;
+        let gate = self.act.apply(&self.gate_proj.forward(&n)?)?;
+        let m = self.down_proj.forward(&(gate * self.up_proj.forward(&n)?)?)?;
+        x + m
+    }
+}
+
+/// A Llama-family decoder: token ids → hidden states `[batch, seq, hidden]` after `norm`.
+pub struct Llama {
+    embed_tokens: Embedding,
+    layers: Vec<Layer>,
+    norm: RmsNorm,
+    lm_head: Option<Linear>,
+    inv_freq: Vec<f32>,
+    flavour: Flavour,
+    pub config: LlamaConfig,
+}
+
+impl Llama {
+    /// A Llama (or SmolLM2) under `vb` (e.g. `vb.pp("model")`). `lm_head` says where the LM head
+    /// lives when one is wanted (`root.pp("lm_head")` in the `LlamaForCausalLM` layout), `None`
+    /// for reward models; with `tie_word_embeddings` the head is `embed_tokens` and `lm_head` is
+    /// not read.
+    pub fn new(
+        vb: VarBuilder,
+        config: &LlamaConfig,
+        lm_head: Option<VarBuilder>,
+    ) -> candle_core::Result<Self> {
+        Self::build(vb, config, Flavour::Llama, lm_head)
+    }
+
+    /// A Qwen2 under `vb`; see [`Llama::new`].
+    pub fn new_qwen2(
+        vb: VarBuilder,
+        config: &LlamaConfig,
+        lm_head: Option<VarBuilder>,
+    ) -> candle_core::Result<Self> {
+        Self::build(vb, config, Flavour::Qwen2, lm_head)
+    }
+
+    /// Either member of the family.
+    pub fn build(
+        vb: VarBuilder,
+        config: &LlamaConfig,
+        flavour: Flavour,
+        lm_head: Option<VarBuilder>,
+    ) -> candle_core::Result<Self> {
+        let c = config;
+        if c.use_sliding_window {
+            candle_core::bail!("sliding-window attention (`use_sliding_window`) is not supported");
+        }
+        let (h, std) = (c.hidden_size, c.initializer_range);
+        let inv_freq = c.rope_inv_freq()?;
+        let layers = (0..c.num_hidden_layers)
+            .map(|i| Layer::new(vb.pp("layers").pp(i), c, flavour, i))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let lm_head = match lm_head {
+            Some(head_vb) if !c.tie_word_embeddings => {
+                Some(Linear::new(head_vb, h, c.vocab_size, false, std)?)
+            }
+            _ => None,
+        };
+        Ok(Llama {
+            embed_tokens: Embedding::new(vb.pp("embed_tokens"), c.vocab_size, h, std)?,
+            layers,
+            norm: RmsNorm::new(vb.pp("norm"), h, c.rms_norm_eps)?,
+            lm_head,
+            inv_freq,
+            flavour,
+            config: config.clone(),
+        })
+    }
+
+    pub fn flavour(&self) -> Flavour {
+        self.flavour
+    }
+
+    /// The token embedding table `[vocab, hidden]`.
+    pub fn embed_tokens(&self) -> &Tensor {
+        self.embed_tokens.weight()
+    }
+
+    /// `ids`, `mask`: `[batch, seq]` (u32). Attention is causal and skips padded keys; positions
+    /// (and so the rotary angles) come from the mask.
+    pub fn forward(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        let positions = nn::position_ids_from_mask(mask)?;
+        let rotary = Rotary::new(&self.inv_freq, &positions)?;
+        let mut x = self.embed_tokens.forward(ids)?;
+        let bias = nn::attention_bias(mask, true)?;
+        for layer in &self.layers {
+            x = layer.forward(&x, &bias, &rotary, mode)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// Next-token logits `[…, vocab]` from hidden states `[…, hidden]`: the LM head, or the
+    /// embedding table when tied. An error when the model was built without a head.
+    pub fn logits(&self, hidden: &Tensor) -> candle_core::Result<Tensor> {
+        if let Some(head) = &self.lm_head {
+            return head.forward(hidden);
+        }
+        if !self.config.tie_word_embeddings {
+            candle_core::bail!("this model was built without its LM head (`lm_head`)");
+        }
+        let w = self.embed_tokens.weight();
+        let dims = hidden.dims().to_vec();
+        let Some(&h) = dims.last() else {
+            candle_core::bail!("hidden states must have at least one dimension");
+        };
+        let y = hidden.reshape(((), h))?.matmul(&w.t()?)?;
+        let mut out = dims;
+        let last = out.len() - 1;
+        out[last] = w.dim(0)?;
+        y.reshape(out)
+    }
+}

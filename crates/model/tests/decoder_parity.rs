@@ -1,0 +1,76 @@
+//! Decoder forward parity with transformers.
+//!
+//! References: `../shared/models/tiny-{gpt2,llama,qwen2}/reference.json`, the
+//! `last_hidden_state` (after the final norm) that transformers 5.24 / PyTorch 2.15 computed for
+//! the fixture's random-init `GPT2Model` / `LlamaModel` / `Qwen2Model` (see
+//! `../shared/MODELS.md`). The second row is right-padded and masked; only real positions are
+//! compared.
+
+mod common;
+
+use candle_core::Tensor;
+use rewardkit_model::gpt2::Gpt2;
+use rewardkit_model::llama::Llama;
+use rewardkit_model::{ArchConfig, Mode, ParamStore};
+
+/// Runs the fixture's base model, checks every weight was loaded and used, and returns the
+/// largest difference from the reference at unpadded positions.
+fn parity(name: &str) -> f64 {
+    let (config, store) = common::fixture(name);
+    let reference = common::read_json(&common::shared_models().join(name).join("reference.json"));
+    let ids = common::u32_matrix(&reference["input_ids"]);
+    let mask = common::u32_matrix(&reference["attention_mask"]);
+    let vb = store.var_builder();
+    let hidden: Tensor = match &config {
+        ArchConfig::Gpt2(c) => Gpt2::new(vb, c).unwrap().forward(&ids, &mask, Mode::Eval),
+        ArchConfig::Llama(c) => Llama::new(vb, c, None)
+            .unwrap()
+            .forward(&ids, &mask, Mode::Eval),
+        ArchConfig::Qwen2(c) => Llama::new_qwen2(vb, c, None)
+            .unwrap()
+            .forward(&ids, &mask, Mode::Eval),
+        other => panic!("{name} is not a decoder: {other:?}"),
+    }
+    .unwrap();
+    check_weights(name, &store);
+    let diff = common::max_diff_masked(
+        &hidden,
+        &reference["last_hidden_state"],
+        &reference["attention_mask"],
+    );
+    eprintln!("{name}: max |diff| = {diff:e}");
+    diff
+}
+
+fn check_weights(name: &str, store: &ParamStore) {
+    assert!(
+        store.initialised().is_empty(),
+        "{name}: weights missing from the checkpoint: {:?}",
+        store.initialised()
+    );
+    // The fixtures are base models (no LM head, no score head): every tensor is a backbone
+    // weight and must be used.
+    assert!(
+        store.unused().is_empty(),
+        "{name}: checkpoint weights the model ignored: {:?}",
+        store.unused()
+    );
+}
+
+#[test]
+fn tiny_gpt2_matches_transformers() {
+    let diff = parity("tiny-gpt2");
+    assert!(diff < 1e-4, "max |diff| = {diff}");
+}
+
+#[test]
+fn tiny_llama_matches_transformers() {
+    let diff = parity("tiny-llama");
+    assert!(diff < 1e-4, "max |diff| = {diff}");
+}
+
+#[test]
+fn tiny_qwen2_matches_transformers() {
+    let diff = parity("tiny-qwen2");
+    assert!(diff < 1e-4, "max |diff| = {diff}");
+}
