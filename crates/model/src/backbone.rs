@@ -101,6 +101,8 @@ impl ArchConfig {
 }
 
 /// A built backbone.
+// One per model, built once: the variants' sizes (mostly their configs) do not matter.
+#[allow(clippy::large_enum_variant)]
 pub enum Backbone {
     Bert(Bert),
     Gpt2(Gpt2),

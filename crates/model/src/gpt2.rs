@@ -150,7 +150,9 @@ impl Block {
             .resid_dropout1
             .forward(&self.attn_proj.forward(&ctx)?, mode)?;
         let x = (x + a)?;
-        let m = self.act.apply(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?;
+        let m = self
+            .act
+            .apply(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?;
         let m = self
             .resid_dropout2
             .forward(&self.mlp_proj.forward(&m)?, mode)?;

@@ -88,6 +88,10 @@ pub struct LlamaConfig {
     pub tie_word_embeddings: bool,
     #[serde(default = "default_init")]
     pub initializer_range: f64,
+    /// Interleaved (GPT-J style) rotary pairs, as some Llama exports declare; only `false` (the
+    /// transformers convention) is supported.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub rope_interleaved: bool,
     /// Qwen2's sliding-window attention (unsupported when enabled).
     #[serde(default)]
     pub use_sliding_window: bool,
@@ -278,7 +282,12 @@ struct Layer {
 }
 
 impl Layer {
-    fn new(vb: VarBuilder, c: &LlamaConfig, flavour: Flavour, i: usize) -> candle_core::Result<Self> {
+    fn new(
+        vb: VarBuilder,
+        c: &LlamaConfig,
+        flavour: Flavour,
+        i: usize,
+    ) -> candle_core::Result<Self> {
         let (h, std) = (c.hidden_size, c.initializer_range);
         let (heads, kv, hd) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
         if heads == 0 || kv == 0 || heads % kv != 0 {
@@ -342,7 +351,9 @@ impl Layer {
         let x = (x + self.o_proj.forward(&ctx)?)?;
         let n = self.post_attention_layernorm.forward(&x)?;
         let gate = self.act.apply(&self.gate_proj.forward(&n)?)?;
-        let m = self.down_proj.forward(&(gate * self.up_proj.forward(&n)?)?)?;
+        let m = self
+            .down_proj
+            .forward(&(gate * self.up_proj.forward(&n)?)?)?;
         x + m
     }
 }
@@ -388,6 +399,11 @@ impl Llama {
         lm_head: Option<VarBuilder>,
     ) -> candle_core::Result<Self> {
         let c = config;
+        if c.rope_interleaved {
+            candle_core::bail!(
+                "interleaved rotary embeddings (`rope_interleaved`) are not supported"
+            );
+        }
         if c.use_sliding_window {
             candle_core::bail!("sliding-window attention (`use_sliding_window`) is not supported");
         }
@@ -454,5 +470,135 @@ impl Llama {
         let last = out.len() - 1;
         out[last] = w.dim(0)?;
         y.reshape(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backbone::ArchConfig;
+    use crate::params::ParamStore;
+    use candle_core::Device;
+
+    /// SmolLM2-135M's `config.json` as published (transformers 4.x form: top-level integer
+    /// `rope_theta`, `rope_scaling: null`, no `head_dim`).
+    const SMOLLM2: &str = r#"{
+      "architectures": ["LlamaForCausalLM"], "attention_bias": false, "attention_dropout": 0.0,
+      "bos_token_id": 1, "eos_token_id": 2, "hidden_act": "silu", "hidden_size": 576,
+      "initializer_range": 0.041666666666666664, "intermediate_size": 1536,
+      "is_llama_config": true, "max_position_embeddings": 8192, "mlp_bias": false,
+      "model_type": "llama", "num_attention_heads": 9, "num_hidden_layers": 30,
+      "num_key_value_heads": 3, "pad_token_id": 2, "pretraining_tp": 1, "rms_norm_eps": 1e-05,
+      "rope_interleaved": false, "rope_scaling": null, "rope_theta": 100000,
+      "tie_word_embeddings": true, "torch_dtype": "bfloat16", "transformers_version": "4.42.3",
+      "use_cache": true, "vocab_size": 49152
+    }"#;
+
+    #[test]
+    fn reads_the_transformers_4_form() {
+        let ArchConfig::Llama(c) = ArchConfig::from_json(SMOLLM2).unwrap() else {
+            panic!("SmolLM2 is a llama")
+        };
+        assert_eq!(c.head_dim(), 64);
+        assert_eq!(c.kv_heads(), 3);
+        assert_eq!(c.rope_theta(), 100_000.0);
+        assert!(c.tie_word_embeddings);
+        assert_eq!(c.rms_norm_eps, 1e-5);
+        let inv = c.rope_inv_freq().unwrap();
+        assert_eq!(inv.len(), 32);
+        assert_eq!(inv[0], 1.0);
+    }
+
+    #[test]
+    fn reads_the_transformers_5_form() {
+        let text = r#"{"model_type": "qwen2", "vocab_size": 10, "hidden_size": 8,
+            "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "num_key_value_heads": null, "sliding_window": null, "use_sliding_window": false,
+            "rope_parameters": {"rope_theta": 1000000.0, "rope_type": "default"}}"#;
+        let ArchConfig::Qwen2(c) = ArchConfig::from_json(text).unwrap() else {
+            panic!("a qwen2")
+        };
+        assert_eq!(c.rope_theta(), 1e6);
+        assert_eq!(c.kv_heads(), 2);
+        assert_eq!(c.head_dim(), 4);
+        // Serialising and reading back keeps the config.
+        let again =
+            ArchConfig::from_json(&serde_json::to_string(&ArchConfig::Qwen2(c.clone())).unwrap())
+                .unwrap();
+        assert_eq!(again, ArchConfig::Qwen2(c));
+    }
+
+    #[test]
+    fn llama3_rope_scaling_keeps_high_and_divides_low_frequencies() {
+        let mut c: LlamaConfig = serde_json::from_str(
+            r#"{"vocab_size": 10, "hidden_size": 128, "intermediate_size": 16,
+            "num_hidden_layers": 1, "num_attention_heads": 1, "rope_theta": 500000.0,
+            "rope_scaling": {"factor": 32.0, "high_freq_factor": 4.0, "low_freq_factor": 1.0,
+            "original_max_position_embeddings": 8192, "rope_type": "llama3"}}"#,
+        )
+        .unwrap();
+        let scaled = c.rope_inv_freq().unwrap();
+        c.rope_scaling = None;
+        let plain = c.rope_inv_freq().unwrap();
+        assert_eq!(scaled[0], plain[0]);
+        let last = plain.len() - 1;
+        assert!((scaled[last] - plain[last] / 32.0).abs() < 1e-12);
+        assert!(scaled
+            .iter()
+            .zip(&plain)
+            .all(|(s, p)| s <= p && *s >= p / 32.0));
+        c.rope_parameters = Some(RopeParameters {
+            rope_type: Some("yarn".into()),
+            ..Default::default()
+        });
+        assert!(c.rope_inv_freq().is_err());
+    }
+
+    fn tiny(tied: bool) -> LlamaConfig {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 11, "hidden_size": 8, "intermediate_size": 16, "num_hidden_layers": 1,
+            "num_attention_heads": 2, "num_key_value_heads": 1, "tie_word_embeddings": tied
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn logits_use_the_lm_head_or_the_tied_embeddings() {
+        let dev = Device::Cpu;
+        let ids = Tensor::new(&[[1u32, 2, 3]], &dev).unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 1]], &dev).unwrap();
+
+        // Tied: no `lm_head` parameter, logits from `embed_tokens`.
+        let store = ParamStore::new(1, &dev);
+        let root = store.var_builder();
+        let m = Llama::new(root.pp("model"), &tiny(true), Some(root.pp("lm_head"))).unwrap();
+        let h = m.forward(&ids, &mask, Mode::Eval).unwrap();
+        let logits = m.logits(&h).unwrap();
+        assert_eq!(logits.dims(), &[1, 3, 11]);
+        assert!(store.vars().iter().all(|(n, _)| !n.starts_with("lm_head")));
+        let want = h
+            .squeeze(0)
+            .unwrap()
+            .matmul(&m.embed_tokens().t().unwrap())
+            .unwrap();
+        let diff = (logits.squeeze(0).unwrap() - want)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert_eq!(diff, 0.0);
+
+        // Untied: `lm_head.weight` at the root when asked for, an error when not.
+        let store = ParamStore::new(1, &dev);
+        let root = store.var_builder();
+        let m = Llama::new(root.pp("model"), &tiny(false), Some(root.pp("lm_head"))).unwrap();
+        assert!(store.vars().iter().any(|(n, _)| n == "lm_head.weight"));
+        assert_eq!(m.logits(&h).unwrap().dims(), &[1, 3, 11]);
+        let store = ParamStore::new(1, &dev);
+        let m = Llama::new(store.var_builder(), &tiny(false), None).unwrap();
+        assert!(m.logits(&h).is_err());
     }
 }
