@@ -27,7 +27,9 @@ use serde_json::json;
 
 use rewardkit_tokenize::{InputStyle, RewardTokenizer};
 
+use crate::backbone::ArchConfig;
 use crate::error::{ModelError, Result};
+use crate::params::ParamStore;
 
 /// An open GGUF file: its metadata and tensor index (tensor data is read on demand).
 pub struct GgufFile {
@@ -266,6 +268,21 @@ impl GgufFile {
             "eos_token_id": self.uint("tokenizer.ggml.eos_token_id")?,
             "pad_token_id": self.uint("tokenizer.ggml.padding_token_id")?,
         }))
+    }
+
+    /// The backbone configuration ([`GgufFile::config_json`] read as an HF `config.json`).
+    pub fn arch_config(&self) -> Result<ArchConfig> {
+        let json = self.config_json()?;
+        ArchConfig::from_json(&json.to_string()).map_err(|message| ModelError::Config {
+            path: self.path.clone(),
+            message,
+        })
+    }
+
+    /// A store backed by [`GgufFile::tensors`] (HF names; parameters it lacks, such as a value
+    /// head, are initialised from `seed`).
+    pub fn param_store(&self, seed: u64, device: &Device) -> Result<ParamStore> {
+        ParamStore::with_tensors(self.tensors(device)?, seed, device)
     }
 
     /// Every tensor, dequantised to f32 on `device`, under its HF name, with llama.cpp's Q/K row
