@@ -14,6 +14,8 @@ pub enum ModelError {
     },
     #[error("{}: invalid config: {message}", path.display())]
     Config { path: PathBuf, message: String },
+    #[error("{}: GGUF: {message}", path.display())]
+    Gguf { path: PathBuf, message: String },
     #[error("unsupported model: {0}")]
     Unsupported(String),
     #[error("weights: {0}")]

@@ -8,6 +8,7 @@
 //! - [`gpt2`]: GPT-2 decoders;
 //! - [`llama`]: Llama-family decoders (Llama, SmolLM2, Qwen2);
 //! - [`backbone::ArchConfig`]: the closed set of architectures, read from an HF `config.json`;
+//! - [`gguf::GgufFile`]: llama.cpp GGUF files: HF config, dequantised HF-named tensors, tokenizer;
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
 //! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`.
 //!
@@ -26,6 +27,7 @@ pub mod backbone;
 pub mod bert;
 pub mod checkpoint;
 pub mod error;
+pub mod gguf;
 pub mod gpt2;
 pub mod llama;
 pub mod nn;
@@ -37,6 +39,7 @@ pub mod scorer;
 pub use backbone::{ArchConfig, Backbone};
 pub use checkpoint::{load, save, LoadOptions, LoadedModel, ModelMeta};
 pub use error::{ModelError, Result};
+pub use gguf::{GgufFile, GgufTokenizer};
 pub use nn::Mode;
 pub use params::ParamStore;
 pub use reward::{Pooling, RewardModel};

@@ -63,3 +63,28 @@ pub fn max_diff_masked(
     }
     worst
 }
+
+/// The folder `scripts/fetch-models.sh` fills: `$REWARDKIT_MODELS`, or
+/// `~/.cache/rewardkit/models`.
+pub fn models_dir() -> PathBuf {
+    match std::env::var_os("REWARDKIT_MODELS") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => {
+            let home = std::env::var_os("HOME").expect("HOME is not set");
+            PathBuf::from(home).join(".cache/rewardkit/models")
+        }
+    }
+}
+
+/// A file of the real pretrained models, e.g. `real_model("minilm/config.json")`. Panics (the
+/// test fails, it is not skipped) when it is missing.
+pub fn real_model(rel: &str) -> PathBuf {
+    let path = models_dir().join(rel);
+    assert!(
+        path.exists(),
+        "{} is missing: run `scripts/fetch-models.sh` first (it fetches the pretrained models \
+         into $REWARDKIT_MODELS, default ~/.cache/rewardkit/models)",
+        path.display()
+    );
+    path
+}
