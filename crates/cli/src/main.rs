@@ -38,7 +38,7 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Train a reward model on preference pairs (Bradley-Terry loss), with checkpoints and
     /// exact resume.
-    Train(commands::train::TrainArgs),
+    Train(Box<commands::train::TrainArgs>),
     /// Score (prompt, response) rows with a reward model.
     Score(commands::score::ScoreArgs),
 }
@@ -60,7 +60,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Eval(args) => commands::eval::run(args),
-        Command::Train(args) => commands::train::run(args),
+        Command::Train(args) => commands::train::run(*args),
         Command::Score(args) => commands::score::run(args),
     };
     match result {
