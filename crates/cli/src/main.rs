@@ -50,7 +50,20 @@ pub enum Exit {
     BadInput = 3,
 }
 
+/// Keeps freed tensor buffers in the process instead of returning them to the kernel: glibc by
+/// default serves every allocation above 128 KiB with a fresh `mmap`, so each tensor op paid for
+/// page faults and zeroed pages (measured: 2.6 → 3.9 training pairs/s for MiniLM on 2 cores).
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only changes allocator parameters; called once before any other thread.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, i32::MAX);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, i32::MAX);
+    }
+}
+
 fn main() -> ExitCode {
+    tune_allocator();
     let cli = Cli::parse();
     if let Some(n) = cli.threads.filter(|&n| n > 0) {
         // candle's CPU kernels read these when they start their thread pools.

@@ -56,6 +56,10 @@ pub struct StepLog {
     pub pairs_per_s: f64,
     pub tokens_per_s: f64,
     pub elapsed_s: f64,
+    /// Seconds spent in the window on forward passes, backward passes and optimizer updates.
+    pub forward_s: f64,
+    pub backward_s: f64,
+    pub optimizer_s: f64,
 }
 
 /// An evaluation on held-out pairs (`"kind": "eval"`).
@@ -297,6 +301,7 @@ pub fn train(
     let (mut win_loss, mut win_right, mut win_pairs, mut win_tokens, mut win_weight, mut win_steps) =
         (0.0, 0usize, 0usize, 0usize, 0.0, 0usize);
     let mut win_start = Instant::now();
+    let (mut t_fwd, mut t_bwd, mut t_opt) = (0.0f64, 0.0f64, 0.0f64);
     let (mut total_pairs_done, mut train_seconds) = (0usize, 0.0f64);
     let mut final_eval = None;
     let mut last_saved = None;
@@ -326,6 +331,7 @@ pub fn train(
             } else {
                 Mode::Eval
             };
+            let t0 = Instant::now();
             let rewards = model.model.forward(&batch, mode)?;
             let n = batch_idx.len();
             let chosen = rewards.narrow(0, 0, n)?;
@@ -344,8 +350,11 @@ pub fn train(
                 config.center_rewards_coefficient,
             )?;
             let scaled = (&loss / config.grad_accum as f64)?;
+            let t1 = Instant::now();
             let store = scaled.backward()?;
             grads.accumulate(&store, optimizer.vars().map(|(_, v)| v))?;
+            t_fwd += (t1 - t0).as_secs_f64();
+            t_bwd += t1.elapsed().as_secs_f64();
             let gaps: Vec<f32> = (&chosen - &rejected)?.to_vec1()?;
             win_loss += loss.to_scalar::<f32>()? as f64 / config.grad_accum as f64;
             win_right += gaps.iter().filter(|&&g| g > 0.0).count();
@@ -360,9 +369,11 @@ pub fn train(
                 .map(|&m| m as usize)
                 .sum::<usize>();
         }
+        let t2 = Instant::now();
         let grad_norm = grads.clip(config.max_grad_norm)?;
         let lr = config.lr_at(step, total_steps);
         optimizer.step(&grads, lr)?;
+        t_opt += t2.elapsed().as_secs_f64();
         win_steps += 1;
 
         let mut stop = false;
@@ -380,7 +391,11 @@ pub fn train(
                 pairs_per_s: win_pairs as f64 / secs,
                 tokens_per_s: win_tokens as f64 / secs,
                 elapsed_s: started.elapsed().as_secs_f64(),
+                forward_s: t_fwd,
+                backward_s: t_bwd,
+                optimizer_s: t_opt,
             };
+            (t_fwd, t_bwd, t_opt) = (0.0, 0.0, 0.0);
             total_pairs_done += win_pairs;
             train_seconds += secs;
             write_log(&mut log, "train", &entry, &log_path)?;
