@@ -59,7 +59,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// `mi_option_purge_delay` in `mimalloc.h` (v2 and v3: the member just before
 /// `mi_option_use_numa_nodes`, which libmimalloc-sys exports as 16); -1 = never purge.
-const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = libmimalloc_sys::mi_option_use_numa_nodes - 1;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t =
+    libmimalloc_sys::mi_option_use_numa_nodes - 1;
 
 fn tune_allocator() {
     // SAFETY: sets a process-wide allocator option; any value is valid.

@@ -67,7 +67,7 @@ pub enum Activation {
 impl Activation {
     pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
-            Activation::Gelu => x.gelu_erf(),
+            Activation::Gelu => crate::ops::gelu_erf(x),
             Activation::GeluNew => x.gelu(),
             Activation::Relu => x.relu(),
             Activation::Silu => x.silu(),

@@ -73,7 +73,11 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 /// Loads a reward model from a folder (see the module docs), or a decoder from a single `.gguf`
 /// file (weights dequantised to f32, tokenizer from the file's metadata; the value head is new).
 pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
-    if dir.is_file() && dir.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf")) {
+    if dir.is_file()
+        && dir
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    {
         return load_gguf(dir, options, device);
     }
     let config_path = dir.join("config.json");
@@ -151,7 +155,9 @@ fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<Load
     let config = file.arch_config()?;
     let raw_config = file.config_json()?;
     let meta = ModelMeta {
-        pooling: options.pooling.unwrap_or_else(|| Pooling::default_for(&config)),
+        pooling: options
+            .pooling
+            .unwrap_or_else(|| Pooling::default_for(&config)),
         append_eos: true,
         max_length: options.max_length.unwrap_or_else(default_max_length),
     };
@@ -250,14 +256,19 @@ pub fn save(loaded: &LoadedModel, dir: &Path, extra: serde_json::Value) -> Resul
         // saved folder loads with the same EOS and padding.
         let inner = loaded.tokenizer.inner();
         let mut tc = serde_json::Map::new();
-        if let Some(t) = loaded.tokenizer.eos_id().and_then(|id| inner.id_to_token(id)) {
+        if let Some(t) = loaded
+            .tokenizer
+            .eos_id()
+            .and_then(|id| inner.id_to_token(id))
+        {
             tc.insert("eos_token".into(), t.into());
         }
         if let Some(t) = inner.id_to_token(loaded.tokenizer.pad_id()) {
             tc.insert("pad_token".into(), t.into());
         }
         let path = dir.join("tokenizer_config.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&tc).unwrap_or_default()).map_err(io(&path))?;
+        std::fs::write(&path, serde_json::to_vec_pretty(&tc).unwrap_or_default())
+            .map_err(io(&path))?;
     }
     if !dir.join("tokenizer.json").exists() {
         let dst = dir.join("tokenizer.json");

@@ -31,6 +31,7 @@ pub mod gguf;
 pub mod gpt2;
 pub mod llama;
 pub mod nn;
+pub mod ops;
 pub mod params;
 pub mod reward;
 pub mod rng;

@@ -3,8 +3,9 @@
 //! candle-nn's fused `softmax_last_dim`, `layer_norm`, `rms_norm`, `rope*` and `sdpa` record no
 //! backward pass: a model built from them trains only its head, silently. Everything here is
 //! composed from candle-core ops that have one (matmul, broadcast arithmetic, exp, sqrt, sums,
-//! `gelu_erf`, `silu`, `index_select`, `narrow`, `cat`), and the tests check every parameter
-//! receives a gradient.
+//! `gelu_erf`, `silu`, `index_select`, `narrow`, `cat`), or is one of the fused CPU kernels of
+//! [`crate::ops`] that carry their own backward pass; the tests check every parameter receives a
+//! gradient.
 
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Init, VarBuilder};
@@ -210,12 +211,23 @@ impl LayerNorm {
 
 impl Module for LayerNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let mean = x.mean_keepdim(D::Minus1)?;
-        let xc = x.broadcast_sub(&mean)?;
-        let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
-        let xn = xc.broadcast_div(&(var + self.eps)?.sqrt()?)?;
-        xn.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+        crate::ops::layer_norm(x, &self.weight, &self.bias, self.eps)
     }
+}
+
+/// Layer norm composed from candle ops (the reference for the fused kernel in [`crate::ops`],
+/// and its fallback off the CPU).
+pub fn layer_norm_composed(
+    x: &Tensor,
+    w: &Tensor,
+    b: &Tensor,
+    eps: f64,
+) -> candle_core::Result<Tensor> {
+    let mean = x.mean_keepdim(D::Minus1)?;
+    let xc = x.broadcast_sub(&mean)?;
+    let var = xc.sqr()?.mean_keepdim(D::Minus1)?;
+    let xn = xc.broadcast_div(&(var + eps)?.sqrt()?)?;
+    xn.broadcast_mul(w)?.broadcast_add(b)
 }
 
 /// RMS normalisation, `x / sqrt(mean(x²) + eps) · w` (Llama).
@@ -242,8 +254,13 @@ impl Module for RmsNorm {
     }
 }
 
-/// Softmax over the last dimension, `exp(x − max) / Σ exp(x − max)`.
+/// Softmax over the last dimension (fused on CPU, see [`crate::ops`]).
 pub fn softmax_last_dim(x: &Tensor) -> candle_core::Result<Tensor> {
+    crate::ops::softmax_last_dim(x)
+}
+
+/// Softmax over the last dimension, `exp(x − max) / Σ exp(x − max)`, composed from candle ops.
+pub fn softmax_last_dim_composed(x: &Tensor) -> candle_core::Result<Tensor> {
     let max = x.max_keepdim(D::Minus1)?.detach();
     let e = x.broadcast_sub(&max)?.exp()?;
     let sum = e.sum_keepdim(D::Minus1)?;

@@ -56,8 +56,17 @@ fn model(fixture: &str) -> (RewardModel, ParamStore, ArchConfig) {
 
 fn every_parameter_learns(fixture: &str) {
     let (model, store, _) = model(fixture);
-    let loss = bt_loss(&model, &pairs_batch(), Mode::Train { seed: 7, step: 3 });
-    let grads = loss.backward().unwrap();
+    // The Bradley-Terry loss depends only on r_chosen − r_rejected, so the value head's bias
+    // (BERT's `classifier.bias`) gets an exactly zero gradient from it; a reward-centring term
+    // `c · mean(r²)` (in the spirit of TRL's `c · mean((r_c + r_r)²)`) is added so that every
+    // parameter, the bias included, must learn.
+    let batch = pairs_batch();
+    let loss = bt_loss(&model, &batch, Mode::Train { seed: 7, step: 3 });
+    let rewards = model
+        .forward(&batch, Mode::Train { seed: 7, step: 3 })
+        .unwrap();
+    let centring = (rewards.sqr().unwrap().mean_all().unwrap() * 0.01).unwrap();
+    let grads = (loss + centring).unwrap().backward().unwrap();
     let vars = store.vars();
     assert!(!vars.is_empty());
     let mut dead = Vec::new();

@@ -106,8 +106,12 @@ impl RewardTokenizer {
     /// Wraps a tokenizer. `eos`/`pad` name special tokens; when `None`, EOS is looked up among
     /// common names (decoders need one) and pad falls back to the tokenizer's padding setting,
     /// then to id 0 (padded positions are masked, so its value does not matter).
+    ///
+    /// Padding and truncation configured inside the tokenizer (sentence-transformers' MiniLM
+    /// `tokenizer.json` pads every text to 128) are switched off: rewardkit truncates pairs itself
+    /// and pads batches dynamically with an attention mask.
     pub fn new(
-        inner: tokenizers::Tokenizer,
+        mut inner: tokenizers::Tokenizer,
         style: InputStyle,
         eos: Option<&str>,
         pad: Option<&str>,
@@ -120,6 +124,10 @@ impl RewardTokenizer {
             .and_then(|t| inner.token_to_id(t))
             .or_else(|| inner.get_padding().map(|p| p.pad_id))
             .unwrap_or(0);
+        inner.with_padding(None);
+        inner
+            .with_truncation(None)
+            .map_err(|e| TokenizeError::Encode(e.to_string()))?;
         Ok(RewardTokenizer {
             inner,
             style,

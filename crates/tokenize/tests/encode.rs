@@ -214,3 +214,32 @@ fn token_length_stats_count_truncation() {
     assert_eq!(s.prompt.as_ref().unwrap().max, 7.0);
     assert_eq!(s.sequence.as_ref().unwrap().max, 16.0);
 }
+
+#[test]
+fn padding_and_truncation_inside_tokenizer_json_are_switched_off() {
+    // sentence-transformers' MiniLM tokenizer.json pads every text to 128 and truncates at 128:
+    // left on, every input would be 128 tokens of which most are [PAD] marked as real.
+    let mut inner = bert().inner().clone();
+    inner.with_padding(Some(tokenizers::PaddingParams {
+        strategy: tokenizers::PaddingStrategy::Fixed(128),
+        pad_id: 0,
+        ..Default::default()
+    }));
+    inner
+        .with_truncation(Some(tokenizers::TruncationParams {
+            max_length: 4,
+            ..Default::default()
+        }))
+        .unwrap();
+    let tok = RewardTokenizer::new(inner, InputStyle::Pair, None, None).unwrap();
+    let e = tok
+        .encode(
+            &text("How do I boil an egg?"),
+            &text("Put it in hot water."),
+            64,
+        )
+        .unwrap();
+    assert_eq!(e.ids.len(), 16);
+    assert_eq!(tok.tokens("boil an egg").unwrap(), [7, 8, 9]);
+    assert_eq!(tok.pad_id(), 0);
+}

@@ -52,29 +52,71 @@ pub struct EvalArgs {
     json: bool,
 }
 
+/// How long scoring took.
+#[derive(serde::Serialize)]
+struct Timing {
+    seconds: f64,
+    pairs_per_s: f64,
+    sequences_per_s: f64,
+}
+
+#[derive(serde::Serialize)]
+struct EvalOutput<'a> {
+    #[serde(flatten)]
+    summary: &'a EvalSummary,
+    /// Present when the pairs were scored here (--model, --baseline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timing: Option<Timing>,
+}
+
 /// Scores the pairs of --data with `scorer` (64 pairs per call, for the progress bar), saving
 /// the scores when asked.
-fn score_data<S: Scorer>(args: &EvalArgs, scorer: &S) -> anyhow::Result<(String, Vec<String>, Vec<ScoredPair>)>
+type Scored = (String, Vec<String>, Vec<ScoredPair>, Option<Timing>);
+
+fn score_data<S: Scorer>(args: &EvalArgs, scorer: &S) -> anyhow::Result<Scored>
 where
     S::Error: Into<anyhow::Error>,
 {
     let data = args.read.load(&args.data, true)?;
     let pb = crate::progress::bar(data.pairs.len() as u64, "pairs");
     pb.set_message("scoring");
-    let scores = score_pairs(scorer, &data.pairs, 64, |n| pb.set_position(n as u64)).map_err(Into::into)?;
+    let started = std::time::Instant::now();
+    let scores =
+        score_pairs(scorer, &data.pairs, 64, |n| pb.set_position(n as u64)).map_err(Into::into)?;
+    let seconds = started.elapsed().as_secs_f64();
     pb.finish_and_clear();
+    eprintln!(
+        "scored {} pairs in {seconds:.1} s ({:.1} pairs/s)",
+        scores.len(),
+        scores.len() as f64 / seconds.max(1e-9)
+    );
     if let Some(path) = &args.save_scores {
         let mut buf = Vec::new();
         write_scores(&mut buf, &data.pairs, &scores)?;
         write_atomic(path, &buf)?;
-        eprintln!("wrote scores of {} pairs to {}", scores.len(), path.display());
+        eprintln!(
+            "wrote scores of {} pairs to {}",
+            scores.len(),
+            path.display()
+        );
     }
     let inputs = args.data.iter().map(|p| p.display().to_string()).collect();
-    Ok((scorer.name(), inputs, scored_pairs(&data.pairs, &scores)))
+    let n = scores.len() as f64;
+    let timing = Timing {
+        seconds,
+        pairs_per_s: n / seconds.max(1e-9),
+        sequences_per_s: 2.0 * n / seconds.max(1e-9),
+    };
+    Ok((
+        scorer.name(),
+        inputs,
+        scored_pairs(&data.pairs, &scores),
+        Some(timing),
+    ))
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let (scorer, inputs, scored) = match (&args.scores, &args.baseline) {
+    let (scorer, inputs, scored, timing) = match (&args.scores, &args.baseline) {
         (None, None) => {
             let dir = args.model.as_ref().expect("clap requires one source");
             let options = rewardkit_model::LoadOptions {
@@ -95,6 +137,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 format!("scores:{}", path.display()),
                 vec![path.display().to_string()],
                 scored,
+                None,
             )
         }
         (None, Some(baseline)) => score_data(&args, baseline)?,
@@ -116,7 +159,10 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         eprintln!("wrote reliability diagram to {}", path.display());
     }
     if args.json {
-        print_json(&summary)
+        print_json(&EvalOutput {
+            summary: &summary,
+            timing,
+        })
     } else {
         print_text(&rewardkit_report::eval_table(&summary.report, &scorer))
     }

@@ -29,7 +29,11 @@ pub struct ScoreArgs {
     max_length: Option<usize>,
 }
 
-fn text_field(obj: &serde_json::Map<String, serde_json::Value>, field: &str, required: bool) -> Result<Text, RowErrorKind> {
+fn text_field(
+    obj: &serde_json::Map<String, serde_json::Value>,
+    field: &str,
+    required: bool,
+) -> Result<Text, RowErrorKind> {
     match obj.get(field) {
         None | Some(serde_json::Value::Null) if !required => Ok(Text::Plain(String::new())),
         None => Err(RowErrorKind::MissingField(field.into())),
@@ -51,7 +55,8 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let mut inputs = Vec::new();
     for_each_record(&args.input, |record| -> Result<(), DataError> {
         let (location, obj) = record.into_result()?;
-        let parsed = text_field(&obj, "prompt", false).and_then(|p| Ok((p, text_field(&obj, "response", true)?)));
+        let parsed = text_field(&obj, "prompt", false)
+            .and_then(|p| Ok((p, text_field(&obj, "response", true)?)));
         let (prompt, response) = parsed.map_err(|kind| RowError { location, kind })?;
         inputs.push((prompt, response));
         rows.push(obj);
@@ -78,8 +83,13 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     }
     match &args.output {
         Some(path) => {
-            super::write_atomic(path, &buf).with_context(|| format!("writing {}", path.display()))?;
-            eprintln!("wrote {} scored rows to {}", buf.iter().filter(|&&b| b == b'\n').count(), path.display());
+            super::write_atomic(path, &buf)
+                .with_context(|| format!("writing {}", path.display()))?;
+            eprintln!(
+                "wrote {} scored rows to {}",
+                buf.iter().filter(|&&b| b == b'\n').count(),
+                path.display()
+            );
         }
         None => {
             let stdout = std::io::stdout();

@@ -147,12 +147,14 @@ pub struct TrainArgs {
 }
 
 fn read_config(path: &Path) -> anyhow::Result<RunConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let is_toml = path.extension().is_some_and(|e| e == "toml");
     if is_toml {
         toml::from_str(&text).with_context(|| format!("{}: invalid run config", path.display()))
     } else {
-        serde_json::from_str(&text).with_context(|| format!("{}: invalid run config", path.display()))
+        serde_json::from_str(&text)
+            .with_context(|| format!("{}: invalid run config", path.display()))
     }
 }
 
@@ -225,16 +227,35 @@ impl TrainArgs {
         set!(self.log_every, t.log_every);
         set!(self.eval_every, t.eval_every);
         set!(self.save_every, t.save_every);
-        t.validate().map_err(|e| anyhow::anyhow!("invalid training configuration: {e}"))?;
+        t.validate()
+            .map_err(|e| anyhow::anyhow!("invalid training configuration: {e}"))?;
         Ok(c)
+    }
+}
+
+/// A line on stderr above the progress bar, or plain when the bar is hidden (not a terminal).
+fn say(pb: &indicatif::ProgressBar, line: String) {
+    if pb.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        pb.println(line);
     }
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let config = args.resolve()?;
-    let model_dir = config.model.clone().context("no model: pass --model DIR (or `model` in --config)")?;
-    let out = config.out.clone().context("no output folder: pass --out DIR (or `out` in --config)")?;
-    anyhow::ensure!(!config.data.is_empty(), "no training data: pass --data FILE… (or `data` in --config)");
+    let model_dir = config
+        .model
+        .clone()
+        .context("no model: pass --model DIR (or `model` in --config)")?;
+    let out = config
+        .out
+        .clone()
+        .context("no output folder: pass --out DIR (or `out` in --config)")?;
+    anyhow::ensure!(
+        !config.data.is_empty(),
+        "no training data: pass --data FILE… (or `data` in --config)"
+    );
     let read = ReadArgs {
         format: config.format,
         ..args.read.clone()
@@ -284,7 +305,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     pb.set_position(resumed_at as u64);
                     pb.set_message("training");
                     if resumed_at > 0 {
-                        pb.println(format!("resumed at step {resumed_at}"));
+                        say(&pb, format!("resumed at step {resumed_at}"));
                     }
                 }
                 Event::Step(s) => {
@@ -293,7 +314,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                         "loss {:.4} acc {:.3} {:.2} pairs/s",
                         s.loss, s.accuracy, s.pairs_per_s
                     ));
-                    if pb.is_hidden() && (s.step % (s.total_steps / 10).max(1) == 0 || s.step == s.total_steps) {
+                    if pb.is_hidden() {
                         eprintln!(
                             "step {}/{}: loss {:.4} accuracy {:.3} lr {:.2e} grad-norm {:.3} {:.2} pairs/s",
                             s.step, s.total_steps, s.loss, s.accuracy, s.learning_rate, s.grad_norm, s.pairs_per_s
@@ -302,16 +323,19 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 }
                 Event::Eval(e) => {
                     let acc = e.report.accuracy.accuracy.unwrap_or(f64::NAN);
-                    pb.println(format!(
-                        "eval at step {}: accuracy {:.4}, ECE {}, log loss {} ({:.1} s)",
-                        e.step,
-                        acc,
-                        rewardkit_report::fmt_num(e.report.calibration.ece),
-                        rewardkit_report::fmt_num(e.report.calibration.log_loss),
-                        e.seconds
-                    ));
+                    say(
+                        &pb,
+                        format!(
+                            "eval at step {}: accuracy {:.4}, ECE {}, log loss {} ({:.1} s)",
+                            e.step,
+                            acc,
+                            rewardkit_report::fmt_num(e.report.calibration.ece),
+                            rewardkit_report::fmt_num(e.report.calibration.log_loss),
+                            e.seconds
+                        ),
+                    );
                 }
-                Event::Saved(dir) => pb.println(format!("saved {}", dir.display())),
+                Event::Saved(dir) => say(&pb, format!("saved {}", dir.display())),
             }
             ControlFlow::Continue(())
         },
@@ -332,7 +356,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             overall: report.clone(),
             subsets: Default::default(),
         };
-        print_text(&rewardkit_report::eval_table(&eval_report, &summary.final_dir.display().to_string()))?;
+        print_text(&rewardkit_report::eval_table(
+            &eval_report,
+            &summary.final_dir.display().to_string(),
+        ))?;
     }
     Ok(())
 }

