@@ -1,0 +1,34 @@
+//! An existing transformers reward model (`tiny-llama-rm`, a `LlamaForSequenceClassification`
+//! with a `score` head, saved with transformers 5.24) loaded through the public `load` path and
+//! scored as transformers does: on the plain `prompt + response` ids, no EOS appended, pooled at
+//! the last non-pad token. Reference scores: `../shared/models/tiny-llama-rm/reference.json`.
+
+mod common;
+
+use candle_core::Device;
+use rewardkit_data::{Scorer, Text};
+use rewardkit_model::{load, LoadOptions, ModelScorer, Pooling};
+
+#[test]
+fn hf_sequence_classifier_scores_like_transformers() {
+    let dir = common::shared_models().join("tiny-llama-rm");
+    let model = load(&dir, &LoadOptions::default(), &Device::Cpu).unwrap();
+    assert_eq!(model.meta.pooling, Pooling::Last);
+    assert!(!model.meta.append_eos, "an HF classifier is scored on the plain text");
+    let reference = common::read_json(&dir.join("reference.json"));
+    let texts: Vec<(Text, Text)> = reference["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (Text::Plain(t["prompt"].as_str().unwrap().into()), Text::Plain(t["response"].as_str().unwrap().into())))
+        .collect();
+    let items: Vec<(&Text, &Text)> = texts.iter().map(|(p, r)| (p, r)).collect();
+    // Batch sizes 1 and 2: batch composition must not change a score.
+    for batch_size in [1, 2] {
+        let scores = ModelScorer { model: &model, batch_size }.score_batch(&items).unwrap();
+        for (i, s) in scores.iter().enumerate() {
+            let expected = reference["scores"][i].as_f64().unwrap();
+            assert!((s - expected).abs() < 1e-5, "row {i}, batch {batch_size}: {s} vs {expected}");
+        }
+    }
+}
