@@ -47,6 +47,8 @@ pub struct LoadOptions {
     pub seed: u64,
     /// Override the maximum input length.
     pub max_length: Option<usize>,
+    /// For scoring only: build the model without autograd tracking (less memory, faster).
+    pub inference: bool,
 }
 
 /// A reward model with its tokenizer and input conventions.
@@ -133,7 +135,12 @@ pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<Loaded
         let files = safetensors_files(dir)?;
         ParamStore::from_safetensors(&files, options.seed, device)?
     };
-    let model = RewardModel::new(&config, meta.pooling, &store)?;
+    let built_over = if options.inference {
+        store.frozen_view()
+    } else {
+        store.clone()
+    };
+    let model = RewardModel::new(&config, meta.pooling, &built_over)?;
     store.release_source();
     let style = if config.is_decoder() {
         InputStyle::Sequence
@@ -166,7 +173,12 @@ fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<Load
     } else {
         file.param_store(options.seed, device)?
     };
-    let model = RewardModel::new(&config, meta.pooling, &store)?;
+    let built_over = if options.inference {
+        store.frozen_view()
+    } else {
+        store.clone()
+    };
+    let model = RewardModel::new(&config, meta.pooling, &built_over)?;
     store.release_source();
     let tokenizer = file.tokenizer()?.reward_tokenizer(InputStyle::Sequence)?;
     Ok(LoadedModel {
@@ -204,6 +216,21 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
         )));
     }
     Ok(shards)
+}
+
+impl LoadedModel {
+    /// A copy for inference that shares this model's weights (later updates included) but
+    /// records no autograd graph: evaluation during training keeps no activations alive.
+    pub fn frozen_copy(&self) -> Result<LoadedModel> {
+        let store = self.model.params().frozen_view();
+        Ok(LoadedModel {
+            model: RewardModel::new(self.model.config(), self.meta.pooling, &store)?,
+            tokenizer: self.tokenizer.clone(),
+            meta: self.meta.clone(),
+            raw_config: self.raw_config.clone(),
+            source: self.source.clone(),
+        })
+    }
 }
 
 /// Files copied next to a saved model so it is self-contained.

@@ -38,6 +38,9 @@ pub struct ParamStore {
     inner: Arc<Mutex<Inner>>,
     seed: u64,
     device: Device,
+    /// Hand out detached tensors: a model built over a frozen view records no autograd graph
+    /// (inference keeps no activations alive), yet shares the weights' storage with training.
+    frozen: bool,
 }
 
 impl ParamStore {
@@ -47,6 +50,16 @@ impl ParamStore {
             inner: Arc::new(Mutex::new(Inner::default())),
             seed,
             device: device.clone(),
+            frozen: false,
+        }
+    }
+
+    /// The same weights, handed out without autograd tracking (for inference). Updates made
+    /// through the trainable store are seen by models built over the view.
+    pub fn frozen_view(&self) -> Self {
+        ParamStore {
+            frozen: true,
+            ..self.clone()
         }
     }
 
@@ -262,7 +275,11 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
             }
         };
         let var = Var::from_tensor(&tensor.to_dtype(dtype)?.to_device(dev)?)?;
-        let t = var.as_tensor().clone();
+        let t = if self.frozen {
+            var.as_tensor().detach()
+        } else {
+            var.as_tensor().clone()
+        };
         inner.vars.insert(name.to_string(), var);
         Ok(t)
     }

@@ -12,23 +12,50 @@ use rewardkit_model::{load, LoadOptions, ModelScorer, Pooling};
 #[test]
 fn hf_sequence_classifier_scores_like_transformers() {
     let dir = common::shared_models().join("tiny-llama-rm");
-    let model = load(&dir, &LoadOptions::default(), &Device::Cpu).unwrap();
+    for inference in [false, true] {
+        scores_match(&dir, inference);
+    }
+}
+
+/// `inference`: built over a frozen view (no autograd graph): the same scores.
+fn scores_match(dir: &std::path::Path, inference: bool) {
+    let options = LoadOptions {
+        inference,
+        ..Default::default()
+    };
+    let model = load(dir, &options, &Device::Cpu).unwrap();
     assert_eq!(model.meta.pooling, Pooling::Last);
-    assert!(!model.meta.append_eos, "an HF classifier is scored on the plain text");
+    assert!(
+        !model.meta.append_eos,
+        "an HF classifier is scored on the plain text"
+    );
     let reference = common::read_json(&dir.join("reference.json"));
     let texts: Vec<(Text, Text)> = reference["texts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (Text::Plain(t["prompt"].as_str().unwrap().into()), Text::Plain(t["response"].as_str().unwrap().into())))
+        .map(|t| {
+            (
+                Text::Plain(t["prompt"].as_str().unwrap().into()),
+                Text::Plain(t["response"].as_str().unwrap().into()),
+            )
+        })
         .collect();
     let items: Vec<(&Text, &Text)> = texts.iter().map(|(p, r)| (p, r)).collect();
     // Batch sizes 1 and 2: batch composition must not change a score.
     for batch_size in [1, 2] {
-        let scores = ModelScorer { model: &model, batch_size }.score_batch(&items).unwrap();
+        let scores = ModelScorer {
+            model: &model,
+            batch_size,
+        }
+        .score_batch(&items)
+        .unwrap();
         for (i, s) in scores.iter().enumerate() {
             let expected = reference["scores"][i].as_f64().unwrap();
-            assert!((s - expected).abs() < 1e-5, "row {i}, batch {batch_size}: {s} vs {expected}");
+            assert!(
+                (s - expected).abs() < 1e-5,
+                "row {i}, batch {batch_size}: {s} vs {expected}"
+            );
         }
     }
 }

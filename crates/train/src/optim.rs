@@ -213,11 +213,17 @@ mod tests {
         let x = (a.as_tensor() * 2.0).unwrap();
         let loss = x.matmul(w.as_tensor()).unwrap().sum_all().unwrap();
         let store = loss.backward().unwrap();
-        assert!(store.get(w.as_tensor()).unwrap().track_op(), "candle's raw gradient is tracked");
+        assert!(
+            store.get(w.as_tensor()).unwrap().track_op(),
+            "candle's raw gradient is tracked"
+        );
         let mut grads = Grads::default();
         grads.accumulate(&store, [&a, &w].into_iter()).unwrap();
         assert!(!grads.get(&w).unwrap().track_op());
-        assert_eq!(grads.get(&w).unwrap().to_vec2::<f32>().unwrap(), [[8.0], [12.0]]);
+        assert_eq!(
+            grads.get(&w).unwrap().to_vec2::<f32>().unwrap(),
+            [[8.0], [12.0]]
+        );
     }
 
     #[test]
@@ -227,12 +233,24 @@ mod tests {
         let w = Var::new(&[1.0f32, -2.0], &dev).unwrap();
         let loss = (w.as_tensor() * 3.0).unwrap().sum_all().unwrap(); // g = 3
         let mut grads = Grads::default();
-        grads.accumulate(&loss.backward().unwrap(), [&w].into_iter()).unwrap();
-        let mut opt = AdamW::new(vec![("layer.weight".into(), w.clone())], 0.9, 0.999, 1e-8, 0.1).unwrap();
+        grads
+            .accumulate(&loss.backward().unwrap(), [&w].into_iter())
+            .unwrap();
+        let mut opt = AdamW::new(
+            vec![("layer.weight".into(), w.clone())],
+            0.9,
+            0.999,
+            1e-8,
+            0.1,
+        )
+        .unwrap();
         opt.step(&grads, 0.01).unwrap();
         let p: Vec<f32> = w.as_tensor().to_vec1().unwrap();
         let expect = |p0: f32| p0 * (1.0 - 0.01 * 0.1) - 0.01 * 3.0 / (3.0 + 1e-8);
-        assert!((p[0] - expect(1.0)).abs() < 1e-6 && (p[1] - expect(-2.0)).abs() < 1e-6, "{p:?}");
+        assert!(
+            (p[0] - expect(1.0)).abs() < 1e-6 && (p[1] - expect(-2.0)).abs() < 1e-6,
+            "{p:?}"
+        );
         assert!(!decays("encoder.layer.0.output.LayerNorm.weight") && !decays("h.0.ln_1.weight"));
         assert!(!decays("classifier.bias") && decays("classifier.weight"));
     }

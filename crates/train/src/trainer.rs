@@ -297,6 +297,7 @@ pub fn train(
     });
 
     let pad = model.tokenizer.pad_id();
+    let eval_model = model.frozen_copy()?;
     let mut epoch_cache: Option<(usize, Vec<Vec<usize>>)> = None;
     let (mut win_loss, mut win_right, mut win_pairs, mut win_tokens, mut win_weight, mut win_steps) =
         (0.0, 0usize, 0usize, 0usize, 0.0, 0usize);
@@ -410,7 +411,7 @@ pub fn train(
             && ((config.eval_every > 0 && step % config.eval_every == 0) || last)
         {
             let t = Instant::now();
-            let report = evaluate(model, &eval_enc, config.eval_batch_size)?;
+            let report = evaluate(&eval_model, &eval_enc, config.eval_batch_size)?;
             let entry = EvalLog {
                 step,
                 report,

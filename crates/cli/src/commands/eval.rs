@@ -121,6 +121,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             let dir = args.model.as_ref().expect("clap requires one source");
             let options = rewardkit_model::LoadOptions {
                 max_length: args.max_length,
+                inference: true,
                 ..Default::default()
             };
             let model = rewardkit_model::load(dir, &options, &candle_core::Device::Cpu)?;

@@ -48,6 +48,7 @@ fn text_field(
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     let options = LoadOptions {
         max_length: args.max_length,
+        inference: true,
         ..Default::default()
     };
     let model = rewardkit_model::load(&args.model, &options, &candle_core::Device::Cpu)?;

@@ -272,6 +272,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         from_scratch: config.from_scratch,
         seed: config.train.seed,
         max_length: Some(config.train.max_length),
+        inference: false,
     };
     let model = rewardkit_model::load(&model_dir, &options, &device)?;
     eprintln!(
