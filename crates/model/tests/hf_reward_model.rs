@@ -59,3 +59,50 @@ fn scores_match(dir: &std::path::Path, inference: bool) {
         }
     }
 }
+
+#[test]
+fn from_scratch_ignores_the_weights_and_is_seeded() {
+    // The same folder with `from_scratch`: every weight is initialised from the seed (none is
+    // read), reproducibly, and differently for another seed.
+    let dir = common::shared_models().join("tiny-llama-rm");
+    let build = |seed: u64| {
+        let options = LoadOptions {
+            from_scratch: true,
+            seed,
+            ..Default::default()
+        };
+        load(&dir, &options, &Device::Cpu).unwrap()
+    };
+    let (a, b, c) = (build(1), build(1), build(2));
+    let values = |m: &rewardkit_model::LoadedModel| -> Vec<Vec<f32>> {
+        m.model
+            .params()
+            .vars()
+            .into_iter()
+            .map(|(_, v)| v.as_tensor().flatten_all().unwrap().to_vec1().unwrap())
+            .collect()
+    };
+    assert_eq!(
+        a.model.params().initialised().len(),
+        a.model.params().vars().len()
+    );
+    assert_eq!(values(&a), values(&b));
+    assert_ne!(values(&a), values(&c));
+    let trained = load(&dir, &LoadOptions::default(), &Device::Cpu).unwrap();
+    assert_ne!(values(&a), values(&trained));
+    // Norm weights start at 1, as in transformers.
+    let norm = a
+        .model
+        .params()
+        .vars()
+        .into_iter()
+        .find(|(n, _)| n == "model.norm.weight")
+        .unwrap()
+        .1;
+    assert!(norm
+        .as_tensor()
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .all(|&x| x == 1.0));
+}
