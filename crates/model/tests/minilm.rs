@@ -8,34 +8,6 @@ use candle_core::{DType, Device, Tensor};
 use rewardkit_model::{bert::Bert, ArchConfig, Mode, ParamStore};
 use rewardkit_tokenize::{InputStyle, RewardTokenizer};
 
-fn rows_u32(v: &serde_json::Value) -> Vec<Vec<u32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect()
-}
-
-fn rows_f32(v: &serde_json::Value) -> Vec<Vec<f32>> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_f64().unwrap() as f32)
-                .collect()
-        })
-        .collect()
-}
-
 fn max_abs_diff(a: &[Vec<f32>], b: &[Vec<f32>]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -57,8 +29,8 @@ fn minilm_matches_transformers() {
         .iter()
         .map(|t| t.as_str().unwrap())
         .collect();
-    let want_ids = rows_u32(&reference["input_ids"]);
-    let want_mask = rows_u32(&reference["attention_mask"]);
+    let want_ids = common::rows_u32(&reference["input_ids"]);
+    let want_mask = common::rows_u32(&reference["attention_mask"]);
 
     // Tokenizer: `[CLS] … [SEP]` from tokenizer.json's post-processor, padded with [PAD] (0)
     // to the longest row as the reference batch is (the file itself pads to a fixed 128).
@@ -115,8 +87,8 @@ fn minilm_matches_transformers() {
         .unwrap()
         .to_vec2()
         .unwrap();
-    let cls_diff = max_abs_diff(&cls, &rows_f32(&reference["cls_hidden"]));
-    let mean_diff = max_abs_diff(&mean, &rows_f32(&reference["mean_pooled"]));
+    let cls_diff = max_abs_diff(&cls, &common::rows_f32(&reference["cls_hidden"]));
+    let mean_diff = max_abs_diff(&mean, &common::rows_f32(&reference["mean_pooled"]));
     eprintln!("MiniLM: max |CLS diff| = {cls_diff:.2e}, max |mean-pooled diff| = {mean_diff:.2e}");
     assert!(cls_diff < 1e-4, "CLS hidden state: max |diff| = {cls_diff}");
     assert!(

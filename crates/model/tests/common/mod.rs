@@ -24,20 +24,27 @@ pub fn fixture(name: &str) -> (ArchConfig, ParamStore) {
     (config, store)
 }
 
-/// A `[rows, cols]` u32 tensor from a JSON array of arrays.
-pub fn u32_matrix(v: &serde_json::Value) -> Tensor {
-    let rows: Vec<Vec<u32>> = v
-        .as_array()
+/// A JSON array of arrays of integers.
+pub fn rows_u32(v: &serde_json::Value) -> Vec<Vec<u32>> {
+    rows(v, |x| x.as_u64().unwrap() as u32)
+}
+
+/// A JSON array of arrays of numbers.
+pub fn rows_f32(v: &serde_json::Value) -> Vec<Vec<f32>> {
+    rows(v, |x| x.as_f64().unwrap() as f32)
+}
+
+fn rows<T>(v: &serde_json::Value, f: impl Fn(&serde_json::Value) -> T) -> Vec<Vec<T>> {
+    v.as_array()
         .unwrap()
         .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .map(|x| x.as_u64().unwrap() as u32)
-                .collect()
-        })
-        .collect();
+        .map(|r| r.as_array().unwrap().iter().map(&f).collect())
+        .collect()
+}
+
+/// A `[rows, cols]` u32 tensor from a JSON array of arrays.
+pub fn u32_matrix(v: &serde_json::Value) -> Tensor {
+    let rows = rows_u32(v);
     let (n, m) = (rows.len(), rows[0].len());
     Tensor::from_vec(rows.concat(), (n, m), &Device::Cpu).unwrap()
 }
