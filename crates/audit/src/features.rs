@@ -1,0 +1,1 @@
+//! Response features (filled in by the features work).

@@ -1,0 +1,1 @@
+//! Statistics for audits (filled in by the stats work).

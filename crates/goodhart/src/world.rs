@@ -1,0 +1,1 @@
+//! The built-in world (filled in by the world work).
