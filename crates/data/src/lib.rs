@@ -29,6 +29,7 @@ pub mod format;
 pub mod hh;
 pub mod load;
 pub mod records;
+pub mod rng;
 pub mod scorer;
 pub mod split;
 pub mod stats;
@@ -40,6 +41,7 @@ pub use load::{
     load, subset_name, Dataset, DroppedRow, FileReport, LoadOptions, LoadReport, RowNote,
 };
 pub use records::{for_each_record, FileKind, Record};
+pub use rng::Rng;
 pub use scorer::{score_pairs, PairScores, Scorer};
 pub use split::{Side, SplitConfig, SplitKey, StableHasher};
 pub use stats::{quantile_sorted, DataStats, Distribution, LengthStats, LongerBaseline};

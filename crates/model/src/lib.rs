@@ -34,7 +34,6 @@ pub mod nn;
 pub mod ops;
 pub mod params;
 pub mod reward;
-pub mod rng;
 pub mod scorer;
 
 pub use backbone::{ArchConfig, Backbone};
@@ -44,5 +43,5 @@ pub use gguf::{GgufFile, GgufTokenizer};
 pub use nn::Mode;
 pub use params::ParamStore;
 pub use reward::{Pooling, RewardModel};
-pub use rng::Rng;
+pub use rewardkit_data::Rng;
 pub use scorer::ModelScorer;

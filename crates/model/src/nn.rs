@@ -10,7 +10,7 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
-use crate::rng::Rng;
+use rewardkit_data::Rng;
 
 /// How a forward pass runs: inference, or training with dropout drawn from `(seed, step)`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

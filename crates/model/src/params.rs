@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
 use crate::error::{ModelError, Result};
-use crate::rng::Rng;
+use rewardkit_data::Rng;
 
 /// Prefixes that HF checkpoints put before the backbone's weights.
 pub const BASE_PREFIXES: [&str; 5] = ["bert.", "model.", "transformer.", "roberta.", "backbone."];

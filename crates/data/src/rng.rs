@@ -1,10 +1,11 @@
-//! Seeded, platform-independent random numbers for initialisation and dropout.
+//! Seeded, platform-independent random numbers (initialisation, dropout, shuffles, bootstrap,
+//! simulated worlds).
 //!
 //! Streams are derived from (seed, name) or (seed, step, site) by hashing, so a parameter's
 //! initial value does not depend on the order modules are built in, and a dropout mask depends
 //! only on the step and the site: resuming at step k needs no RNG state from the checkpoint.
 
-use rewardkit_data::StableHasher;
+use crate::split::StableHasher;
 
 /// xoshiro256++ (Blackman & Vigna), seeded through SplitMix64.
 #[derive(Debug, Clone)]
