@@ -42,7 +42,7 @@ pub use load::{
 };
 pub use records::{for_each_record, FileKind, Record};
 pub use rng::Rng;
-pub use scorer::{score_pairs, PairScores, Scorer};
+pub use scorer::{score_pairs, text_field, MissingScore, PairScores, ScoreTable, Scorer};
 pub use split::{Side, SplitConfig, SplitKey, StableHasher};
 pub use stats::{quantile_sorted, DataStats, Distribution, LengthStats, LongerBaseline};
 pub use types::{Location, Message, Position, PreferencePair, Text};

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
-use rewardkit_data::{for_each_record, DataError, RowError, RowErrorKind, Text};
+use rewardkit_data::{for_each_record, text_field, DataError, RowError};
 use rewardkit_model::LoadOptions;
 
 #[derive(Args)]
@@ -27,22 +27,6 @@ pub struct ScoreArgs {
     /// Tokens per sequence at most (default: the model's).
     #[arg(long)]
     max_length: Option<usize>,
-}
-
-fn text_field(
-    obj: &serde_json::Map<String, serde_json::Value>,
-    field: &str,
-    required: bool,
-) -> Result<Text, RowErrorKind> {
-    match obj.get(field) {
-        None | Some(serde_json::Value::Null) if !required => Ok(Text::Plain(String::new())),
-        None => Err(RowErrorKind::MissingField(field.into())),
-        Some(v) => serde_json::from_value::<Text>(v.clone()).map_err(|_| RowErrorKind::WrongType {
-            field: field.into(),
-            expected: "a string or a list of {role, content} messages",
-            found: rewardkit_data::json_type(v).into(),
-        }),
-    }
 }
 
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
