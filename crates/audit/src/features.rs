@@ -391,8 +391,9 @@ fn word_tokens(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// Sentences (see the module docs).
-fn sentences(text: &str) -> Vec<&str> {
+/// Sentences: split after `.`, `!` or `?` followed by whitespace (or the end) and at line
+/// breaks, trimmed; pieces without a letter or digit are dropped.
+pub fn sentences(text: &str) -> Vec<&str> {
     let mut pieces = Vec::new();
     let mut start = 0;
     let mut chars = text.char_indices().peekable();

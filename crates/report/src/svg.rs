@@ -144,6 +144,36 @@ impl Plot {
         );
     }
 
+    /// Sets the margins (top, right, bottom, left) in pixels, e.g. room for long category labels.
+    pub fn margins(mut self, margin: [f64; 4]) -> Self {
+        self.margin = margin;
+        self
+    }
+
+    /// A filled rectangle between two corners in data coordinates.
+    pub fn rect(&mut self, (x0, y0): (f64, f64), (x1, y1): (f64, f64), color: &str) {
+        let (a, b) = (self.px(x0.min(x1)), self.px(x0.max(x1)));
+        let (top, bottom) = (self.py(y0.max(y1)), self.py(y0.min(y1)));
+        let _ = write!(
+            self.body,
+            r#"<rect x="{a:.1}" y="{top:.1}" width="{:.1}" height="{:.1}" fill="{color}"/>"#,
+            b - a,
+            bottom - top
+        );
+    }
+
+    /// Text at data coordinates with an anchor (`start`, `middle`, `end`), shifted by `dx`
+    /// pixels.
+    pub fn text(&mut self, x: f64, y: f64, dx: f64, anchor: &str, text: &str, size: f64) {
+        let _ = write!(
+            self.body,
+            r##"<text x="{:.1}" y="{:.1}" text-anchor="{anchor}" font-size="{size}" fill="#333">{}</text>"##,
+            self.px(x) + dx,
+            self.py(y) + size / 3.0,
+            escape(text)
+        );
+    }
+
     /// A legend: one (color, text) per line at the top left of the plot area.
     pub fn legend(&mut self, entries: &[(&str, &str)]) {
         let x = self.margin[3] + 12.0;
