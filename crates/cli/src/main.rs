@@ -2,7 +2,7 @@
 //!
 //! Logs and progress go to stderr, results to stdout (a table, or JSON with `--json`).
 //! Exit codes: 0 success, 1 failure, 2 bad command line, 3 bad input data (the message names the
-//! file and line).
+//! file and line), 4 `audit --fail-on` found a flag.
 
 mod commands;
 mod progress;
@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 /// Results go to stdout (readable tables, or JSON with --json); logs and progress to stderr.
 ///
 /// Exit codes: 0 success · 1 failure · 2 bad command line · 3 bad input data (the message names
-/// FILE:LINE and what is wrong).
+/// FILE:LINE and what is wrong) · 4 `audit --fail-on` found a flag.
 #[derive(Parser)]
 #[command(name = "rewardkit", version, max_term_width = 100)]
 struct Cli {
@@ -41,6 +41,9 @@ enum Command {
     Train(Box<commands::train::TrainArgs>),
     /// Score (prompt, response) rows with a reward model.
     Score(commands::score::ScoreArgs),
+    /// Audit a reward model for reward hacking: feature correlations, a ridge probe,
+    /// counterfactual probes and a sycophancy audit, with report.json, report.md and plots.
+    Audit(Box<commands::audit::AuditArgs>),
 }
 
 /// Exit codes, as documented in `--help`.
@@ -78,14 +81,18 @@ fn main() -> ExitCode {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
+    let mut flagged = 0u8; // `audit --fail-on` found what it was told to fail on
     let result = match cli.command {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Eval(args) => commands::eval::run(args),
         Command::Train(args) => commands::train::run(*args),
         Command::Score(args) => commands::score::run(args),
+        Command::Audit(args) => commands::audit::run(*args).map(|code| {
+            flagged = code;
+        }),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => ExitCode::from(flagged),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -111,6 +118,11 @@ fn exit_code(e: &anyhow::Error) -> Exit {
             || cause.is::<rewardkit_data::RowError>()
             || cause.is::<rewardkit_eval::EvalError>()
             || cause.is::<rewardkit_tokenize::TokenizeError>()
+            || cause.is::<rewardkit_data::MissingScore>()
+            || matches!(
+                cause.downcast_ref::<rewardkit_audit::AuditError>(),
+                Some(rewardkit_audit::AuditError::Input { .. })
+            )
         {
             let io = matches!(
                 cause.downcast_ref::<rewardkit_data::DataError>(),

@@ -13,8 +13,10 @@
 //! assert!(svg.starts_with("<svg"));
 //! ```
 
+pub mod audit;
 pub mod svg;
 pub mod tables;
 
+pub use audit::{audit_flags_text, audit_markdown, audit_plots};
 pub use svg::{reliability_svg, Plot};
 pub use tables::{eval_table, fmt_num, stats_table};

@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod data;
 pub mod eval;
 pub mod score;
@@ -47,4 +48,18 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     serde_json::to_writer_pretty(&mut out, value)?;
     writeln!(out)?;
     Ok(())
+}
+
+/// Reads a config file: TOML when the name ends in `.toml`, JSON otherwise.
+pub fn read_config<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    what: &str,
+) -> anyhow::Result<T> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    if path.extension().is_some_and(|e| e == "toml") {
+        toml::from_str(&text).with_context(|| format!("{}: invalid {what}", path.display()))
+    } else {
+        serde_json::from_str(&text).with_context(|| format!("{}: invalid {what}", path.display()))
+    }
 }

@@ -146,23 +146,11 @@ pub struct TrainArgs {
     json: bool,
 }
 
-fn read_config(path: &Path) -> anyhow::Result<RunConfig> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let is_toml = path.extension().is_some_and(|e| e == "toml");
-    if is_toml {
-        toml::from_str(&text).with_context(|| format!("{}: invalid run config", path.display()))
-    } else {
-        serde_json::from_str(&text)
-            .with_context(|| format!("{}: invalid run config", path.display()))
-    }
-}
-
 impl TrainArgs {
     /// The config file, then every flag given on top of it.
     fn resolve(&self) -> anyhow::Result<RunConfig> {
         let mut c = match &self.config {
-            Some(p) => read_config(p)?,
+            Some(p) => super::read_config(p, "run config")?,
             None => RunConfig::default(),
         };
         macro_rules! set {
