@@ -41,6 +41,9 @@ enum Command {
     Train(Box<commands::train::TrainArgs>),
     /// Score (prompt, response) rows with a reward model.
     Score(commands::score::ScoreArgs),
+    /// Sample responses to prompts from a policy model (a pool for best-of-n), with their
+    /// log-probabilities (and a reference model's, for a KL penalty).
+    Generate(commands::generate::GenerateArgs),
 }
 
 /// Exit codes, as documented in `--help`.
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Eval(args) => commands::eval::run(args),
         Command::Train(args) => commands::train::run(*args),
         Command::Score(args) => commands::score::run(args),
+        Command::Generate(args) => commands::generate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
