@@ -44,6 +44,9 @@ enum Command {
     /// Audit a reward model for reward hacking: feature correlations, a ridge probe,
     /// counterfactual probes and a sycophancy audit, with report.json, report.md and plots.
     Audit(Box<commands::audit::AuditArgs>),
+    /// Sample responses to prompts from a policy model (a pool for best-of-n), with their
+    /// log-probabilities (and a reference model's, for a KL penalty).
+    Generate(commands::generate::GenerateArgs),
 }
 
 /// Exit codes, as documented in `--help`.
@@ -90,6 +93,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => commands::audit::run(*args).map(|code| {
             flagged = code;
         }),
+        Command::Generate(args) => commands::generate::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(flagged),

@@ -9,6 +9,8 @@
 //! - [`llama`]: Llama-family decoders (Llama, SmolLM2, Qwen2);
 //! - [`backbone::ArchConfig`]: the closed set of architectures, read from an HF `config.json`;
 //! - [`gguf::GgufFile`]: llama.cpp GGUF files: HF config, dequantised HF-named tensors, tokenizer;
+//! - [`generate::Policy`]: sampling from a causal LM (KV cache, temperature, top-p), sequence
+//!   log-probabilities;
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
 //! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`.
 //!
@@ -27,6 +29,7 @@ pub mod backbone;
 pub mod bert;
 pub mod checkpoint;
 pub mod error;
+pub mod generate;
 pub mod gguf;
 pub mod gpt2;
 pub mod llama;
@@ -39,6 +42,7 @@ pub mod scorer;
 pub use backbone::{ArchConfig, Backbone};
 pub use checkpoint::{load, save, LoadOptions, LoadedModel, ModelMeta};
 pub use error::{ModelError, Result};
+pub use generate::{ChatTemplate, GenerateError, GenerationConfig, Policy, Sample};
 pub use gguf::{GgufFile, GgufTokenizer};
 pub use nn::Mode;
 pub use params::ParamStore;

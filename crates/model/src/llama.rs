@@ -324,12 +324,16 @@ impl Layer {
         })
     }
 
+    /// One block over `x` `[b, t, hidden]`. With a `cache` slot (inference), `x` holds only the
+    /// new tokens: their K/V (after RoPE) are appended to the slot's and attention runs over
+    /// all of them; `bias` is then `[b, 1, t, past + t]`.
     fn forward(
         &self,
         x: &Tensor,
         bias: &Tensor,
         rotary: &Rotary,
         mode: Mode,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> candle_core::Result<Tensor> {
         let n = self.input_layernorm.forward(x)?;
         let q = nn::split_heads(&self.q_proj.forward(&n)?, self.heads)?;
@@ -337,7 +341,15 @@ impl Layer {
         let v = nn::split_heads(&self.v_proj.forward(&n)?, self.kv_heads)?;
         debug_assert_eq!(q.dim(D::Minus1)?, self.head_dim);
         let q = rotary.apply(&q)?;
-        let k = rotary.apply(&k)?;
+        let mut k = rotary.apply(&k)?;
+        let mut v = v;
+        if let Some(slot) = cache {
+            if let Some((past_k, past_v)) = slot.take() {
+                k = Tensor::cat(&[&past_k, &k], 2)?;
+                v = Tensor::cat(&[&past_v, &v], 2)?;
+            }
+            *slot = Some((k.clone(), v.clone()));
+        }
         let n_rep = self.heads / self.kv_heads;
         let k = repeat_kv(&k, n_rep)?;
         let v = repeat_kv(&v, n_rep)?;
@@ -355,6 +367,32 @@ impl Layer {
             .down_proj
             .forward(&(gate * self.up_proj.forward(&n)?)?)?;
         x + m
+    }
+}
+
+/// The inference state of a batch for [`Llama::forward_cached`]: per layer, the keys and values
+/// of every token so far (after RoPE, before the K/V heads are repeated), `[b, kv_heads, t, d]`,
+/// and the attention mask of those tokens, per row.
+#[derive(Clone)]
+pub struct Cache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+    mask: Vec<Vec<u32>>,
+}
+
+impl Cache {
+    /// Tokens per row held so far (padding included).
+    pub fn len(&self) -> usize {
+        self.mask.first().map_or(0, Vec::len)
+    }
+
+    /// True before the first step.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The accumulated attention mask, one row per sequence.
+    pub fn mask(&self) -> &[Vec<u32>] {
+        &self.mask
     }
 }
 
@@ -446,7 +484,71 @@ impl Llama {
         let mut x = self.embed_tokens.forward(ids)?;
         let bias = nn::attention_bias(mask, true)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &bias, &rotary, mode)?;
+            x = layer.forward(&x, &bias, &rotary, mode, None)?;
+        }
+        self.norm.forward(&x)
+    }
+
+    /// An empty [`Cache`] for [`Llama::forward_cached`].
+    pub fn new_cache(&self) -> Cache {
+        Cache {
+            layers: vec![None; self.layers.len()],
+            mask: Vec::new(),
+        }
+    }
+
+    /// Inference with a KV cache: runs only the new tokens `ids`, `mask` `[batch, new]` (u32)
+    /// against the keys and values of the tokens `cache` already holds, and adds theirs to it.
+    /// Returns the hidden states of the new tokens `[batch, new, hidden]`, equal (up to
+    /// rounding) to those positions of [`Llama::forward`] over the whole sequence.
+    ///
+    /// Typical use: prefill a left-padded batch of prompts, then one token per row per step
+    /// (mask 1). Positions continue from each row's count of unmasked tokens, so left padding
+    /// does not shift them. No dropout and no training: call it on a frozen store.
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        cache: &mut Cache,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let new: Vec<Vec<u32>> = mask.to_dtype(candle_core::DType::U32)?.to_vec2()?;
+        if new.len() != b || new.iter().any(|r| r.len() != t) {
+            candle_core::bail!("mask {:?} does not match ids {:?}", mask.dims(), ids.dims());
+        }
+        if cache.mask.is_empty() {
+            cache.mask = vec![Vec::new(); b];
+        } else if cache.mask.len() != b {
+            candle_core::bail!("a cache of {} rows fed {b} rows", cache.mask.len());
+        }
+        let past = cache.len();
+        let total = past + t;
+        let mut positions = Vec::with_capacity(b * t);
+        let mut bias = Vec::with_capacity(b * t * total);
+        let blocked = -(f32::MAX * 0.5);
+        for (row, add) in cache.mask.iter_mut().zip(&new) {
+            row.extend_from_slice(add);
+            let mut seen = row[..past].iter().filter(|&&m| m != 0).count() as u32;
+            for (i, &m) in add.iter().enumerate() {
+                seen += u32::from(m != 0);
+                positions.push(seen.saturating_sub(1));
+                // Query past + i sees the unmasked keys up to itself (as `attention_bias`).
+                bias.extend(row.iter().enumerate().map(|(j, &k)| {
+                    if k != 0 && j <= past + i {
+                        0.0
+                    } else {
+                        blocked
+                    }
+                }));
+            }
+        }
+        let dev = ids.device();
+        let positions = Tensor::from_vec(positions, (b, t), dev)?;
+        let bias = Tensor::from_vec(bias, (b, 1, t, total), dev)?;
+        let rotary = Rotary::new(&self.inv_freq, &positions)?;
+        let mut x = self.embed_tokens.forward(ids)?;
+        for (layer, slot) in self.layers.iter().zip(&mut cache.layers) {
+            x = layer.forward(&x, &bias, &rotary, Mode::Eval, Some(slot))?;
         }
         self.norm.forward(&x)
     }

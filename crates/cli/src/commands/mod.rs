@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod data;
 pub mod eval;
+pub mod generate;
 pub mod score;
 pub mod train;
 
