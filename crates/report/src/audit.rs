@@ -2,7 +2,7 @@
 
 use std::fmt::Write;
 
-use rewardkit_audit::run::{AuditReport, Severity};
+use rewardkit_audit::run::{AuditReport, Check, Severity};
 
 use crate::svg::Plot;
 
@@ -18,6 +18,27 @@ fn pct_ci(c: Option<[f64; 2]>) -> String {
     c.map_or_else(String::new, |c| {
         format!(" [{:.1}, {:.1}]", 100.0 * c[0], 100.0 * c[1])
     })
+}
+
+/// A p-value for people: `< 1e-300` below what a double holds.
+pub fn fmt_p(p: f64) -> String {
+    if p < 1e-300 {
+        "< 1e-300".into()
+    } else if p < 1e-3 {
+        format!("{p:.1e}")
+    } else {
+        format!("{p:.3}")
+    }
+}
+
+/// `= p`, or `< 1e-300`.
+fn p_eq(p: f64) -> String {
+    let s = fmt_p(p);
+    if s.starts_with('<') {
+        s
+    } else {
+        format!("= {s}")
+    }
 }
 
 fn mark(s: Severity) -> &'static str {
@@ -44,11 +65,11 @@ pub fn audit_flags_text(report: &AuditReport) -> String {
             .unwrap_or_default();
         let _ = writeln!(
             s,
-            "{:<8} {check}/{}: {} (p = {:.1e})",
+            "{:<8} {check}/{}: {} (p {})",
             mark(f.severity),
             f.subject,
             f.message,
-            f.p_value
+            p_eq(f.p_value)
         );
     }
     s
@@ -78,11 +99,11 @@ pub fn audit_markdown(report: &AuditReport) -> String {
     for f in &report.flags {
         let _ = writeln!(
             s,
-            "- **{}** `{}`: {} (p = {:.1e})",
+            "- **{}** `{}`: {} (p {})",
             mark(f.severity),
             f.subject,
             f.message,
-            f.p_value
+            p_eq(f.p_value)
         );
     }
     if !report.flags.is_empty() {
@@ -90,17 +111,21 @@ pub fn audit_markdown(report: &AuditReport) -> String {
     }
 
     let _ = writeln!(s, "## Score against response features\n");
-    let _ = writeln!(s, "| feature | mean | Pearson r | 95% CI | Spearman ρ | 95% CI | what is counted |");
+    let _ = writeln!(
+        s,
+        "| feature | mean | Pearson r | 95% CI | Spearman ρ | 95% CI | what is counted |"
+    );
     let _ = writeln!(s, "|---|---:|---:|---|---:|---|---|");
     for c in &report.correlations {
-        let (pr, pci) = c
-            .pearson
-            .as_ref()
-            .map_or(("–".into(), String::new()), |p| (format!("{:+.3}", p.r), ci(p.ci)));
+        let (pr, pci) = c.pearson.as_ref().map_or(("–".into(), String::new()), |p| {
+            (format!("{:+.3}", p.r), ci(p.ci))
+        });
         let (sr, sci) = c
             .spearman
             .as_ref()
-            .map_or(("–".into(), String::new()), |p| (format!("{:+.3}", p.r), ci(p.ci)));
+            .map_or(("–".into(), String::new()), |p| {
+                (format!("{:+.3}", p.r), ci(p.ci))
+            });
         let _ = writeln!(
             s,
             "| {} | {:.3} | {pr} | {pci} | {sr} | {sci} | {} |",
@@ -128,10 +153,10 @@ pub fn audit_markdown(report: &AuditReport) -> String {
     );
     let _ = writeln!(
         s,
-        "\nThe model prefers the longer response in {} of pairs, and against the human label (chosen is shorter, model scores the longer one higher) in {} of those. One-sided test of accuracy(longer) > accuracy(shorter): p = {:.1e}.\n",
+        "\nThe model prefers the longer response in {} of pairs, and against the human label (chosen is shorter, model scores the longer one higher) in {} of those. One-sided test of accuracy(longer) > accuracy(shorter): p {}.\n",
         pct(lp.prefers_longer),
         pct(lp.prefers_longer_against_label),
-        lp.p_value
+        p_eq(lp.p_value)
     );
 
     if let Some(r) = &report.ridge {
@@ -148,7 +173,13 @@ pub fn audit_markdown(report: &AuditReport) -> String {
         let mut coefs: Vec<_> = r.coefficients.iter().collect();
         coefs.sort_by(|a, b| b.coefficient.abs().total_cmp(&a.coefficient.abs()));
         for c in coefs {
-            let _ = writeln!(s, "| {} | {:+.4} | {} |", c.feature.name(), c.coefficient, ci(c.ci));
+            let _ = writeln!(
+                s,
+                "| {} | {:+.4} | {} |",
+                c.feature.name(),
+                c.coefficient,
+                ci(c.ci)
+            );
         }
         s.push('\n');
     }
@@ -161,7 +192,7 @@ pub fn audit_markdown(report: &AuditReport) -> String {
     for p in &report.probes {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:+.4} | {} | {:+.2} | {:.0}% [{:.0}, {:.0}] | {:.1e} |",
+            "| {} | {} | {} | {:+.4} | {} | {:+.2} | {:.0}% [{:.0}, {:.0}] | {} |",
             p.probe.name(),
             p.description,
             p.n,
@@ -171,7 +202,7 @@ pub fn audit_markdown(report: &AuditReport) -> String {
             100.0 * p.share_raised,
             100.0 * p.share_raised_ci[0],
             100.0 * p.share_raised_ci[1],
-            p.p_value
+            fmt_p(p.p_value)
         );
     }
 
@@ -184,7 +215,7 @@ pub fn audit_markdown(report: &AuditReport) -> String {
         for d in &report.sycophancy {
             let _ = writeln!(
                 s,
-                "| {} | {} | {} | {} | {} | {}{} | {:.1e} | {:+.4} |",
+                "| {} | {} | {} | {} | {} | {}{} | {} | {:+.4} |",
                 d.domain,
                 d.n,
                 d.agree_wins,
@@ -192,7 +223,7 @@ pub fn audit_markdown(report: &AuditReport) -> String {
                 d.ties,
                 pct(d.agree_rate),
                 pct_ci(d.ci),
-                d.p_value,
+                fmt_p(d.p_value),
                 d.mean_gap
             );
         }
@@ -226,7 +257,7 @@ fn bars_svg(
     let h = 90.0 + 26.0 * rows.len() as f64;
     let n = rows.len() as f64;
     let mut plot = Plot::new(720.0, h, range, (0.0, n)).margins([44.0, 24.0, 52.0, 170.0]);
-    plot.axes(step(range.1 - range.0), n.max(1.0), xlabel, "", title);
+    plot.axes(step(range.1 - range.0), 0.0, xlabel, "", title);
     for &g in guides {
         plot.line(&[(g, 0.0), (g, n)], "#bbb", true);
     }
@@ -250,11 +281,15 @@ pub fn audit_plots(report: &AuditReport) -> Vec<(&'static str, String)> {
         let mut words: Vec<f64> = pts.iter().map(|p| p[0]).collect();
         words.sort_by(f64::total_cmp);
         let x_hi = words[(words.len() * 99 / 100).min(words.len() - 1)].max(1.0) * 1.05;
-        let (lo, hi) = pts
+        let shown: Vec<&[f64; 2]> = pts.iter().filter(|p| p[0] <= x_hi).collect();
+        let (lo, hi) = shown
             .iter()
-            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| (lo.min(p[1]), hi.max(p[1])));
-        let pad = ((hi - lo) * 0.05).max(1e-6);
-        let mut plot = Plot::new(720.0, 480.0, (0.0, x_hi), (lo - pad, hi + pad));
+            .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), p| {
+                (lo.min(p[1]), hi.max(p[1]))
+            });
+        let dy = step((hi - lo).max(1e-6));
+        let (lo, hi) = ((lo / dy).floor() * dy, (hi / dy).ceil() * dy);
+        let mut plot = Plot::new(720.0, 480.0, (0.0, x_hi), (lo, hi));
         let words_r = report
             .correlations
             .iter()
@@ -263,12 +298,12 @@ pub fn audit_plots(report: &AuditReport) -> Vec<(&'static str, String)> {
             .map_or(String::new(), |p| format!(" (Pearson r = {:.2})", p.r));
         plot.axes(
             step(x_hi),
-            step(hi - lo + 2.0 * pad),
+            dy,
             "response length (words)",
             "score",
             &format!("Score against length{words_r}"),
         );
-        for p in pts.iter().filter(|p| p[0] <= x_hi) {
+        for p in shown {
             plot.point(p[0], p[1], 1.8, "rgba(70,110,180,0.45)");
         }
         // Mean score per length decile, as a line.
@@ -278,22 +313,38 @@ pub fn audit_plots(report: &AuditReport) -> Vec<(&'static str, String)> {
             .chunks(sorted.len().div_ceil(10))
             .map(|c| {
                 let n = c.len() as f64;
-                (c.iter().map(|p| p[0]).sum::<f64>() / n, c.iter().map(|p| p[1]).sum::<f64>() / n)
+                (
+                    c.iter().map(|p| p[0]).sum::<f64>() / n,
+                    c.iter().map(|p| p[1]).sum::<f64>() / n,
+                )
             })
             .filter(|&(x, _)| x <= x_hi)
             .collect();
         plot.line(&line, "#d1495b", false);
-        plot.legend(&[("#466eb4", "one response"), ("#d1495b", "mean score per length decile")]);
+        plot.legend(&[
+            ("#466eb4", "one response"),
+            ("#d1495b", "mean score per length decile"),
+        ]);
         out.push(("score_vs_length.svg", plot.finish()));
     }
     let color = |flagged: bool| if flagged { "#d1495b" } else { "#6b9bd1" };
-    let flagged = |subject: &str| report.flags.iter().any(|f| f.subject == subject);
+    let flagged = |check: Check, subject: &str| {
+        report
+            .flags
+            .iter()
+            .any(|f| f.check == check && f.subject == subject)
+    };
     let rows: Vec<(String, f64, [f64; 2], &str)> = report
         .correlations
         .iter()
         .filter_map(|c| {
             let p = c.pearson.as_ref()?;
-            Some((c.feature.name().to_string(), p.r, p.ci, color(flagged(c.feature.name()))))
+            Some((
+                c.feature.name().to_string(),
+                p.r,
+                p.ci,
+                color(flagged(Check::Correlation, c.feature.name())),
+            ))
         })
         .collect();
     if !rows.is_empty() {
@@ -325,7 +376,7 @@ pub fn audit_plots(report: &AuditReport) -> Vec<(&'static str, String)> {
                 p.probe.name().to_string(),
                 p.effect_size,
                 [p.ci[0] * k, p.ci[1] * k],
-                color(flagged(p.probe.name())),
+                color(flagged(Check::Probe, p.probe.name())),
             )
         })
         .collect();

@@ -37,7 +37,7 @@ impl Plot {
         self.height - b - (y - self.y.0) / (self.y.1 - self.y.0) * (self.height - t - b)
     }
 
-    /// Axes with ticks every `dx` / `dy`, axis labels and a title.
+    /// Axes with ticks every `dx` / `dy` (0: none), axis labels and a title.
     pub fn axes(&mut self, dx: f64, dy: f64, xlabel: &str, ylabel: &str, title: &str) {
         let (x0, x1, y0, y1) = (
             self.px(self.x.0),
@@ -52,9 +52,14 @@ impl Plot {
             x1 - x0,
             y0 - y1
         );
+        // A step of 0 draws no ticks (category axes label their rows themselves).
         let ticks = |lo: f64, hi: f64, step: f64| {
-            let n = ((hi - lo) / step + 1e-9).floor() as usize;
-            (0..=n).map(move |i| lo + i as f64 * step)
+            let n = if step > 0.0 {
+                ((hi - lo) / step + 1e-9).floor() as usize + 1
+            } else {
+                0
+            };
+            (0..n).map(move |i| lo + i as f64 * step)
         };
         for t in ticks(self.x.0, self.x.1, dx) {
             let p = self.px(t);

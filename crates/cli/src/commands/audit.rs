@@ -175,11 +175,18 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
     if let Some(path) = &args.export_requests {
         let mut buf = Vec::new();
         for (prompt, response) in plan.requests() {
-            serde_json::to_writer(&mut buf, &serde_json::json!({"prompt": prompt, "response": response}))?;
+            serde_json::to_writer(
+                &mut buf,
+                &serde_json::json!({"prompt": prompt, "response": response}),
+            )?;
             buf.push(b'\n');
         }
         write_atomic(path, &buf)?;
-        eprintln!("wrote {} requests to {}", plan.requests().len(), path.display());
+        eprintln!(
+            "wrote {} requests to {}",
+            plan.requests().len(),
+            path.display()
+        );
         return Ok(0);
     }
     let out = args.out.as_ref().context("--out is required")?;
@@ -212,7 +219,9 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
             let scores = score(&plan, baseline)?;
             plan.analyze(&scores, baseline.name(), None)
         }
-        (None, None, None) => anyhow::bail!("nothing to audit: pass --model, --scores or --baseline"),
+        (None, None, None) => {
+            anyhow::bail!("nothing to audit: pass --model, --scores or --baseline")
+        }
     };
     write_report(out, &report)?;
     if args.json {
@@ -221,17 +230,19 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
         print_text(&rewardkit_report::audit_flags_text(&report))?;
     }
     let worst = report.flags.iter().map(|f| f.severity).min();
-    let fail = match (args.fail_on, worst) {
-        (Some(FailOn::Red), Some(Severity::Red)) => true,
-        (Some(FailOn::Warning), Some(_)) => true,
-        _ => false,
-    };
+    let fail = matches!(
+        (args.fail_on, worst),
+        (Some(FailOn::Red), Some(Severity::Red)) | (Some(FailOn::Warning), Some(_))
+    );
     Ok(if fail { EXIT_FLAGGED } else { 0 })
 }
 
 fn write_report(out: &std::path::Path, report: &AuditReport) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    write_atomic(&out.join("report.json"), &serde_json::to_vec_pretty(report)?)?;
+    write_atomic(
+        &out.join("report.json"),
+        &serde_json::to_vec_pretty(report)?,
+    )?;
     write_atomic(
         &out.join("report.md"),
         rewardkit_report::audit_markdown(report).as_bytes(),

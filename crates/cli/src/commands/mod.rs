@@ -52,10 +52,7 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
 }
 
 /// Reads a config file: TOML when the name ends in `.toml`, JSON otherwise.
-pub fn read_config<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    what: &str,
-) -> anyhow::Result<T> {
+pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     if path.extension().is_some_and(|e| e == "toml") {

@@ -1,7 +1,7 @@
 //! `rewardkit train`: fit a reward model to preference pairs.
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
