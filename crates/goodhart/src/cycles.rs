@@ -211,6 +211,98 @@ pub fn saturated_log_likelihood(
         .sum())
 }
 
+/// Cycles in a preference data set: pairs grouped by prompt, each prompt's distinct responses
+/// the items of one tournament (PandaLM compares several models' responses per instruction).
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct DataCycles {
+    /// Prompts with at least three distinct responses and three comparisons.
+    pub tournaments: usize,
+    pub comparisons: usize,
+    /// Tournaments whose majority relation has at least one 3-cycle.
+    pub tournaments_with_cycles: usize,
+    /// Intransitive triples a > b > c > a, over all tournaments.
+    pub cycles: usize,
+    /// Saturated minus Bradley-Terry log-likelihood, summed over tournaments (nats): what a
+    /// single score per response cannot express.
+    pub bt_cost_nats: f64,
+    /// The same per comparison.
+    pub bt_cost_per_comparison: f64,
+    /// Share of decided comparisons the per-prompt BT fits order as labelled.
+    pub bt_accuracy: Option<f64>,
+    /// The same, in tournaments without cycles and with cycles.
+    pub bt_accuracy_acyclic: Option<f64>,
+    pub bt_accuracy_cyclic: Option<f64>,
+}
+
+/// Finds the cycles of every prompt's tournament and fits each by Bradley-Terry (`iters` MM
+/// iterations at most). Ties count half a win each.
+pub fn cycles_in_pairs<'a>(
+    pairs: &'a [rewardkit_data::PreferencePair],
+    iters: usize,
+) -> DataCycles {
+    use rewardkit_data::Text;
+    let mut groups: BTreeMap<String, (Vec<&'a Text>, Vec<Comparison>)> = BTreeMap::new();
+    for p in pairs {
+        let (items, comps) = groups.entry(p.prompt.render()).or_default();
+        let mut index = |t: &'a Text| match items.iter().position(|x| *x == t) {
+            Some(i) => i,
+            None => {
+                items.push(t);
+                items.len() - 1
+            }
+        };
+        let (a, b) = (index(&p.chosen), index(&p.rejected));
+        if a != b {
+            comps.push((a, b, if p.tie { 0.5 } else { 1.0 }));
+        }
+    }
+    let mut out = DataCycles {
+        tournaments: 0,
+        comparisons: 0,
+        tournaments_with_cycles: 0,
+        cycles: 0,
+        bt_cost_nats: 0.0,
+        bt_cost_per_comparison: 0.0,
+        bt_accuracy: None,
+        bt_accuracy_acyclic: None,
+        bt_accuracy_cyclic: None,
+    };
+    // (right, decided) overall, acyclic, cyclic.
+    let mut acc = [(0.0, 0.0); 3];
+    for (items, comps) in groups.values() {
+        if items.len() < 3 || comps.len() < 3 {
+            continue;
+        }
+        let n = items.len();
+        let (Ok(net), Ok(fit), Ok(saturated)) = (
+            majority_tournament(n, comps),
+            fit_bradley_terry(n, comps, iters),
+            saturated_log_likelihood(n, comps),
+        ) else {
+            continue; // indices are built here, so comparisons are always valid
+        };
+        let cycles = count_3_cycles(&net);
+        out.tournaments += 1;
+        out.comparisons += comps.len();
+        out.cycles += cycles;
+        out.tournaments_with_cycles += usize::from(cycles > 0);
+        out.bt_cost_nats += saturated - fit.log_likelihood;
+        let decided = comps.iter().filter(|c| c.2 != 0.5).count() as f64;
+        if let Some(a) = fit.accuracy {
+            for k in [0, if cycles > 0 { 2 } else { 1 }] {
+                acc[k].0 += a * decided;
+                acc[k].1 += decided;
+            }
+        }
+    }
+    out.bt_cost_per_comparison = out.bt_cost_nats / out.comparisons.max(1) as f64;
+    let rate = |(right, n): (f64, f64)| (n > 0.0).then(|| right / n);
+    out.bt_accuracy = rate(acc[0]);
+    out.bt_accuracy_acyclic = rate(acc[1]);
+    out.bt_accuracy_cyclic = rate(acc[2]);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -391,5 +483,29 @@ mod tests {
         let empty = fit_bradley_terry(2, &[], 10).unwrap();
         assert_eq!(empty.strengths, [0.0, 0.0]);
         assert_eq!(empty.accuracy, None);
+    }
+
+    #[test]
+    fn cycles_in_pairs_groups_by_prompt() {
+        use rewardkit_data::PreferencePair;
+        // Prompt p: a > b, b > c, c > a (one cycle); prompt q: x > y, y > z, x > z (none).
+        let pairs = vec![
+            PreferencePair::new("p", "a", "b"),
+            PreferencePair::new("p", "b", "c"),
+            PreferencePair::new("p", "c", "a"),
+            PreferencePair::new("q", "x", "y"),
+            PreferencePair::new("q", "y", "z"),
+            PreferencePair::new("q", "x", "z"),
+            PreferencePair::new("r", "only", "two"),
+        ];
+        let d = cycles_in_pairs(&pairs, 200_000);
+        assert_eq!((d.tournaments, d.comparisons), (2, 6));
+        assert_eq!((d.tournaments_with_cycles, d.cycles), (1, 1));
+        // The cycle costs 3 ln 2 (see perfect_cycle test); the transitive prompt nearly nothing
+        // (its BT fit approaches the saturated one only as strengths diverge, held by the prior).
+        assert!((d.bt_cost_nats - 3.0 * 2f64.ln()).abs() < 0.05, "{d:?}");
+        assert_eq!(d.bt_accuracy_acyclic, Some(1.0));
+        assert_eq!(d.bt_accuracy_cyclic, Some(0.0));
+        assert_eq!(d.bt_accuracy, Some(0.5));
     }
 }
