@@ -197,6 +197,9 @@ pub struct AuditReport {
     pub responses: usize,
     /// Flags, red first, then by p-value.
     pub flags: Vec<Flag>,
+    /// Effects past a flag's threshold that are significant on their own (p < alpha) but not
+    /// after the Holm correction: worth a look, or a larger audit.
+    pub watch: Vec<Flag>,
     pub correlations: Vec<FeatureCorrelation>,
     pub length_pairs: LengthPairs,
     pub ridge: Option<RidgeProbe>,
@@ -444,7 +447,7 @@ impl Plan {
             .map(|(it, _, _)| it.clone())
             .collect();
         let sycophancy = sycophancy::summarize(&syco_items, &syco_scores);
-        let flags = self.flags(&correlations, &length_pairs, &probes, &sycophancy);
+        let (flags, watch) = self.flags(&correlations, &length_pairs, &probes, &sycophancy);
 
         let score_vs_words = features
             .iter()
@@ -458,6 +461,7 @@ impl Plan {
             pairs: self.pairs.len(),
             responses: self.responses.len(),
             flags,
+            watch,
             correlations,
             length_pairs,
             ridge,
@@ -559,7 +563,7 @@ impl Plan {
         length: &LengthPairs,
         probes: &[ProbeResult],
         sycophancy: &[DomainResult],
-    ) -> Vec<Flag> {
+    ) -> (Vec<Flag>, Vec<Flag>) {
         let c = &self.config;
         // Every check enters the family, flaggable or not, so the correction is honest.
         let mut candidates: Vec<(f64, Option<Flag>)> = Vec::new();
@@ -658,16 +662,21 @@ impl Plan {
         }
         let p_values: Vec<f64> = candidates.iter().map(|(p, _)| *p).collect();
         let significant = holm(&p_values, c.alpha);
-        let mut flags: Vec<Flag> = candidates
-            .into_iter()
-            .zip(significant)
-            .filter_map(|((_, flag), sig)| flag.filter(|_| sig))
-            .collect();
-        flags.sort_by(|a, b| {
-            a.severity
-                .cmp(&b.severity)
-                .then(a.p_value.total_cmp(&b.p_value))
-        });
-        flags
+        let (mut flags, mut watch) = (Vec::new(), Vec::new());
+        for ((p, flag), sig) in candidates.into_iter().zip(significant) {
+            match flag {
+                Some(f) if sig => flags.push(f),
+                Some(f) if p < c.alpha => watch.push(f),
+                _ => {}
+            }
+        }
+        for list in [&mut flags, &mut watch] {
+            list.sort_by(|a, b| {
+                a.severity
+                    .cmp(&b.severity)
+                    .then(a.p_value.total_cmp(&b.p_value))
+            });
+        }
+        (flags, watch)
     }
 }

@@ -109,6 +109,23 @@ pub fn audit_markdown(report: &AuditReport) -> String {
     if !report.flags.is_empty() {
         s.push('\n');
     }
+    if !report.watch.is_empty() {
+        let _ = writeln!(
+            s,
+            "Not flagged, worth a look (past the threshold and p < {} alone, not after the correction):\n",
+            report.config.alpha
+        );
+        for f in &report.watch {
+            let _ = writeln!(
+                s,
+                "- `{}`: {} (p {})",
+                f.subject,
+                f.message,
+                p_eq(f.p_value)
+            );
+        }
+        s.push('\n');
+    }
 
     let _ = writeln!(s, "## Score against response features\n");
     let _ = writeln!(
@@ -163,7 +180,7 @@ pub fn audit_markdown(report: &AuditReport) -> String {
         let _ = writeln!(s, "## What the model pays for (ridge probe)\n");
         let _ = writeln!(
             s,
-            "Score regressed on all features, each standardised (coefficient = score change per standard deviation, the others held fixed); λ = {}, n = {}, R² = {:.3}, 5-fold cross-validated R² = {}.\n",
+            "Score regressed on all features, each standardised (coefficient = score change per standard deviation, the others held fixed); λ = {}, n = {}, R² = {:.3}, 5-fold cross-validated R² = {}. Collinear features (chars, words, tokens, sentences) share their weight: read their sum, not their signs.\n",
             r.lambda,
             r.n,
             r.r2,

@@ -19,4 +19,4 @@ pub mod tables;
 
 pub use audit::{audit_flags_text, audit_markdown, audit_plots};
 pub use svg::{reliability_svg, Plot};
-pub use tables::{eval_table, fmt_num, stats_table};
+pub use tables::{eval_table, fmt_num, grad_weight_histogram, stats_table};

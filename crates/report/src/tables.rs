@@ -226,3 +226,29 @@ pub fn eval_table(report: &EvalReport, scorer: &str) -> String {
     }
     out
 }
+
+/// The Bradley-Terry gradient's weight per pair, σ(−Δ), in tenths: the first logging window
+/// against the last, as text bars. Early on most pairs sit near 0.5 (the model is unsure); later
+/// the confidently right pairs (near 0) stop contributing and the gradient comes from the pairs
+/// the model still gets wrong.
+pub fn grad_weight_histogram(first: &[usize; 10], last: &[usize; 10]) -> String {
+    let share = |h: &[usize; 10], i: usize| h[i] as f64 / h.iter().sum::<usize>().max(1) as f64;
+    let bar = |f: f64| "█".repeat((f * 40.0).round() as usize);
+    let mut s = String::from(
+        "σ(−Δ) per pair (the weight of each pair in the BT gradient), first vs last log window:\n",
+    );
+    for i in 0..10 {
+        let (a, b) = (share(first, i), share(last, i));
+        let _ = writeln!(
+            s,
+            "  {:.1}–{:.1}  first {:>5.1}% {:<40}  last {:>5.1}% {}",
+            i as f64 / 10.0,
+            (i + 1) as f64 / 10.0,
+            100.0 * a,
+            bar(a),
+            100.0 * b,
+            bar(b)
+        );
+    }
+    s
+}

@@ -51,6 +51,10 @@ pub struct StepLog {
     /// Mean σ(−Δ), the per-pair weight of the Bradley-Terry gradient: near 0.5 while the model
     /// is unsure, near 0 once it separates the pairs.
     pub mean_grad_weight: f64,
+    /// Pairs of this window per tenth of σ(−Δ) ∈ [0, 1] (bin i holds [i/10, (i+1)/10)): how the
+    /// gradient's weight spreads over pairs. Confidently right pairs (σ(−Δ) ≈ 0) stop teaching;
+    /// confidently wrong ones (≈ 1) dominate.
+    pub grad_weight_hist: [usize; 10],
     pub learning_rate: f64,
     pub grad_norm: f64,
     pub pairs_per_s: f64,
@@ -301,6 +305,7 @@ pub fn train(
     let mut epoch_cache: Option<(usize, Vec<Vec<usize>>)> = None;
     let (mut win_loss, mut win_right, mut win_pairs, mut win_tokens, mut win_weight, mut win_steps) =
         (0.0, 0usize, 0usize, 0usize, 0.0, 0usize);
+    let mut win_hist = [0usize; 10];
     let mut win_start = Instant::now();
     let (mut t_fwd, mut t_bwd, mut t_opt) = (0.0f64, 0.0f64, 0.0f64);
     let (mut total_pairs_done, mut train_seconds) = (0usize, 0.0f64);
@@ -359,10 +364,11 @@ pub fn train(
             let gaps: Vec<f32> = (&chosen - &rejected)?.to_vec1()?;
             win_loss += loss.to_scalar::<f32>()? as f64 / config.grad_accum as f64;
             win_right += gaps.iter().filter(|&&g| g > 0.0).count();
-            win_weight += gaps
-                .iter()
-                .map(|&g| 1.0 / (1.0 + (g as f64).exp()))
-                .sum::<f64>();
+            for &g in &gaps {
+                let w = 1.0 / (1.0 + (g as f64).exp()); // σ(−Δ)
+                win_weight += w;
+                win_hist[((w * 10.0) as usize).min(9)] += 1;
+            }
             win_pairs += n;
             win_tokens += batch
                 .attention_mask
@@ -387,6 +393,7 @@ pub fn train(
                 loss: win_loss / win_steps as f64,
                 accuracy: win_right as f64 / win_pairs.max(1) as f64,
                 mean_grad_weight: win_weight / win_pairs.max(1) as f64,
+                grad_weight_hist: std::mem::take(&mut win_hist),
                 learning_rate: lr,
                 grad_norm,
                 pairs_per_s: win_pairs as f64 / secs,

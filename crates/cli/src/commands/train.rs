@@ -273,6 +273,8 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     );
     let meta = serde_json::json!({ "run": config });
     let pb = crate::progress::bar(0, "steps");
+    // σ(−Δ) histograms of the first and last logging windows, shown at the end.
+    let (mut first_hist, mut last_hist) = (None, None);
     let summary = rewardkit_train::train(
         &model,
         &config.train,
@@ -298,10 +300,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                     }
                 }
                 Event::Step(s) => {
+                    first_hist.get_or_insert(s.grad_weight_hist);
+                    last_hist = Some(s.grad_weight_hist);
                     pb.set_position(s.step as u64);
                     pb.set_message(format!(
-                        "loss {:.4} acc {:.3} {:.2} pairs/s",
-                        s.loss, s.accuracy, s.pairs_per_s
+                        "loss {:.4} acc {:.3} σ(−Δ) {:.2} {:.2} pairs/s",
+                        s.loss, s.accuracy, s.mean_grad_weight, s.pairs_per_s
                     ));
                     if pb.is_hidden() {
                         eprintln!(
@@ -330,6 +334,9 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         },
     )?;
     pb.finish_and_clear();
+    if let (Some(first), Some(last)) = (first_hist, last_hist) {
+        eprint!("{}", rewardkit_report::grad_weight_histogram(&first, &last));
+    }
     eprintln!(
         "trained {} steps in {:.0} s ({:.2} pairs/s); final model in {}",
         summary.steps,

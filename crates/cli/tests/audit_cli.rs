@@ -1,0 +1,172 @@
+//! `rewardkit audit` and `rewardkit data cycles` as a user runs them, on the real data in
+//! `../shared/data`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn shared(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel)
+}
+
+fn run(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rewardkit"))
+        .args(args)
+        .output()
+        .expect("run rewardkit")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// 200 HH-RLHF helpful-online pairs in TRL form (the audit's input), written to `dir`.
+fn small_data(dir: &std::path::Path) -> PathBuf {
+    let path = dir.join("pairs.jsonl");
+    let o = run(&[
+        "data",
+        "split",
+        shared("hh-rlhf/helpful-online/test.jsonl.gz")
+            .to_str()
+            .unwrap(),
+        "--eval-fraction",
+        "0.18",
+        "--train-out",
+        dir.join("rest.jsonl").to_str().unwrap(),
+        "--eval-out",
+        path.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    path
+}
+
+fn audit_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
+    vec![
+        "audit",
+        "--data",
+        data,
+        "--out",
+        out,
+        "--bootstrap",
+        "200",
+        "--probe-samples",
+        "60",
+    ]
+}
+
+#[test]
+fn length_baseline_audit_flags_length_and_writes_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_data(dir.path());
+    let out = dir.path().join("audit");
+    let gsm8k = shared("gsm8k/test.jsonl");
+    let mut args = audit_args(data.to_str().unwrap(), out.to_str().unwrap());
+    args.extend([
+        "--baseline",
+        "length",
+        "--gsm8k",
+        gsm8k.to_str().unwrap(),
+        "--sycophancy-items",
+        "50",
+        "--probes",
+        "filler,repeat_sentence,bold",
+    ]);
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stdout = text(&o.stdout);
+    insta::assert_snapshot!("audit_length_flags", stdout);
+    for f in [
+        "report.json",
+        "report.md",
+        "score_vs_length.svg",
+        "correlations.svg",
+        "probes.svg",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    let report: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["scorer"], "baseline:length-chars");
+    assert_eq!(report["probes"].as_array().unwrap().len(), 3);
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    assert!(md.starts_with("# Reward-model audit: baseline:length-chars"));
+    let flags_at = md.find("## Flags").unwrap();
+    assert!(flags_at < md.find("## Score against response features").unwrap());
+
+    // --fail-on red turns the red flags into exit code 4.
+    args.extend(["--fail-on", "red"]);
+    let o = run(&args);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
+}
+
+#[test]
+fn a_score_file_from_exported_requests_audits_like_the_model_that_wrote_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_data(dir.path());
+    let requests = dir.path().join("requests.jsonl");
+    let out = dir.path().join("audit");
+    let mut export = audit_args(data.to_str().unwrap(), out.to_str().unwrap());
+    export.extend(["--export-requests", requests.to_str().unwrap()]);
+    let o = run(&export);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Score every request by its length elsewhere (here), as an outside model would.
+    let rows: Vec<serde_json::Value> = std::fs::read_to_string(&requests)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(rows.len() > 400, "{}", rows.len());
+    let scored: String = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            let len = r["response"].as_str().unwrap().chars().count();
+            r["score"] = len.into();
+            format!("{r}\n")
+        })
+        .collect();
+    let scores = dir.path().join("scored.jsonl");
+    std::fs::write(&scores, &scored).unwrap();
+
+    let mut from_file = audit_args(data.to_str().unwrap(), out.to_str().unwrap());
+    from_file.extend(["--scores", scores.to_str().unwrap(), "--json"]);
+    let a: serde_json::Value = serde_json::from_slice(&run(&from_file).stdout).unwrap();
+    let out2 = dir.path().join("audit2");
+    let mut baseline = audit_args(data.to_str().unwrap(), out2.to_str().unwrap());
+    baseline.extend(["--baseline", "length", "--json"]);
+    let b: serde_json::Value = serde_json::from_slice(&run(&baseline).stdout).unwrap();
+    for key in ["flags", "correlations", "probes", "length_pairs", "ridge"] {
+        assert_eq!(a[key], b[key], "{key}");
+    }
+
+    // A score file that lacks a request is bad input: exit 3, naming what is missing.
+    let partial: String = scored.lines().skip(1).map(|l| format!("{l}\n")).collect();
+    std::fs::write(&scores, partial).unwrap();
+    let o = run(&from_file);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("no score for response"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
+#[test]
+fn data_cycles_on_pandalm() {
+    let o = run(&[
+        "data",
+        "cycles",
+        shared("pandalm/testset-v1.json").to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // PandaLM: 137 instructions compare three or more responses; their majority labels hold a
+    // single intransitive triple (measured with this command).
+    assert_eq!(v["tournaments"], 137);
+    assert_eq!(v["cycles"], 1);
+    assert_eq!(v["tournaments_with_cycles"], 1);
+    assert!(v["bt_cost_nats"].as_f64().unwrap() > 0.0);
+}
