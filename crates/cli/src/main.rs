@@ -44,6 +44,10 @@ enum Command {
     /// Audit a reward model for reward hacking: feature correlations, a ridge probe,
     /// counterfactual probes and a sycophancy audit, with report.json, report.md and plots.
     Audit(Box<commands::audit::AuditArgs>),
+    /// Goodhart's law on real pools: best-of-n curves of proxy against gold, fitted, with
+    /// mitigations (ensembles, KL penalty); gold-labelled pairs for verifiers and retraining.
+    #[command(subcommand)]
+    Goodhart(commands::goodhart::GoodhartCommand),
     /// Sample responses to prompts from a policy model (a pool for best-of-n), with their
     /// log-probabilities (and a reference model's, for a KL penalty).
     Generate(commands::generate::GenerateArgs),
@@ -94,6 +98,7 @@ fn main() -> ExitCode {
             flagged = code;
         }),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Goodhart(cmd) => commands::goodhart::run(cmd),
     };
     match result {
         Ok(()) => ExitCode::from(flagged),

@@ -27,4 +27,5 @@ pub mod bon;
 pub mod combine;
 pub mod cycles;
 pub mod fit;
+pub mod pool;
 pub mod world;

@@ -2,6 +2,7 @@ pub mod audit;
 pub mod data;
 pub mod eval;
 pub mod generate;
+pub mod goodhart;
 pub mod score;
 pub mod train;
 
