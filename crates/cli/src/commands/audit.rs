@@ -192,12 +192,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
     let out = args.out.as_ref().context("--out is required")?;
     let report: AuditReport = match (&args.model, &args.scores, &args.baseline) {
         (Some(dir), _, _) => {
-            let options = rewardkit_model::LoadOptions {
-                max_length: args.max_length,
-                inference: true,
-                ..Default::default()
-            };
-            let model = rewardkit_model::load(dir, &options, &candle_core::Device::Cpu)?;
+            let model = super::load_for_scoring(dir, args.max_length)?;
             let scorer = rewardkit_model::ModelScorer {
                 model: &model,
                 batch_size: args.batch_size.max(1),

@@ -119,12 +119,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let (scorer, inputs, scored, timing) = match (&args.scores, &args.baseline) {
         (None, None) => {
             let dir = args.model.as_ref().expect("clap requires one source");
-            let options = rewardkit_model::LoadOptions {
-                max_length: args.max_length,
-                inference: true,
-                ..Default::default()
-            };
-            let model = rewardkit_model::load(dir, &options, &candle_core::Device::Cpu)?;
+            let model = super::load_for_scoring(dir, args.max_length)?;
             let scorer = rewardkit_model::ModelScorer {
                 model: &model,
                 batch_size: args.batch_size.max(1),

@@ -62,3 +62,20 @@ pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> a
         serde_json::from_str(&text).with_context(|| format!("{}: invalid {what}", path.display()))
     }
 }
+
+/// Loads a reward model for scoring only (no autograd tracking), on the CPU.
+pub fn load_for_scoring(
+    dir: &Path,
+    max_length: Option<usize>,
+) -> anyhow::Result<rewardkit_model::LoadedModel> {
+    let options = rewardkit_model::LoadOptions {
+        max_length,
+        inference: true,
+        ..Default::default()
+    };
+    Ok(rewardkit_model::load(
+        dir,
+        &options,
+        &candle_core::Device::Cpu,
+    )?)
+}

@@ -7,7 +7,6 @@ use anyhow::Context;
 use clap::Args;
 
 use rewardkit_data::{for_each_record, text_field, DataError, RowError};
-use rewardkit_model::LoadOptions;
 
 #[derive(Args)]
 pub struct ScoreArgs {
@@ -30,12 +29,7 @@ pub struct ScoreArgs {
 }
 
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
-    let options = LoadOptions {
-        max_length: args.max_length,
-        inference: true,
-        ..Default::default()
-    };
-    let model = rewardkit_model::load(&args.model, &options, &candle_core::Device::Cpu)?;
+    let model = super::load_for_scoring(&args.model, args.max_length)?;
     let mut rows = Vec::new();
     let mut inputs = Vec::new();
     for_each_record(&args.input, |record| -> Result<(), DataError> {
