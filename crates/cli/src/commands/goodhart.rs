@@ -4,15 +4,74 @@ use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
 
-use rewardkit_goodhart::pool::{gold_pairs, group_by_prompt, held_out, read_pool, PoolRow};
+use anyhow::Context;
+use rewardkit_data::{Scorer, Text};
+use rewardkit_goodhart::analysis::{analyze, PoolScores, PromptScores, Selector};
+use rewardkit_goodhart::bon::default_ns;
+use rewardkit_goodhart::combine::Combine;
+use rewardkit_goodhart::pool::{
+    final_number, gold_pairs, group_by_prompt, gsm8k_answers, held_out, read_pool, PoolRow,
+};
 
-use super::write_atomic;
+use super::{load_for_scoring, print_json, print_text, write_atomic};
 
 #[derive(Subcommand)]
 pub enum GoodhartCommand {
     /// Split a pool with gold labels by prompt: preference pairs labelled by gold from one part
     /// (to train a proxy or a verifier), the other part kept as a pool for best-of-n.
     Label(LabelArgs),
+    /// Best-of-n curves on a pool: proxy reward models pick, gold judges. For n = 1…N the
+    /// unbiased estimator of the proxy and gold of the pick, against √KL (KL of best-of-n =
+    /// log n − (n−1)/n), the fit R(d) = d(α − βd), the sweet spot, and the mitigations: ensembles
+    /// (mean, min, mean − λ·var, mean − λ·std) and, when the pool has log-probabilities, the
+    /// KL-penalised reward r − β·(log π − log π_ref).
+    Curves(Box<CurvesArgs>),
+}
+
+#[derive(Args)]
+pub struct CurvesArgs {
+    /// The pool: `rewardkit generate` output (with `ref_logprob` for the KL penalty), a
+    /// `goodhart label --pool-out` file, or GSM8K's example_model_solutions.jsonl.
+    #[arg(long)]
+    pool: PathBuf,
+    /// Proxy reward models; the first is "the proxy", all of them form the ensemble.
+    #[arg(long = "proxy", required = true)]
+    proxies: Vec<PathBuf>,
+    /// Gold from a reward model scoring the same samples (a larger or better-trained one, as in
+    /// Gao et al. 2022). Without it: --gsm8k-answers, else the pool's `gold` field.
+    #[arg(long)]
+    gold_model: Option<PathBuf>,
+    /// Gold from GSM8K (test.jsonl): 1 when a sample's final number is the answer, else 0.
+    #[arg(long)]
+    gsm8k_answers: Option<PathBuf>,
+    /// How prompts are shown to the reward models: as they are, or as HH-RLHF transcripts
+    /// (`\n\nHuman: …\n\nAssistant:`) for models trained on HH-RLHF.
+    #[arg(long, value_enum, default_value = "plain")]
+    prompt_format: PromptFormatArg,
+    /// λ of the ensemble rules mean − λ·var and mean − λ·std.
+    #[arg(long, default_value_t = 1.0)]
+    lambda: f64,
+    /// β values of the KL-penalised selectors (used when the pool has logprob and ref_logprob).
+    #[arg(long, value_delimiter = ',', default_values_t = [0.05, 0.2])]
+    kl_beta: Vec<f64>,
+    /// Sequences per forward pass.
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Tokens per sequence at most (default: each model's).
+    #[arg(long)]
+    max_length: Option<usize>,
+    /// Folder for report.json, report.md and goodhart.svg.
+    #[arg(long)]
+    out: PathBuf,
+    /// Print report.json on stdout instead of the table.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PromptFormatArg {
+    Plain,
+    Hh,
 }
 
 #[derive(Args)]
@@ -38,6 +97,7 @@ pub struct LabelArgs {
 pub fn run(cmd: GoodhartCommand) -> anyhow::Result<()> {
     match cmd {
         GoodhartCommand::Label(args) => label(args),
+        GoodhartCommand::Curves(args) => curves(*args),
     }
 }
 
@@ -92,4 +152,144 @@ fn label(args: LabelArgs) -> anyhow::Result<()> {
         args.pool_out.display()
     );
     Ok(())
+}
+
+/// Scores every row with one model, with a progress bar.
+fn score_rows(
+    model_dir: &std::path::Path,
+    inputs: &[(Text, Text)],
+    args: &CurvesArgs,
+) -> anyhow::Result<Vec<f64>> {
+    let model = load_for_scoring(model_dir, args.max_length)?;
+    let scorer = rewardkit_model::ModelScorer {
+        model: &model,
+        batch_size: args.batch_size.max(1),
+    };
+    let pb = crate::progress::bar(inputs.len() as u64, "samples");
+    pb.set_message(format!("scoring with {}", model_dir.display()));
+    let mut scores = Vec::with_capacity(inputs.len());
+    for chunk in inputs.chunks(args.batch_size.max(1) * 4) {
+        let items: Vec<(&Text, &Text)> = chunk.iter().map(|(p, r)| (p, r)).collect();
+        scores.extend(scorer.score_batch(&items)?);
+        pb.set_position(scores.len() as u64);
+    }
+    pb.finish_and_clear();
+    Ok(scores)
+}
+
+fn curves(args: CurvesArgs) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let rows = read_pool(&args.pool)?;
+    let groups = group_by_prompt(&rows);
+    let inputs: Vec<(Text, Text)> = rows
+        .iter()
+        .map(|r| match args.prompt_format {
+            PromptFormatArg::Plain => (
+                Text::Plain(r.prompt.clone()),
+                Text::Plain(r.response.clone()),
+            ),
+            PromptFormatArg::Hh => (
+                Text::Plain(format!("\n\nHuman: {}\n\nAssistant:", r.prompt)),
+                Text::Plain(format!(" {}", r.response)),
+            ),
+        })
+        .collect();
+    eprintln!(
+        "pool {}: {} prompts, {} samples",
+        args.pool.display(),
+        groups.len(),
+        rows.len()
+    );
+    let members: Vec<Vec<f64>> = args
+        .proxies
+        .iter()
+        .map(|m| score_rows(m, &inputs, &args))
+        .collect::<anyhow::Result<_>>()?;
+    let (gold, gold_source): (Vec<f64>, String) = if let Some(g) = &args.gold_model {
+        (score_rows(g, &inputs, &args)?, format!("model:{}", g.display()))
+    } else if let Some(path) = &args.gsm8k_answers {
+        let answers = gsm8k_answers(path)?;
+        let gold = rows
+            .iter()
+            .map(|r| {
+                let want = answers
+                    .get(&r.prompt)
+                    .with_context(|| format!("{}: no GSM8K answer for {:?}", path.display(), r.prompt))?;
+                Ok(f64::from(u8::from(final_number(&r.response).as_ref() == Some(want))))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        (gold, format!("gsm8k:{}", path.display()))
+    } else {
+        let gold = rows
+            .iter()
+            .map(|r| r.gold)
+            .collect::<Option<Vec<f64>>>()
+            .context("no gold: pass --gold-model or --gsm8k-answers, or a pool with a `gold` field")?;
+        (gold, "pool `gold` field".into())
+    };
+    let has_logprobs = rows
+        .iter()
+        .all(|r| r.logprob.is_some() && r.ref_logprob.is_some());
+    let pick = |v: &[f64], g: &[usize]| g.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    let pool = PoolScores {
+        prompts: groups
+            .iter()
+            .map(|g| PromptScores {
+                members: members.iter().map(|m| pick(m, g)).collect(),
+                gold: pick(&gold, g),
+                logp: has_logprobs.then(|| g.iter().filter_map(|&i| rows[i].logprob).collect()),
+                ref_logp: has_logprobs
+                    .then(|| g.iter().filter_map(|&i| rows[i].ref_logprob).collect()),
+            })
+            .collect(),
+    };
+    let mut selectors = vec![Selector::Proxy { member: 0 }];
+    if members.len() > 1 {
+        let l = args.lambda;
+        selectors.extend(
+            [
+                Combine::Mean,
+                Combine::Min,
+                Combine::MeanMinusVar { lambda: l },
+                Combine::MeanMinusStd { lambda: l },
+            ]
+            .map(Selector::ensemble),
+        );
+    }
+    if has_logprobs {
+        selectors.extend(
+            args.kl_beta
+                .iter()
+                .map(|&beta| Selector::KlPenalized { beta, member: 0 }),
+        );
+    }
+    let n_max = groups.iter().map(Vec::len).min().unwrap_or(1);
+    let analysis = analyze(&pool, &selectors, &default_ns(n_max))?;
+    let report = serde_json::json!({
+        "pool": args.pool.display().to_string(),
+        "proxies": args.proxies.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+        "gold": gold_source,
+        "seconds": started.elapsed().as_secs_f64(),
+        "analysis": analysis,
+    });
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
+    let title = format!("Best-of-n on {}", args.pool.display());
+    write_atomic(
+        &args.out.join("goodhart.svg"),
+        rewardkit_report::goodhart_svg(&analysis, &title).as_bytes(),
+    )?;
+    let md = rewardkit_report::analysis_markdown(&analysis, &title, &gold_source);
+    write_atomic(&args.out.join("report.md"), md.as_bytes())?;
+    eprintln!(
+        "wrote report.json, report.md and goodhart.svg to {} ({:.0} s)",
+        args.out.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if args.json {
+        print_json(&report)
+    } else {
+        print_text(&md)
+    }
 }
