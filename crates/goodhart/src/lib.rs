@@ -23,6 +23,7 @@
 //! assert!(fit.beta > 0.0 && fit.n_star.is_some());
 //! ```
 
+pub mod analysis;
 pub mod bon;
 pub mod combine;
 pub mod cycles;

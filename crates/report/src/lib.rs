@@ -14,9 +14,11 @@
 //! ```
 
 pub mod audit;
+pub mod goodhart;
 pub mod svg;
 pub mod tables;
 
 pub use audit::{audit_flags_text, audit_markdown, audit_plots};
+pub use goodhart::{analysis_markdown, goodhart_svg};
 pub use svg::{reliability_svg, Plot};
 pub use tables::{eval_table, fmt_num, grad_weight_histogram, stats_table};

@@ -206,16 +206,21 @@ fn curves(args: CurvesArgs) -> anyhow::Result<()> {
         .map(|m| score_rows(m, &inputs, &args))
         .collect::<anyhow::Result<_>>()?;
     let (gold, gold_source): (Vec<f64>, String) = if let Some(g) = &args.gold_model {
-        (score_rows(g, &inputs, &args)?, format!("model:{}", g.display()))
+        (
+            score_rows(g, &inputs, &args)?,
+            format!("model:{}", g.display()),
+        )
     } else if let Some(path) = &args.gsm8k_answers {
         let answers = gsm8k_answers(path)?;
         let gold = rows
             .iter()
             .map(|r| {
-                let want = answers
-                    .get(&r.prompt)
-                    .with_context(|| format!("{}: no GSM8K answer for {:?}", path.display(), r.prompt))?;
-                Ok(f64::from(u8::from(final_number(&r.response).as_ref() == Some(want))))
+                let want = answers.get(&r.prompt).with_context(|| {
+                    format!("{}: no GSM8K answer for {:?}", path.display(), r.prompt)
+                })?;
+                Ok(f64::from(u8::from(
+                    final_number(&r.response).as_ref() == Some(want),
+                )))
             })
             .collect::<anyhow::Result<_>>()?;
         (gold, format!("gsm8k:{}", path.display()))
@@ -224,7 +229,9 @@ fn curves(args: CurvesArgs) -> anyhow::Result<()> {
             .iter()
             .map(|r| r.gold)
             .collect::<Option<Vec<f64>>>()
-            .context("no gold: pass --gold-model or --gsm8k-answers, or a pool with a `gold` field")?;
+            .context(
+                "no gold: pass --gold-model or --gsm8k-answers, or a pool with a `gold` field",
+            )?;
         (gold, "pool `gold` field".into())
     };
     let has_logprobs = rows
@@ -274,7 +281,10 @@ fn curves(args: CurvesArgs) -> anyhow::Result<()> {
     });
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
-    write_atomic(&args.out.join("report.json"), &serde_json::to_vec_pretty(&report)?)?;
+    write_atomic(
+        &args.out.join("report.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )?;
     let title = format!("Best-of-n on {}", args.pool.display());
     write_atomic(
         &args.out.join("goodhart.svg"),
