@@ -1,4 +1,4 @@
-//! `rewardkit audit` and `rewardkit data cycles` as a user runs them, on the real data in
+//! `rewardkit audit`, `goodhart` and `data cycles` as a user runs them, on the real data in
 //! `../shared/data`.
 
 use std::path::PathBuf;
@@ -169,4 +169,96 @@ fn data_cycles_on_pandalm() {
     assert_eq!(v["cycles"], 1);
     assert_eq!(v["tournaments_with_cycles"], 1);
     assert!(v["bt_cost_nats"].as_f64().unwrap() > 0.0);
+}
+
+/// `goodhart label` then `goodhart curves` on a small pool scored by a real (tiny) reward model,
+/// `../shared/models/tiny-llama-rm`, used twice as an ensemble of identical members.
+#[test]
+fn goodhart_curves_on_a_small_pool() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().join("pool.jsonl");
+    let mut rows = String::new();
+    for p in 0..6 {
+        for s in 0..4 {
+            let response = format!("t{} t{} t{}", 7 + s, 20 + p, 9 * s);
+            let row = serde_json::json!({
+                "prompt_id": format!("p{p}"), "prompt": format!("t{p} t{}", p + 3),
+                "sample": s, "response": response,
+                "logprob": -1.0 - s as f64, "ref_logprob": -1.5 - 2.0 * s as f64,
+                "gold": ((p + s) % 3) as f64,
+            });
+            rows.push_str(&format!("{row}\n"));
+        }
+    }
+    std::fs::write(&pool, rows).unwrap();
+    let model =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/tiny-llama-rm");
+    let out = dir.path().join("curves");
+    let o = run(&[
+        "goodhart",
+        "curves",
+        "--pool",
+        pool.to_str().unwrap(),
+        "--proxy",
+        model.to_str().unwrap(),
+        "--proxy",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let a = &v["analysis"];
+    assert_eq!(a["prompts"], 6);
+    assert_eq!(a["samples_per_prompt"], 4);
+    let curves = a["curves"].as_array().unwrap();
+    let labels: Vec<&str> = curves
+        .iter()
+        .map(|c| c["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels.len(), 7, "{labels:?}"); // proxy, 4 ensemble rules, 2 KL-penalised
+    assert_eq!(labels[0], "proxy");
+    // n = 1 is a random pick: gold = the mean gold of the pool, for every selector.
+    let mean_gold = (0..6)
+        .flat_map(|p| (0..4).map(move |s| ((p + s) % 3) as f64))
+        .sum::<f64>()
+        / 24.0;
+    for c in curves {
+        let g = c["points"][0]["gold"].as_f64().unwrap();
+        assert!((g - mean_gold).abs() < 1e-12, "{}: {g}", c["label"]);
+    }
+    // Two identical members: the mean ensemble picks exactly what the proxy picks.
+    assert_eq!(curves[0]["points"], curves[1]["points"]);
+    for f in ["report.json", "report.md", "goodhart.svg"] {
+        assert!(out.join(f).is_file(), "{f}");
+    }
+
+    // `label`: every prompt's gold-ordered pairs from the training part, the rest as a pool.
+    let (pairs, held) = (
+        dir.path().join("pairs.jsonl"),
+        dir.path().join("held.jsonl"),
+    );
+    let o = run(&[
+        "goodhart",
+        "label",
+        "--pool",
+        pool.to_str().unwrap(),
+        "--pairs-out",
+        pairs.to_str().unwrap(),
+        "--pool-out",
+        held.to_str().unwrap(),
+        "--heldout-fraction",
+        "0.5",
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let n_pairs = std::fs::read_to_string(&pairs).unwrap().lines().count();
+    let n_held = std::fs::read_to_string(&held).unwrap().lines().count();
+    // Each prompt has golds {0, 1, 2, x} over 4 samples: 5 ordered pairs per prompt.
+    assert_eq!(n_held % 4, 0);
+    assert_eq!(
+        n_pairs,
+        5 * (6 - n_held / 4),
+        "{n_pairs} pairs, {n_held} held-out rows"
+    );
 }
