@@ -14,9 +14,11 @@
 //! ```
 
 pub mod audit;
+pub mod goodhart;
 pub mod svg;
 pub mod tables;
 
 pub use audit::{audit_flags_text, audit_markdown, audit_plots};
+pub use goodhart::{demo_markdown, demo_text, goodhart_svg};
 pub use svg::{reliability_svg, Plot};
 pub use tables::{eval_table, fmt_num, stats_table};
