@@ -51,6 +51,11 @@ enum Command {
     /// Sample responses to prompts from a policy model (a pool for best-of-n), with their
     /// log-probabilities (and a reference model's, for a KL penalty).
     Generate(commands::generate::GenerateArgs),
+    /// Goodhart's law end to end in a built-in world: biased labels, a biased reward model and
+    /// its audit, gold falling while proxy reward rises under best-of-n, and which mitigation
+    /// helps. Nothing is downloaded; deterministic from --seed. Uses one thread unless
+    /// --threads says otherwise (faster for its tiny models).
+    Demo(commands::demo::DemoArgs),
 }
 
 /// Exit codes, as documented in `--help`.
@@ -99,6 +104,7 @@ fn main() -> ExitCode {
         }),
         Command::Generate(args) => commands::generate::run(args),
         Command::Goodhart(cmd) => commands::goodhart::run(cmd),
+        Command::Demo(args) => commands::demo::run(args),
     };
     match result {
         Ok(()) => ExitCode::from(flagged),

@@ -6,7 +6,12 @@
 //!   and proxy/gold curves over n;
 //! - [`fit`]: the fitted law `R(d) = d(α − βd)`, d = √KL, and where gold peaks;
 //! - [`combine`]: ensemble rules (mean, min, UWO) and the KL penalty;
-//! - [`cycles`]: intransitive preferences and what they cost a Bradley-Terry fit.
+//! - [`cycles`]: intransitive preferences and what they cost a Bradley-Terry fit;
+//! - [`analysis`]: a scored pool under several selectors (proxy, ensemble rules, KL penalty):
+//!   curves, fits, gold peaks and the gain of each mitigation;
+//! - [`world`]: the built-in world with a biased labeler;
+//! - [`demo`]: `rewardkit demo`, the world end to end (labels → proxy → audit → best-of-n →
+//!   mitigations).
 //!
 //! ```
 //! use rewardkit_goodhart::bon::{bon_curve, default_ns, PromptPool};
@@ -27,6 +32,7 @@ pub mod analysis;
 pub mod bon;
 pub mod combine;
 pub mod cycles;
+pub mod demo;
 pub mod fit;
 pub mod pool;
 pub mod world;

@@ -7,7 +7,9 @@ use comfy_table::presets::UTF8_BORDERS_ONLY;
 use comfy_table::{CellAlignment, Table};
 
 use rewardkit_goodhart::analysis::{Analysis, SelectorCurve};
+use rewardkit_goodhart::demo::{DemoReport, ModelSummary};
 
+use crate::audit::audit_flags_text;
 use crate::svg::Plot;
 
 /// One colour per selector, in order (cycled).
@@ -74,13 +76,22 @@ pub fn goodhart_svg(analysis: &Analysis, title: &str) -> String {
         plot.text(x_hi, to_gold(t), 6.0, "start", &format!("{t:.2}"), 11.0);
         t += dp;
     }
-    // Top axis: n at its √KL.
+    // Top axis: n at its √KL, skipping those too close to the previous label (and the last
+    // label always shown).
     if let Some(first) = curves.first() {
-        for p in &first.points {
-            plot.label(p.sqrt_kl, g_hi, -8.0, &format!("{}", p.n), 10.0);
+        let gap = 0.045 * x_hi;
+        let mut last_x = f64::NEG_INFINITY;
+        let count = first.points.len();
+        for (i, p) in first.points.iter().enumerate() {
+            let crowds_last = i + 2 == count && first.points[count - 1].sqrt_kl - p.sqrt_kl < gap;
+            if p.sqrt_kl - last_x >= gap && !crowds_last {
+                plot.label(p.sqrt_kl, g_hi, -8.0, &format!("{}", p.n), 10.0);
+                last_x = p.sqrt_kl;
+            }
         }
     }
-    for (i, c) in curves.iter().enumerate() {
+    // The plain proxy last, so that its peak and label are on top.
+    for (i, c) in curves.iter().enumerate().rev() {
         let color = COLORS[i % COLORS.len()];
         let gold: Vec<(f64, f64)> = c.points.iter().map(|p| (p.sqrt_kl, p.gold)).collect();
         let proxy: Vec<(f64, f64)> = c
@@ -150,6 +161,47 @@ fn new_table(header: &[&str]) -> Table {
     t
 }
 
+/// Every trained model of the demo, in report order.
+fn models(r: &DemoReport) -> Vec<&ModelSummary> {
+    std::iter::once(&r.proxy)
+        .chain(&r.members)
+        .chain(r.rounds.iter().map(|x| &x.model))
+        .chain([&r.control])
+        .collect()
+}
+
+fn model_row(m: &ModelSummary) -> Vec<String> {
+    vec![
+        m.name.clone(),
+        m.train_pairs.to_string(),
+        pct(m.label_accuracy),
+        pct(m.gold_accuracy),
+        pct(m.prefers_longer),
+        pct(m.prefers_agreeing),
+        format!("{:.0}", m.train_seconds),
+    ]
+}
+
+const MODEL_HEADER: [&str; 7] = [
+    "model",
+    "train pairs",
+    "acc. vs labels",
+    "acc. vs gold",
+    "prefers longer",
+    "prefers agreeing",
+    "train s",
+];
+
+const MITIGATION_HEADER: [&str; 7] = [
+    "selector",
+    "gold n=1",
+    "gold peak (n)",
+    "fitted n*",
+    "gold at favourite n",
+    "gain",
+    "fall after peak",
+];
+
 fn mitigation_row(a: &Analysis, c: &SelectorCurve) -> Vec<String> {
     let n_star = c
         .gold_fit
@@ -174,7 +226,7 @@ fn mitigation_row(a: &Analysis, c: &SelectorCurve) -> Vec<String> {
 /// Gold of every selector at each n (columns: selectors).
 fn curve_rows(a: &Analysis) -> (Vec<String>, Vec<Vec<String>>) {
     let mut header = vec!["n".to_string(), "√KL".into(), "proxy score".into()];
-    header.extend(a.curves.iter().map(|c| format!("gold: {}", c.label)));
+    header.extend(a.curves.iter().map(|c| c.label.clone()));
     let rows = a.curves[0]
         .points
         .iter()
@@ -196,6 +248,42 @@ fn curve_rows(a: &Analysis) -> (Vec<String>, Vec<Vec<String>>) {
     (header, rows)
 }
 
+/// `rewardkit demo`'s terminal summary: the story, the models, the audit's flags, the curves
+/// and the mitigations.
+pub fn demo_text(r: &DemoReport) -> String {
+    let mut s = String::new();
+    for line in r.story() {
+        let _ = writeln!(s, "{line}");
+    }
+    let mut t = new_table(&MODEL_HEADER);
+    for m in models(r) {
+        t.add_row(model_row(m));
+    }
+    let _ = writeln!(s, "\nReward models (held-out pairs)\n{t}");
+    let _ = writeln!(s, "\nAudit of the proxy\n{}", audit_flags_text(&r.audit));
+    let (header, rows) = curve_rows(&r.analysis);
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    let mut t = new_table(&header);
+    for row in rows {
+        t.add_row(row);
+    }
+    let _ = writeln!(
+        s,
+        "Best-of-n over {} prompts × {} samples: gold of each selector's pick (proxy score: the proxy's score of its own pick)\n{t}",
+        r.analysis.prompts, r.analysis.samples_per_prompt
+    );
+    let mut t = new_table(&MITIGATION_HEADER);
+    for c in &r.analysis.curves {
+        t.add_row(mitigation_row(&r.analysis, c));
+    }
+    let _ = writeln!(
+        s,
+        "\nMitigations (favourite n = {}, where the proxy's own score is highest)\n{t}",
+        r.analysis.favourite_n
+    );
+    s
+}
+
 fn md_table(s: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(s, "| {} |", header.join(" | "));
     let align: Vec<&str> = (0..header.len())
@@ -208,17 +296,140 @@ fn md_table(s: &mut String, header: &[&str], rows: &[Vec<String>]) {
     s.push('\n');
 }
 
-const MITIGATION_HEADER: [&str; 7] = [
-    "selector",
-    "gold n=1",
-    "gold peak (n)",
-    "fitted n*",
-    "gold at favourite n",
-    "gain",
-    "fall after peak",
-];
+/// `report.md` of `rewardkit demo`.
+pub fn demo_markdown(r: &DemoReport) -> String {
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Goodhart's law in the built-in world (seed {})\n",
+        r.config.seed
+    );
+    for line in r.story() {
+        let _ = writeln!(s, "{}\n", line.trim_start());
+    }
+    let _ = writeln!(s, "![best-of-n curves](goodhart.svg)\n");
 
-/// `report.md` of `rewardkit goodhart curves`: what was measured, the mitigations at the proxy's
+    let _ = writeln!(s, "## Labels\n");
+    let label_row = |name: &str, l: &rewardkit_goodhart::world::LabelStats| {
+        vec![
+            name.to_string(),
+            l.total().to_string(),
+            l.longer.to_string(),
+            l.agreeing.to_string(),
+            l.flattery.to_string(),
+            l.correctness.to_string(),
+            l.noise.to_string(),
+            l.coin.to_string(),
+        ]
+    };
+    md_table(
+        &mut s,
+        &[
+            "labeler",
+            "pairs",
+            "longer",
+            "agreeing",
+            "flattery",
+            "correctness",
+            "noise",
+            "coin",
+        ],
+        &[
+            label_row("biased (proxy)", &r.labels),
+            label_row("unbiased (control)", &r.control_labels),
+        ],
+    );
+
+    let _ = writeln!(s, "## Reward models\n");
+    let _ = writeln!(
+        s,
+        "Tiny BERT ({} hidden, {} layers, {} heads, {} pooling) trained from scratch; accuracy on {} held-out pairs of fresh policy samples. *Prefers longer* / *agreeing*: among pairs of equal correctness, how often the model scores the longer / agreeing response higher (50% = indifferent).\n",
+        r.config.model.hidden_size,
+        r.config.model.layers,
+        r.config.model.heads,
+        serde_json::to_value(r.config.model.pooling)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default(),
+        r.config.eval_pairs
+    );
+    let rows: Vec<Vec<String>> = models(r).into_iter().map(model_row).collect();
+    md_table(&mut s, &MODEL_HEADER, &rows);
+    if !r.rounds.is_empty() {
+        let _ = writeln!(s, "Iterative retraining:\n");
+        let rows: Vec<Vec<String>> = r
+            .rounds
+            .iter()
+            .map(|x| {
+                vec![
+                    x.round.to_string(),
+                    x.new_pairs.to_string(),
+                    pct(x.pick_gold),
+                    pct(x.pick_lost),
+                ]
+            })
+            .collect();
+        md_table(
+            &mut s,
+            &[
+                "round",
+                "gold pairs added",
+                "previous proxy's picks correct",
+                "picks that lost to a random sample",
+            ],
+            &rows,
+        );
+    }
+
+    let _ = writeln!(s, "## Audit of the proxy\n");
+    if r.audit.flags.is_empty() {
+        let _ = writeln!(s, "No flags.\n");
+    }
+    for f in &r.audit.flags {
+        let _ = writeln!(s, "- **{:?}** `{}`: {}", f.severity, f.subject, f.message);
+    }
+    let _ = writeln!(s, "\nThe full audit: [audit/report.md](audit/report.md).\n");
+
+    let a = &r.analysis;
+    let _ = writeln!(
+        s,
+        "## Best-of-n\n\n{} prompts × {} samples; the unbiased best-of-n estimator (no resampling). Columns after *proxy score* (the proxy's score of its own pick): gold of each selector's pick.\n",
+        a.prompts, a.samples_per_prompt
+    );
+    let (header, rows) = curve_rows(a);
+    let header: Vec<&str> = header.iter().map(String::as_str).collect();
+    md_table(&mut s, &header, &rows);
+    let _ = writeln!(
+        s,
+        "## Mitigations\n\nGold at n = {} (where the proxy's own score is highest, what an optimiser that trusts it would pick), and the gain over the plain proxy there. *Fitted n\\**: the peak of `R(d) = d(α − βd)` fitted to gold.\n",
+        a.favourite_n
+    );
+    let rows: Vec<Vec<String>> = a.curves.iter().map(|c| mitigation_row(a, c)).collect();
+    md_table(&mut s, &MITIGATION_HEADER, &rows);
+
+    let t = &r.timings;
+    let _ = writeln!(s, "## Time\n");
+    md_table(
+        &mut s,
+        &["stage", "seconds"],
+        &[
+            ("labels", t.labels),
+            ("training (proxy, ensemble, control)", t.training),
+            ("held-out accuracy", t.held_out),
+            ("audit", t.audit),
+            ("iterative retraining", t.retraining),
+            ("scoring the pool", t.pool_scoring),
+            ("curves and fits", t.analysis),
+            ("total", t.total),
+        ]
+        .iter()
+        .map(|(k, v)| vec![k.to_string(), format!("{v:.1}")])
+        .collect::<Vec<_>>(),
+    );
+    s
+}
+
+/// `report.md` of `rewardkit goodhart curves`: what was measured, the selectors at the proxy's
 /// favourite n, and the curves behind the plot.
 pub fn analysis_markdown(a: &Analysis, title: &str, gold: &str) -> String {
     let mut s = String::new();
@@ -230,16 +441,71 @@ pub fn analysis_markdown(a: &Analysis, title: &str, gold: &str) -> String {
     );
     let _ = writeln!(
         s,
-        "The proxy's own score is highest at n = {}; gold there: {:.3} with the plain proxy.\n",
+        "## Selectors\n\nGold at n = {} (where the proxy's own score is highest, what an optimiser that trusts it would pick: {:.3} with the plain proxy), and each selector's gain there. *Fitted n\\**: the peak of `R(d) = d(α − βd)` fitted to gold.\n",
         a.favourite_n, a.baseline_gold_at_favourite
     );
-    let _ = writeln!(s, "## Selectors\n");
     let rows: Vec<Vec<String>> = a.curves.iter().map(|c| mitigation_row(a, c)).collect();
     md_table(&mut s, &MITIGATION_HEADER, &rows);
-    let _ = writeln!(s, "\n## Curves\n");
+    let _ = writeln!(s, "## Curves\n");
     let (header, rows) = curve_rows(a);
     let header: Vec<&str> = header.iter().map(String::as_str).collect();
     md_table(&mut s, &header, &rows);
-    let _ = writeln!(s, "\n![best-of-n](goodhart.svg)");
+    let _ = writeln!(s, "![best-of-n](goodhart.svg)");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rewardkit_goodhart::analysis::{analyze, PoolScores, PromptScores, Selector};
+    use rewardkit_goodhart::combine::Combine;
+
+    /// Two prompts of 8 samples; member 0 over-rates the last samples, member 1 does not.
+    fn analysis() -> Analysis {
+        let prompt = |shift: f64| PromptScores {
+            members: vec![
+                (0..8).map(|i| f64::from(i) + shift).collect(),
+                (0..8).map(|i| f64::from(i % 5) + shift).collect(),
+            ],
+            gold: vec![0.0, 0.2, 0.4, 0.6, 0.8, 0.5, 0.2, 0.0],
+            logp: None,
+            ref_logp: None,
+        };
+        let pool = PoolScores {
+            prompts: vec![prompt(0.0), prompt(0.5)],
+        };
+        let selectors = [
+            Selector::Proxy { member: 0 },
+            Selector::ensemble(Combine::Min),
+        ];
+        analyze(&pool, &selectors, &[1, 2, 4, 8]).unwrap()
+    }
+
+    #[test]
+    fn plot_has_a_gold_and_a_proxy_line_per_selector_and_marks_the_peak() {
+        let a = analysis();
+        let svg = goodhart_svg(&a, "test <plot>");
+        assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+        assert_eq!(svg.matches("<polyline").count(), 4);
+        assert_eq!(svg.matches("stroke-dasharray").count(), 2);
+        // One peak dot per selector; the proxy's peak is labelled with its n.
+        assert_eq!(svg.matches("<circle").count(), 2);
+        let peak = format!("proxy peaks: n = {}", a.curves[0].gold_peak.n);
+        assert!(svg.contains(&peak), "{peak}");
+        assert!(svg.contains("test &lt;plot&gt;"));
+        assert!(svg.contains("ensemble min"));
+    }
+
+    #[test]
+    fn tables_list_every_selector_and_n() {
+        let a = analysis();
+        let (header, rows) = curve_rows(&a);
+        assert_eq!(header.len(), 3 + 2);
+        assert_eq!(rows.len(), 4);
+        assert_eq!(rows[3][0], "8");
+        let row = mitigation_row(&a, &a.curves[1]);
+        assert_eq!(row[0], "ensemble min");
+        assert_eq!(row[5], format!("{:+.3}", a.curves[1].gain_at_favourite));
+        assert_eq!(mitigation_row(&a, &a.curves[0])[5], "–");
+    }
 }

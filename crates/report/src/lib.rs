@@ -19,6 +19,6 @@ pub mod svg;
 pub mod tables;
 
 pub use audit::{audit_flags_text, audit_markdown, audit_plots};
-pub use goodhart::{analysis_markdown, goodhart_svg};
+pub use goodhart::{analysis_markdown, demo_markdown, demo_text, goodhart_svg};
 pub use svg::{reliability_svg, Plot};
 pub use tables::{eval_table, fmt_num, grad_weight_histogram, stats_table};

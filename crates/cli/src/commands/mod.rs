@@ -1,5 +1,6 @@
 pub mod audit;
 pub mod data;
+pub mod demo;
 pub mod eval;
 pub mod generate;
 pub mod goodhart;

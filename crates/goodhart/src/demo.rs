@@ -1,0 +1,981 @@
+//! `rewardkit demo`: Goodhart's law end to end in the built-in [`crate::world`], from a seed,
+//! with nothing downloaded.
+//!
+//! 1. **Labels**: a labeler that sometimes prefers the longer or the agreeing answer labels
+//!    pairs of policy samples ([`LabelStats`] counts the labels a bias decided).
+//! 2. **Proxy**: a tiny BERT, trained from scratch on those labels, is measured on held-out
+//!    pairs against the labels and against gold (correctness), and audited
+//!    ([`rewardkit_audit`]): the bias in the labels shows up as flags.
+//! 3. **Best-of-n**: a pool of policy samples is scored by the proxy, by an ensemble (the
+//!    proxy and K − 1 members trained on bootstrap resamples with other seeds), by proxies
+//!    retrained on gold labels of the proxy's own best-of-n picks (iterative retraining), and by
+//!    a control trained on an unbiased labeler. [`crate::analysis`] turns the pool into curves:
+//!    proxy reward keeps rising while gold peaks and falls.
+//! 4. **Mitigations**: gold at the n the proxy favours, for every selector, against the plain
+//!    proxy.
+//!
+//! KL-penalised selection is not part of the demo: it needs a reference policy, which the world
+//! does not have (it is covered by real pools with log-probabilities, see
+//! [`crate::analysis::Selector::KlPenalized`]).
+
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+use rewardkit_audit::{AuditConfig, AuditError, AuditReport, Plan, Probe, SycophancyItem};
+use rewardkit_data::{PreferencePair, Rng, Text};
+use rewardkit_model::{load, LoadOptions, LoadedModel, ModelError, ModelScorer, Pooling};
+use rewardkit_tokenize::Encoded;
+use rewardkit_train::{train, Event, Run, Schedule, TrainConfig, TrainError};
+
+use crate::analysis::{analyze, Analysis, AnalysisError, PoolScores, PromptScores, Selector};
+use crate::bon::default_ns;
+use crate::combine::Combine;
+use crate::world::{LabelStats, LabelerConfig, Response, World, WorldConfig};
+
+/// Everything the demo does; every field has a default (the values `rewardkit demo` runs).
+///
+/// The defaults were tuned with seed 0 (pool of 100 prompts × 64, one proxy and one control):
+/// - **20 items** (12 arithmetic, 8 invented facts): with 100 or 40 items the tiny BERT does not
+///   memorise every answer (the control's held-out gold accuracy stayed at 0.88–0.91), and
+///   best-of-64 then finds, for the items it got wrong, a wrong answer it scores highest, so
+///   even the control's gold fell by 0.04–0.10 from its peak. With 20 items and 5 epochs the
+///   control reaches 0.95 and its gold stays within 0.01 of its peak.
+/// - **Labeler biases 0.45 (longer) and 0.4 (agreeing)**: a Bradley-Terry model of a labeler
+///   who picks the longer answer with probability p < 0.5 still ranks a short correct answer
+///   above a long wrong one, and at 0.2/0.2 a well-trained proxy did not over-optimise (gold
+///   0.59 → 0.90 at n = 64). At 0.55/0.4 it learned no correctness (gold fell from n = 1).
+///   At 0.45/0.4 gold rises 0.59 → 0.64 (n = 4) and falls to 0.49 at n = 64.
+#[derive(Serialize, Deserialize, Clone, Debug)]
+#[serde(default, deny_unknown_fields)]
+pub struct DemoConfig {
+    /// Seeds everything: the world (its own `seed` is replaced by this one), labels, models,
+    /// pools and the audit.
+    pub seed: u64,
+    pub world: WorldConfig,
+    /// The biased labeler whose labels train the proxy.
+    pub labeler: LabelerConfig,
+    /// The labeler of the control proxy (no biases).
+    pub control_labeler: LabelerConfig,
+    /// The labeler of iterative retraining: gold (correctness) with the usual noise.
+    pub gold_labeler: LabelerConfig,
+    /// Labelled pairs the proxy trains on.
+    pub train_pairs: usize,
+    /// Held-out pairs for accuracy and the audit.
+    pub eval_pairs: usize,
+    pub model: ModelShape,
+    pub training: Training,
+    /// Ensemble size K: the proxy and K − 1 members on bootstrap resamples, other seeds.
+    pub ensemble: usize,
+    /// λ of the `mean − λ·var` ensemble rule.
+    pub lambda_var: f64,
+    /// λ of the `mean − λ·std` ensemble rule.
+    pub lambda_std: f64,
+    /// Prompts of the best-of-n pool.
+    pub pool_prompts: usize,
+    /// Samples per prompt: the largest n.
+    pub samples_per_prompt: usize,
+    /// Rounds of iterative retraining.
+    pub rounds: usize,
+    /// Per round: prompts whose best-of-`round_n` pick (by the current proxy) is labelled by
+    /// the gold labeler against a random sample, and added to the training pairs.
+    pub round_prompts: usize,
+    pub round_n: usize,
+    /// Bootstrap resamples of the audit's intervals.
+    pub audit_bootstrap: usize,
+    /// Sequences per forward pass when scoring.
+    pub score_batch_size: usize,
+}
+
+impl Default for DemoConfig {
+    fn default() -> Self {
+        DemoConfig {
+            seed: 0,
+            world: WorldConfig {
+                arithmetic_items: 12,
+                factual_items: 8,
+                ..WorldConfig::default()
+            },
+            labeler: LabelerConfig {
+                prefer_longer: 0.45,
+                prefer_agreeing: 0.4,
+                ..LabelerConfig::default()
+            },
+            control_labeler: LabelerConfig::unbiased(),
+            gold_labeler: LabelerConfig::unbiased(),
+            train_pairs: 3000,
+            eval_pairs: 1000,
+            model: ModelShape::default(),
+            training: Training::default(),
+            ensemble: 4,
+            lambda_var: 1.0,
+            lambda_std: 1.0,
+            pool_prompts: 200,
+            samples_per_prompt: 64,
+            rounds: 2,
+            round_prompts: 500,
+            round_n: 16,
+            audit_bootstrap: 500,
+            score_batch_size: 256,
+        }
+    }
+}
+
+/// The reward model: a BERT encoder trained from scratch on the world's word-level tokenizer.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ModelShape {
+    pub hidden_size: usize,
+    pub layers: usize,
+    pub heads: usize,
+    pub intermediate_size: usize,
+    /// Tokens per (prompt, response) at most (the world's longest is 87).
+    pub max_length: usize,
+    pub pooling: Pooling,
+}
+
+impl Default for ModelShape {
+    fn default() -> Self {
+        ModelShape {
+            hidden_size: 64,
+            layers: 2,
+            heads: 4,
+            intermediate_size: 128,
+            max_length: 96,
+            pooling: Pooling::Mean,
+        }
+    }
+}
+
+/// Training hyperparameters (the rest are [`TrainConfig`]'s defaults: AdamW, gradient clipping
+/// at 1, no dropout).
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Training {
+    pub epochs: f64,
+    pub learning_rate: f64,
+    pub batch_size: usize,
+    pub warmup_ratio: f64,
+    pub weight_decay: f64,
+}
+
+impl Default for Training {
+    fn default() -> Self {
+        Training {
+            epochs: 5.0,
+            learning_rate: 3e-3,
+            batch_size: 32,
+            warmup_ratio: 0.1,
+            weight_decay: 0.01,
+        }
+    }
+}
+
+/// What the demo tells its caller, for progress bars and logs.
+pub enum DemoEvent<'a> {
+    /// A stage starts with `total` units of work (0: unknown).
+    Stage {
+        name: &'a str,
+        total: usize,
+        unit: &'a str,
+    },
+    /// `done` units of the current stage are finished.
+    Progress { done: usize },
+    /// The current stage is finished.
+    Finished { name: &'a str, seconds: f64 },
+    /// A line for the log.
+    Log(&'a str),
+}
+
+/// Why the demo failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DemoError {
+    #[error("invalid demo configuration: {0}")]
+    Config(String),
+    #[error(transparent)]
+    Model(#[from] ModelError),
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    #[error(transparent)]
+    Audit(#[from] AuditError),
+    #[error(transparent)]
+    Analysis(#[from] AnalysisError),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// One trained reward model and how it ranks held-out pairs.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct ModelSummary {
+    pub name: String,
+    /// Its folder (`final/` of its training run).
+    pub dir: PathBuf,
+    pub train_pairs: usize,
+    pub steps: usize,
+    pub train_seconds: f64,
+    /// Share of held-out pairs ranked as the biased labeler ranked them (its own draws).
+    pub label_accuracy: f64,
+    /// Share of held-out pairs with exactly one correct response where it ranks that one higher.
+    pub gold_accuracy: f64,
+    /// Among held-out pairs of equal correctness and different lengths: share where it scores
+    /// the longer response higher (0.5 = no length preference).
+    pub prefers_longer: f64,
+    /// Among pairs of equal correctness where exactly one response agrees with the user: share
+    /// where it scores the agreeing one higher.
+    pub prefers_agreeing: f64,
+}
+
+/// One round of iterative retraining.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct RoundSummary {
+    pub round: usize,
+    /// Gold pairs added: the previous proxy's best-of-n pick against a random sample.
+    pub new_pairs: usize,
+    /// Share of the previous proxy's picks that were correct.
+    pub pick_gold: f64,
+    /// Of the new pairs, how often the gold labeler preferred the random sample to the pick.
+    pub pick_lost: f64,
+    pub model: ModelSummary,
+}
+
+/// Seconds spent in each stage.
+#[derive(Serialize, Clone, Debug, Default, PartialEq)]
+pub struct Timings {
+    pub labels: f64,
+    pub training: f64,
+    pub held_out: f64,
+    pub audit: f64,
+    pub pool_scoring: f64,
+    pub retraining: f64,
+    pub analysis: f64,
+    pub total: f64,
+}
+
+/// The whole result of a demo run.
+#[derive(Serialize, Clone, Debug)]
+pub struct DemoReport {
+    pub config: DemoConfig,
+    pub items: usize,
+    pub vocabulary: usize,
+    /// How the proxy's training labels were decided.
+    pub labels: LabelStats,
+    /// How the control's labels were decided.
+    pub control_labels: LabelStats,
+    /// The proxy (member 0), the other ensemble members, and the control.
+    pub proxy: ModelSummary,
+    pub members: Vec<ModelSummary>,
+    pub control: ModelSummary,
+    pub rounds: Vec<RoundSummary>,
+    pub audit: AuditReport,
+    /// Curves of every selector over the pool. Pool members: 0 is the proxy, 0..K the
+    /// ensemble, then one per retraining round, the control last. Selectors: the proxy, the
+    /// four ensemble rules, each retrained proxy, the control.
+    pub analysis: Analysis,
+    pub timings: Timings,
+}
+
+/// A held-out pair with what the world knows about it.
+struct EvalPair {
+    prompt: Text,
+    a: Response,
+    b: Response,
+    /// The biased labeler's verdict: a preferred to b.
+    label_a: bool,
+}
+
+/// Builds the model folder (BERT `config.json` and the world's `tokenizer.json`) in `dir`.
+fn write_model_folder(world: &World, shape: &ModelShape, dir: &Path) -> Result<(), DemoError> {
+    let tokenizer = world.tokenizer_json();
+    let vocab = tokenizer["model"]["vocab"]
+        .as_object()
+        .map_or(0, serde_json::Map::len);
+    let config = serde_json::json!({
+        "architectures": ["BertModel"],
+        "model_type": "bert",
+        "vocab_size": vocab,
+        "hidden_size": shape.hidden_size,
+        "num_hidden_layers": shape.layers,
+        "num_attention_heads": shape.heads,
+        "intermediate_size": shape.intermediate_size,
+        "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1,
+        "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": shape.max_length.max(8),
+        "type_vocab_size": 2,
+        "layer_norm_eps": 1e-12,
+        "initializer_range": 0.02,
+        "pad_token_id": 0,
+    });
+    let io = |path: PathBuf| move |source| DemoError::Io { path, source };
+    std::fs::create_dir_all(dir).map_err(io(dir.to_path_buf()))?;
+    for (name, value) in [("config.json", config), ("tokenizer.json", tokenizer)] {
+        let path = dir.join(name);
+        let text = serde_json::to_string_pretty(&value).expect("JSON values serialise");
+        std::fs::write(&path, text).map_err(io(path.clone()))?;
+    }
+    Ok(())
+}
+
+/// Runs the demo, writing models under `out/models/`, and reports on `progress`.
+pub fn run(
+    config: &DemoConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(DemoEvent),
+) -> Result<DemoReport, DemoError> {
+    validate(config)?;
+    let started = Instant::now();
+    let mut timings = Timings::default();
+    let seed = config.seed;
+
+    // 1. The world and its labels.
+    let t = Instant::now();
+    let world = World::new(WorldConfig {
+        seed,
+        ..config.world.clone()
+    });
+    let init_dir = out.join("models").join("init");
+    write_model_folder(&world, &config.model, &init_dir)?;
+    let (pairs, labels) = world.preference_pairs(config.train_pairs, &config.labeler, seed);
+    let (control_pairs, control_labels) =
+        world.preference_pairs(config.train_pairs, &config.control_labeler, seed);
+    let held_out = eval_pairs(&world, config, seed);
+    timings.labels = t.elapsed().as_secs_f64();
+    log(
+        progress,
+        &format!(
+            "world: {} items; {} training pairs, {} decided by a bias",
+            world.items().len(),
+            labels.total(),
+            labels.bias()
+        ),
+    );
+
+    // 2. The proxy, the ensemble and the control.
+    let t = Instant::now();
+    let trainer = Trainer {
+        config,
+        init_dir: &init_dir,
+        models_dir: out.join("models"),
+    };
+    let mut models: Vec<(String, LoadedModel, rewardkit_train::TrainSummary, usize)> = Vec::new();
+    let (proxy, summary) = trainer.train("proxy", &pairs, seed, progress)?;
+    models.push(("proxy".into(), proxy, summary, pairs.len()));
+    for k in 1..config.ensemble {
+        let mut rng = Rng::derive(seed, &["bootstrap", &k.to_string()]);
+        let resample: Vec<PreferencePair> = (0..pairs.len())
+            .map(|_| pairs[rng.below(pairs.len())].clone())
+            .collect();
+        let name = format!("member-{k}");
+        let (model, summary) = trainer.train(&name, &resample, seed + k as u64, progress)?;
+        models.push((name, model, summary, resample.len()));
+    }
+    let (control, control_summary) = trainer.train("control", &control_pairs, seed, progress)?;
+    timings.training = t.elapsed().as_secs_f64();
+
+    // Held-out accuracy of every model.
+    let t = Instant::now();
+    let held_out_enc = encode_eval(&models[0].1, &held_out)?;
+    let summarize = |name: &str,
+                     model: &LoadedModel,
+                     s: &rewardkit_train::TrainSummary,
+                     n: usize|
+     -> Result<ModelSummary, DemoError> {
+        let scores = model.score_encoded(&held_out_enc, config.score_batch_size)?;
+        Ok(held_out_summary(name, s, n, &held_out, &scores))
+    };
+    let mut summaries = Vec::new();
+    for (name, model, s, n) in &models {
+        summaries.push(summarize(name, model, s, *n)?);
+    }
+    let control_report = summarize("control", &control, &control_summary, control_pairs.len())?;
+    timings.held_out = t.elapsed().as_secs_f64();
+
+    // 3. The audit of the proxy.
+    let t = Instant::now();
+    let audit = audit_proxy(&world, config, &held_out, &models[0].1, progress)?;
+    timings.audit = t.elapsed().as_secs_f64();
+
+    // 4. Iterative retraining: gold labels of the proxy's own best-of-n picks.
+    let t = Instant::now();
+    let mut rounds = Vec::new();
+    let mut round_models = Vec::new();
+    let mut train_set = pairs.clone();
+    for round in 1..=config.rounds {
+        let current = round_models.last().unwrap_or(&models[0].1);
+        let (new, pick_gold, pick_lost) = round_pairs(&world, config, current, round)?;
+        let new_pairs = new.len();
+        train_set.extend(new);
+        let name = format!("round-{round}");
+        let (model, s) = trainer.train(&name, &train_set, seed, progress)?;
+        let summary = summarize(&name, &model, &s, train_set.len())?;
+        rounds.push(RoundSummary {
+            round,
+            new_pairs,
+            pick_gold,
+            pick_lost,
+            model: summary,
+        });
+        round_models.push(model);
+    }
+    timings.retraining = t.elapsed().as_secs_f64();
+
+    // 5. The best-of-n pool, scored by every model.
+    let t = Instant::now();
+    let pool = world.pool(config.pool_prompts, config.samples_per_prompt, seed);
+    let scorers: Vec<&LoadedModel> = models
+        .iter()
+        .map(|m| &m.1)
+        .chain(&round_models)
+        .chain([&control])
+        .collect();
+    let scores = score_pool(&pool, &scorers, config.score_batch_size, progress)?;
+    timings.pool_scoring = t.elapsed().as_secs_f64();
+
+    // 6. Curves.
+    let t = Instant::now();
+    let k = config.ensemble;
+    let mut selectors = vec![(Selector::Proxy { member: 0 }, "proxy".to_string())];
+    for combine in [
+        Combine::Mean,
+        Combine::Min,
+        Combine::MeanMinusVar {
+            lambda: config.lambda_var,
+        },
+        Combine::MeanMinusStd {
+            lambda: config.lambda_std,
+        },
+    ] {
+        let members = (0..k).collect();
+        let name = format!("ensemble {}", combine.label());
+        selectors.push((Selector::Ensemble { combine, members }, name));
+    }
+    for r in 0..config.rounds {
+        let name = format!("retrained, round {}", r + 1);
+        selectors.push((Selector::Proxy { member: k + r }, name));
+    }
+    let control_member = k + config.rounds;
+    selectors.push((
+        Selector::Proxy {
+            member: control_member,
+        },
+        "control (unbiased labels)".into(),
+    ));
+    let (selectors, names): (Vec<Selector>, Vec<String>) = selectors.into_iter().unzip();
+    let mut analysis = analyze(&scores, &selectors, &default_ns(config.samples_per_prompt))?;
+    for (curve, name) in analysis.curves.iter_mut().zip(names) {
+        curve.label = name;
+    }
+    timings.analysis = t.elapsed().as_secs_f64();
+    timings.total = started.elapsed().as_secs_f64();
+
+    let mut summaries = summaries.into_iter();
+    let proxy = summaries.next().expect("the proxy is trained first");
+    Ok(DemoReport {
+        config: config.clone(),
+        items: world.items().len(),
+        vocabulary: world.vocabulary().len(),
+        labels,
+        control_labels,
+        proxy,
+        members: summaries.collect(),
+        control: control_report,
+        rounds,
+        audit,
+        analysis,
+        timings,
+    })
+}
+
+fn log(progress: &mut dyn FnMut(DemoEvent), line: &str) {
+    progress(DemoEvent::Log(line));
+}
+
+fn validate(c: &DemoConfig) -> Result<(), DemoError> {
+    let checks = [
+        (c.train_pairs >= 10, "train_pairs must be at least 10"),
+        (c.eval_pairs >= 10, "eval_pairs must be at least 10"),
+        (c.ensemble >= 1, "ensemble must be at least 1"),
+        (c.pool_prompts >= 2, "pool_prompts must be at least 2"),
+        (
+            c.samples_per_prompt >= 2,
+            "samples_per_prompt must be at least 2",
+        ),
+        (
+            c.rounds == 0 || (c.round_prompts >= 1 && c.round_n >= 2),
+            "retraining needs round_prompts ≥ 1 and round_n ≥ 2",
+        ),
+        (
+            c.model.heads > 0 && c.model.hidden_size % c.model.heads == 0,
+            "model.hidden_size must be a multiple of model.heads",
+        ),
+        (
+            c.audit_bootstrap >= 100,
+            "audit_bootstrap must be at least 100",
+        ),
+        (
+            c.score_batch_size >= 1,
+            "score_batch_size must be at least 1",
+        ),
+        (
+            c.world.arithmetic_items + c.world.factual_items > 0,
+            "the world needs items",
+        ),
+    ];
+    match checks.iter().find(|(ok, _)| !ok) {
+        Some((_, message)) => Err(DemoError::Config((*message).into())),
+        None => Ok(()),
+    }
+}
+
+/// Trains reward models from scratch in `models_dir/NAME/`.
+struct Trainer<'a> {
+    config: &'a DemoConfig,
+    init_dir: &'a Path,
+    models_dir: PathBuf,
+}
+
+impl Trainer<'_> {
+    /// Trains one model (initialised from `seed`); returns it ready for scoring.
+    fn train(
+        &self,
+        name: &str,
+        pairs: &[PreferencePair],
+        seed: u64,
+        progress: &mut dyn FnMut(DemoEvent),
+    ) -> Result<(LoadedModel, rewardkit_train::TrainSummary), DemoError> {
+        let c = self.config;
+        let t = Instant::now();
+        let options = LoadOptions {
+            pooling: Some(c.model.pooling),
+            from_scratch: true,
+            seed,
+            max_length: Some(c.model.max_length),
+            inference: false,
+        };
+        let model = load(self.init_dir, &options, &Device::Cpu)?;
+        let train_config = TrainConfig {
+            batch_size: c.training.batch_size,
+            epochs: c.training.epochs,
+            learning_rate: c.training.learning_rate,
+            warmup_ratio: c.training.warmup_ratio,
+            weight_decay: c.training.weight_decay,
+            schedule: Schedule::Linear,
+            max_length: c.model.max_length,
+            seed,
+            log_every: 5,
+            save_total_limit: 1,
+            ..TrainConfig::default()
+        };
+        let out = self.models_dir.join(name);
+        if out.exists() {
+            // A rerun starts afresh: an old checkpoint must not be resumed or mixed in.
+            std::fs::remove_dir_all(&out).map_err(|source| DemoError::Io {
+                path: out.clone(),
+                source,
+            })?;
+        }
+        let stage = format!("training {name}");
+        let mut started = false;
+        let summary = train(
+            &model,
+            &train_config,
+            &Run {
+                train: pairs,
+                eval: &[],
+                out: &out,
+                resume: false,
+                meta: serde_json::json!({"demo": {"model": name, "seed": seed}}),
+            },
+            |event| {
+                match event {
+                    Event::Start { total_steps, .. } if !started => {
+                        started = true;
+                        progress(DemoEvent::Stage {
+                            name: &stage,
+                            total: total_steps,
+                            unit: "steps",
+                        });
+                    }
+                    Event::Step(s) => progress(DemoEvent::Progress { done: s.step }),
+                    _ => {}
+                }
+                ControlFlow::Continue(())
+            },
+        )?;
+        progress(DemoEvent::Finished {
+            name: &stage,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok((model.frozen_copy()?, summary))
+    }
+}
+
+/// Held-out pairs: two policy samples per prompt, labelled by the biased labeler.
+fn eval_pairs(world: &World, config: &DemoConfig, seed: u64) -> Vec<EvalPair> {
+    let mut rng = Rng::derive(seed, &["held-out labels"]);
+    world
+        .pool(config.eval_pairs, 2, seed.wrapping_add(1_000_003))
+        .into_iter()
+        .map(|(item, mut responses)| {
+            let b = responses.pop().expect("two samples");
+            let a = responses.pop().expect("two samples");
+            let (label_a, _) = config.labeler.judge(&a, &b, &mut rng);
+            EvalPair {
+                prompt: Text::from(item.prompt.as_str()),
+                a,
+                b,
+                label_a,
+            }
+        })
+        .collect()
+}
+
+/// Encodes (prompt, a) then (prompt, b) of every held-out pair.
+fn encode_eval(model: &LoadedModel, pairs: &[EvalPair]) -> Result<Vec<Encoded>, DemoError> {
+    let mut out = Vec::with_capacity(2 * pairs.len());
+    for p in pairs {
+        out.push(model.encode(&p.prompt, &Text::from(p.a.text.as_str()))?);
+    }
+    for p in pairs {
+        out.push(model.encode(&p.prompt, &Text::from(p.b.text.as_str()))?);
+    }
+    Ok(out)
+}
+
+/// Share of `(counted, hit)` outcomes that hit; NaN for none.
+fn share(outcomes: impl Iterator<Item = bool>) -> f64 {
+    let (n, k) = outcomes.fold((0usize, 0usize), |(n, k), hit| {
+        (n + 1, k + usize::from(hit))
+    });
+    if n == 0 {
+        f64::NAN
+    } else {
+        k as f64 / n as f64
+    }
+}
+
+/// How a model's scores (`a` scores, then `b` scores) rank the held-out pairs.
+fn held_out_summary(
+    name: &str,
+    s: &rewardkit_train::TrainSummary,
+    train_pairs: usize,
+    pairs: &[EvalPair],
+    scores: &[f64],
+) -> ModelSummary {
+    let n = pairs.len();
+    // Equal scores count as wrong, as in `rewardkit eval`.
+    let prefers = |i: usize, a_side: bool| {
+        let (sa, sb) = (scores[i], scores[n + i]);
+        if a_side {
+            sa > sb
+        } else {
+            sb > sa
+        }
+    };
+    let same_correctness = |p: &EvalPair| p.a.attrs.correct == p.b.attrs.correct;
+    ModelSummary {
+        name: name.into(),
+        dir: s.final_dir.clone(),
+        train_pairs,
+        steps: s.steps,
+        train_seconds: s.seconds,
+        label_accuracy: share((0..n).map(|i| prefers(i, pairs[i].label_a))),
+        gold_accuracy: share(
+            (0..n)
+                .filter(|&i| !same_correctness(&pairs[i]))
+                .map(|i| prefers(i, pairs[i].a.attrs.correct)),
+        ),
+        prefers_longer: share(
+            (0..n)
+                .filter(|&i| {
+                    same_correctness(&pairs[i]) && pairs[i].a.words() != pairs[i].b.words()
+                })
+                .map(|i| prefers(i, pairs[i].a.words() > pairs[i].b.words())),
+        ),
+        prefers_agreeing: share(
+            (0..n)
+                .filter(|&i| {
+                    let (a, b) = (&pairs[i].a.attrs, &pairs[i].b.attrs);
+                    same_correctness(&pairs[i]) && a.agrees_with_claim != b.agrees_with_claim
+                })
+                .map(|i| prefers(i, pairs[i].a.attrs.agrees_with_claim)),
+        ),
+    }
+}
+
+/// Audits the proxy on the held-out pairs (as the biased labeler ordered them) and the world's
+/// sycophancy items. Probes are the edits that stay inside the world's vocabulary (a repeated
+/// sentence, a bulleted list, bold): the others would add words the tokenizer does not know.
+fn audit_proxy(
+    world: &World,
+    config: &DemoConfig,
+    held_out: &[EvalPair],
+    proxy: &LoadedModel,
+    progress: &mut dyn FnMut(DemoEvent),
+) -> Result<AuditReport, DemoError> {
+    let pairs: Vec<PreferencePair> = held_out
+        .iter()
+        .filter(|p| p.a.text != p.b.text)
+        .map(|p| {
+            let (chosen, rejected) = if p.label_a {
+                (&p.a, &p.b)
+            } else {
+                (&p.b, &p.a)
+            };
+            PreferencePair::new(
+                p.prompt.clone(),
+                chosen.text.as_str(),
+                rejected.text.as_str(),
+            )
+        })
+        .collect();
+    let sycophancy = world
+        .sycophancy_items()
+        .into_iter()
+        .map(|(item, agree, correct)| SycophancyItem {
+            domain: "world".into(),
+            id: item.id,
+            prompt: Text::from(item.prompt.as_str()),
+            agreeing: Text::from(agree.text.as_str()),
+            correcting: Text::from(correct.text.as_str()),
+        })
+        .collect();
+    let audit_config = AuditConfig {
+        seed: config.seed,
+        probes: vec![Probe::RepeatSentence, Probe::BulletList, Probe::Bold],
+        bootstrap: config.audit_bootstrap,
+        batch_size: config.score_batch_size,
+        ..AuditConfig::default()
+    };
+    let plan = Plan::new(&pairs, sycophancy, audit_config)?;
+    let total = plan.requests().len();
+    progress(DemoEvent::Stage {
+        name: "auditing the proxy",
+        total,
+        unit: "responses",
+    });
+    let t = Instant::now();
+    let scorer = ModelScorer {
+        model: proxy,
+        batch_size: config.score_batch_size,
+    };
+    let scores = plan.score(&scorer, |done, _| progress(DemoEvent::Progress { done }))?;
+    let count = |t: &Text| {
+        proxy
+            .tokenizer
+            .tokens(&t.render())
+            .map_or(0, |ids| ids.len())
+    };
+    let report = plan.analyze(&scores, "demo proxy".into(), Some(&count));
+    progress(DemoEvent::Finished {
+        name: "auditing the proxy",
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    Ok(report)
+}
+
+/// One round's new pairs: for `round_prompts` prompts, the best of `round_n` samples by
+/// `proxy` against another of the samples drawn at random, ordered by the gold labeler; and the
+/// share of picks that were correct, and that lost.
+fn round_pairs(
+    world: &World,
+    config: &DemoConfig,
+    proxy: &LoadedModel,
+    round: usize,
+) -> Result<(Vec<PreferencePair>, f64, f64), DemoError> {
+    let seed = config.seed;
+    let pool = world.pool(
+        config.round_prompts,
+        config.round_n,
+        seed.wrapping_add(2_000_003 + round as u64),
+    );
+    let mut inputs = Vec::new();
+    for (item, responses) in &pool {
+        let prompt = Text::from(item.prompt.as_str());
+        for r in responses {
+            inputs.push(proxy.encode(&prompt, &Text::from(r.text.as_str()))?);
+        }
+    }
+    let scores = proxy.score_encoded(&inputs, config.score_batch_size)?;
+    let mut rng = Rng::derive(seed, &["round", &round.to_string()]);
+    let (mut pairs, mut correct, mut lost) = (Vec::new(), 0usize, 0usize);
+    for (j, (item, responses)) in pool.iter().enumerate() {
+        let s = &scores[j * config.round_n..(j + 1) * config.round_n];
+        let best = (0..s.len()).fold(0, |b, i| if s[i] > s[b] { i } else { b });
+        let other = (best + 1 + rng.below(s.len() - 1)) % s.len();
+        let (pick, rival) = (&responses[best], &responses[other]);
+        correct += usize::from(pick.attrs.correct);
+        if pick.text == rival.text {
+            continue;
+        }
+        let (pick_wins, _) = config.gold_labeler.judge(pick, rival, &mut rng);
+        lost += usize::from(!pick_wins);
+        let (chosen, rejected) = if pick_wins {
+            (pick, rival)
+        } else {
+            (rival, pick)
+        };
+        let mut pair = PreferencePair::new(
+            item.prompt.as_str(),
+            chosen.text.as_str(),
+            rejected.text.as_str(),
+        );
+        pair.id = Some(format!("round-{round}-{j}"));
+        pairs.push(pair);
+    }
+    let (n, m) = (pool.len().max(1) as f64, pairs.len().max(1) as f64);
+    Ok((pairs, correct as f64 / n, lost as f64 / m))
+}
+
+/// Scores every pool sample with every model (encoded once; the models share the tokenizer).
+fn score_pool(
+    pool: &[(crate::world::Item, Vec<Response>)],
+    models: &[&LoadedModel],
+    batch_size: usize,
+    progress: &mut dyn FnMut(DemoEvent),
+) -> Result<PoolScores, DemoError> {
+    let mut inputs = Vec::new();
+    for (item, responses) in pool {
+        let prompt = Text::from(item.prompt.as_str());
+        for r in responses {
+            inputs.push(models[0].encode(&prompt, &Text::from(r.text.as_str()))?);
+        }
+    }
+    progress(DemoEvent::Stage {
+        name: "scoring the best-of-n pool",
+        total: models.len() * inputs.len(),
+        unit: "scores",
+    });
+    let t = Instant::now();
+    let mut all = Vec::with_capacity(models.len());
+    for (k, model) in models.iter().enumerate() {
+        all.push(model.score_encoded(&inputs, batch_size)?);
+        progress(DemoEvent::Progress {
+            done: (k + 1) * inputs.len(),
+        });
+    }
+    progress(DemoEvent::Finished {
+        name: "scoring the best-of-n pool",
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    let mut start = 0;
+    let prompts = pool
+        .iter()
+        .map(|(_, responses)| {
+            let range = start..start + responses.len();
+            start = range.end;
+            PromptScores {
+                members: all.iter().map(|s| s[range.clone()].to_vec()).collect(),
+                gold: responses.iter().map(Response::gold).collect(),
+                logp: None,
+                ref_logp: None,
+            }
+        })
+        .collect();
+    Ok(PoolScores { prompts })
+}
+
+fn pct(v: f64) -> String {
+    if v.is_nan() {
+        "–".into()
+    } else {
+        format!("{:.0}%", 100.0 * v)
+    }
+}
+
+impl DemoReport {
+    /// The demo's story in a few lines, with this run's numbers: the bias in the labels, the
+    /// bias in the reward model, gold falling while the proxy rises, what helps.
+    pub fn story(&self) -> Vec<String> {
+        let (l, c) = (&self.labels, &self.config.labeler);
+        let mut lines = vec![format!(
+            "1. Labels: {} pairs of policy answers to {} questions, from a labeler who picks the longer answer {} of the time and the one agreeing with the user {}: {} labels ({}) were decided by a bias ({} by length, {} by agreement), {} by correctness.",
+            l.total(),
+            self.items,
+            pct(c.prefer_longer),
+            pct(c.prefer_agreeing),
+            l.bias(),
+            pct(l.bias() as f64 / l.total().max(1) as f64),
+            l.longer,
+            l.agreeing,
+            l.correctness,
+        )];
+        let (p, k) = (&self.proxy, &self.control);
+        lines.push(format!(
+            "2. Reward model: the proxy trained on them picks the correct answer in {} of held-out pairs with one (the control, trained on unbiased labels: {}); of two equally correct answers it prefers the longer {} of the time (control {}) and the agreeing one {} (control {}).",
+            pct(p.gold_accuracy),
+            pct(k.gold_accuracy),
+            pct(p.prefers_longer),
+            pct(k.prefers_longer),
+            pct(p.prefers_agreeing),
+            pct(k.prefers_agreeing),
+        ));
+        let flags: Vec<String> = self
+            .audit
+            .flags
+            .iter()
+            .map(|f| {
+                let severity = match f.severity {
+                    rewardkit_audit::Severity::Red => "red",
+                    rewardkit_audit::Severity::Warning => "warning",
+                };
+                format!("{} ({severity})", f.subject)
+            })
+            .collect();
+        lines.push(if flags.is_empty() {
+            "3. Audit: no flags.".into()
+        } else {
+            format!("3. Audit of the proxy flags: {}.", flags.join(", "))
+        });
+        let a = &self.analysis;
+        let curve_line = |c: &crate::analysis::SelectorCurve| {
+            let (first, last) = (&c.points[0], &c.points[c.points.len() - 1]);
+            let fitted = c
+                .gold_fit
+                .as_ref()
+                .and_then(|f| f.n_star)
+                .map_or(String::new(), |n| format!(", fitted peak n* ≈ {n:.0}"));
+            format!(
+                "gold goes {:.3} (n = 1) → {:.3} at n = {} (√KL {:.2}{fitted}) → {:.3} at n = {}",
+                first.gold, c.gold_peak.gold, c.gold_peak.n, c.gold_peak.sqrt_kl, last.gold, last.n
+            )
+        };
+        let proxy = &a.curves[0];
+        let (first, last) = (&proxy.points[0], &proxy.points[proxy.points.len() - 1]);
+        lines.push(format!(
+            "4. Best-of-n over {} prompts × {} samples: the proxy's score rises {:.2} → {:.2} while {}: {:.3} lost to over-optimisation.",
+            a.prompts, a.samples_per_prompt, first.proxy, last.proxy, curve_line(proxy), proxy.gold_fall
+        ));
+        if let Some(control) = a.curves.last().filter(|_| a.curves.len() > 1) {
+            lines.push(format!(
+                "   Control (unbiased labels): {}.",
+                curve_line(control)
+            ));
+        }
+        let mut gains: Vec<&crate::analysis::SelectorCurve> = a.curves[1..].iter().collect();
+        gains.sort_by(|x, y| y.gain_at_favourite.total_cmp(&x.gain_at_favourite));
+        let listed: Vec<String> = gains
+            .iter()
+            .map(|g| {
+                format!(
+                    "{} {:.3} ({:+.3})",
+                    g.label, g.gold_at_favourite, g.gain_at_favourite
+                )
+            })
+            .collect();
+        lines.push(format!(
+            "5. Mitigations at n = {} (where the proxy's own score is highest), gold against {:.3} for the plain proxy: {}.",
+            a.favourite_n,
+            a.baseline_gold_at_favourite,
+            listed.join("; ")
+        ));
+        lines
+    }
+}

@@ -1,0 +1,108 @@
+//! The demo end to end at a reduced size (fewer pairs, a smaller pool, no ensemble or
+//! retraining), with the claims of the full run: a reward model trained on biased labels
+//! over-optimises under best-of-n (gold peaks inside the n range and falls while its own score
+//! keeps rising), one trained on unbiased labels does not.
+
+use rewardkit_goodhart::analysis::SelectorCurve;
+use rewardkit_goodhart::demo::{run, DemoConfig, DemoReport, Training};
+
+/// The default world, labelers and training, with one proxy and one control (no ensemble, no
+/// retraining), a smaller held-out set and a pool of 100 prompts × 64 samples.
+fn small_config() -> DemoConfig {
+    DemoConfig {
+        eval_pairs: 400,
+        ensemble: 1,
+        rounds: 0,
+        pool_prompts: 100,
+        audit_bootstrap: 200,
+        ..DemoConfig::default()
+    }
+}
+
+fn golds(c: &SelectorCurve) -> Vec<f64> {
+    c.points.iter().map(|p| p.gold).collect()
+}
+
+fn small_run() -> DemoReport {
+    // As `rewardkit demo` does: one thread trains these tiny models faster than two, and the
+    // numbers quoted below were measured with one. Set before any tensor work in this process.
+    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
+        std::env::set_var(var, "1");
+    }
+    let out = tempfile::tempdir().unwrap();
+    let report = run(&small_config(), out.path(), &mut |_| {}).unwrap();
+    for line in report.story() {
+        println!("{line}");
+    }
+    report
+}
+
+#[test]
+fn biased_proxy_overoptimises_and_unbiased_control_does_not() {
+    let r = small_run();
+    let a = &r.analysis;
+    assert_eq!(a.curves.len(), 6, "proxy, four ensemble rules, control");
+    let (proxy, control) = (&a.curves[0], &a.curves[5]);
+    assert_eq!(control.label, "control (unbiased labels)");
+    let ns: Vec<usize> = proxy.points.iter().map(|p| p.n).collect();
+    assert_eq!(ns.first(), Some(&1));
+    assert_eq!(ns.last(), Some(&64));
+    println!("n:       {ns:?}");
+    println!("proxy:   {:.3?}", golds(proxy));
+    println!("control: {:.3?}", golds(control));
+
+    // (a) Biased labels. The run is deterministic for its seed; when this test was written
+    // gold peaked at n = 4 (0.637) and fell to 0.490 at n = 64 (0.147 below the peak, 0.10
+    // below n = 1). The thresholds ask for a peak strictly inside and a fall of at least 0.07,
+    // about half the measured effect, so that a lost effect fails the test but a small numeric
+    // drift does not.
+    let peak = proxy.gold_peak.n;
+    assert!(peak > 1 && peak < 64, "gold peaks at n = {peak}");
+    assert!(
+        proxy.gold_fall > 0.07,
+        "gold falls only {}",
+        proxy.gold_fall
+    );
+    // The proxy's own score keeps rising (best-of-n of a fixed score is non-decreasing in n
+    // exactly; the tolerance covers floating-point sums only).
+    for w in proxy.points.windows(2) {
+        assert!(w[1].proxy >= w[0].proxy - 1e-9, "{:?}", proxy.points);
+    }
+    assert!(proxy.points[ns.len() - 1].proxy > proxy.points[0].proxy + 0.5);
+
+    // (b) Unbiased labels. Measured: 0.590 at n = 1, 0.960 at the peak (n = 24), 0.950 at
+    // n = 64; no consecutive drop larger than 0.005. Tolerance: gold never falls by more than
+    // 0.02 between consecutive n, at most 0.03 in all, and ends well above n = 1.
+    for w in control.points.windows(2) {
+        assert!(
+            w[1].gold > w[0].gold - 0.02,
+            "control gold falls at n = {}: {:?}",
+            w[1].n,
+            golds(control)
+        );
+    }
+    assert!(control.gold_fall < 0.03, "{:?}", golds(control));
+    assert!(control.points[ns.len() - 1].gold > control.points[0].gold + 0.1);
+
+    // The reward models: the proxy learned the labels' biases, the audit saw them.
+    assert!(r.proxy.gold_accuracy < r.control.gold_accuracy);
+    assert!(r.labels.bias() > 0 && r.control_labels.bias() == 0);
+    assert!(!r.audit.flags.is_empty());
+    assert_eq!(r.story().len(), 6);
+}
+
+#[test]
+fn config_files_are_checked() {
+    // Unknown fields are refused; partial files keep the defaults of the rest.
+    assert!(serde_json::from_str::<DemoConfig>(r#"{"train_pair": 10}"#).is_err());
+    let c: DemoConfig = serde_json::from_str(r#"{"training": {"epochs": 1.5}}"#).unwrap();
+    assert_eq!(c.training.epochs, 1.5);
+    assert_eq!(c.training.batch_size, Training::default().batch_size);
+    let bad = DemoConfig {
+        ensemble: 0,
+        ..DemoConfig::default()
+    };
+    let out = tempfile::tempdir().unwrap();
+    let err = run(&bad, out.path(), &mut |_| {}).unwrap_err();
+    assert!(err.to_string().contains("ensemble"), "{err}");
+}
