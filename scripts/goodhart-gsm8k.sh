@@ -36,7 +36,7 @@ done
 
 "$rk" goodhart curves --threads "$THREADS" --pool "$OUT/pool.jsonl" "${proxies[@]}" \
     --max-length 256 --out "$OUT/verifiers"
-if [ -d out/main-job/minilm-rm/final ]; then
+if [ -d out/hh-minilm/minilm-rm/final ]; then
     "$rk" goodhart curves --threads "$THREADS" --pool "$OUT/pool.jsonl" \
-        --proxy out/main-job/minilm-rm/final --prompt-format hh --max-length 256 --out "$OUT/hh-proxy"
+        --proxy out/hh-minilm/minilm-rm/final --prompt-format hh --max-length 256 --out "$OUT/hh-proxy"
 fi
