@@ -68,7 +68,7 @@ impl Activation {
     pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::Gelu => crate::ops::gelu_erf(x),
-            Activation::GeluNew => x.gelu(),
+            Activation::GeluNew => crate::ops::gelu_tanh(x),
             Activation::Relu => x.relu(),
             Activation::Silu => x.silu(),
         }

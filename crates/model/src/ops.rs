@@ -1,5 +1,5 @@
 //! Fused CPU kernels with their backward pass: softmax over the last dimension, layer norm,
-//! exact (erf) GELU and multi-head attention. Each is one pass over memory where the composed
+//! GELU (exact and tanh) and multi-head attention. Each is one pass over memory where the composed
 //! version in [`crate::nn`] makes five to eight (attention never materialises the `[b, h, t, t]`
 //! scores), and each records a backward pass (the trap of candle-nn's fused ops is that they do
 //! not). On other devices the composed versions are used.
@@ -362,21 +362,75 @@ fn erf(x: f32) -> f32 {
     (1.0 - t * exp(p - z * z)).copysign(x)
 }
 
-struct GeluErf;
-struct GeluErfBackward;
+/// The two GELUs of HF configs.
+#[derive(Clone, Copy)]
+enum Gelu {
+    /// `x Φ(x)` (`gelu`).
+    Erf,
+    /// `½x (1 + tanh(√(2/π) (x + 0.044715 x³)))` (`gelu_new`; GPT-2).
+    Tanh,
+}
 
-impl CustomOp1 for GeluErf {
+/// √(2/π).
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
+impl Gelu {
+    #[inline]
+    fn value(self, v: f32) -> f32 {
+        match self {
+            Gelu::Erf => 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2)),
+            Gelu::Tanh => 0.5 * v * (1.0 + tanh(SQRT_2_OVER_PI * v * (1.0 + 0.044_715 * v * v))),
+        }
+    }
+
+    /// d/dx: `Φ(x) + x φ(x)`, or `½(1 + th) + ½x (1 − th²) √(2/π) (1 + 3·0.044715 x²)`.
+    #[inline]
+    fn grad(self, v: f32) -> f32 {
+        match self {
+            Gelu::Erf => {
+                let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = 0.398_942_3 * exp(-0.5 * v * v); // 1/√(2π) e^(−x²/2)
+                cdf + v * pdf
+            }
+            Gelu::Tanh => {
+                // With e = e^{2u}: 1 + th = 2e/(e + 1) and 1 − th² = 4e/(e + 1)², free of the
+                // cancellation in 1 − th·th where |th| is near 1.
+                let e = exp(2.0 * SQRT_2_OVER_PI * v * (1.0 + 0.044_715 * v * v));
+                let (inv, half) = (1.0 / (e + 1.0), e / (e + 1.0)); // half = (1 + th)/2
+                let inner = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * v * v);
+                half + 2.0 * v * half * inv * inner
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Gelu::Erf => "rk-gelu-erf",
+            Gelu::Tanh => "rk-gelu-tanh",
+        }
+    }
+}
+
+/// tanh through [`exp`]: `1 − 2 / (e^{2u} + 1)` (|error| < 2e-7).
+#[inline]
+fn tanh(u: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * u) + 1.0)
+}
+
+struct GeluBackward(Gelu);
+
+impl CustomOp1 for Gelu {
     fn name(&self) -> &'static str {
-        "rk-gelu-erf"
+        Gelu::name(*self)
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l, self.name())?;
+        let x = contiguous_f32(s, l, Gelu::name(*self))?;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(16384)
             .zip(x.par_chunks(16384))
             .for_each(|(yc, xc)| {
                 for (o, &v) in yc.iter_mut().zip(xc) {
-                    *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                    *o = self.value(v);
                 }
             });
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -387,18 +441,20 @@ impl CustomOp1 for GeluErf {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            arg.contiguous()?
-                .apply_op2_no_bwd(&grad.contiguous()?, &GeluErfBackward)?,
-        ))
+        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &GeluBackward(*self),
+        )?))
     }
 }
 
-impl CustomOp2 for GeluErfBackward {
+impl CustomOp2 for GeluBackward {
     fn name(&self) -> &'static str {
-        "rk-gelu-erf-bwd"
+        match self.0 {
+            Gelu::Erf => "rk-gelu-erf-bwd",
+            Gelu::Tanh => "rk-gelu-tanh-bwd",
+        }
     }
-    /// `d/dx [x Φ(x)] = Φ(x) + x φ(x)`.
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -408,15 +464,12 @@ impl CustomOp2 for GeluErfBackward {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s1, l1, self.name())?;
         let g = contiguous_f32(s2, l2, self.name())?;
-        let inv_sqrt_2pi = 0.398_942_3_f32; // 1/√(2π)
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(16384)
             .zip(x.par_chunks(16384).zip(g.par_chunks(16384)))
             .for_each(|(dc, (xc, gc))| {
                 for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                    let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                    let pdf = inv_sqrt_2pi * exp(-0.5 * v * v);
-                    *o = gv * (cdf + v * pdf);
+                    *o = gv * self.0.grad(v);
                 }
             });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
@@ -426,9 +479,18 @@ impl CustomOp2 for GeluErfBackward {
 /// Exact GELU, `x Φ(x)`, fused on CPU.
 pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        x.contiguous()?.apply_op1(GeluErf)
+        x.contiguous()?.apply_op1(Gelu::Erf)
     } else {
         x.gelu_erf()
+    }
+}
+
+/// GELU's tanh approximation (candle's `gelu`, HF's `gelu_new`), fused on CPU.
+pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1(Gelu::Tanh)
+    } else {
+        x.gelu()
     }
 }
 
@@ -901,6 +963,33 @@ mod tests {
             &[5, 1000],
             1e-6,
         );
+    }
+
+    /// Values against candle's `gelu`; the backward pass against the derivative in closed form,
+    /// evaluated in f64 (candle's own f32 backward loses ~1e-6 to the cancellation in
+    /// 1 − tanh², where |tanh| is near 1).
+    #[test]
+    fn gelu_tanh_matches_candle_and_its_derivative() {
+        let x = Var::from_tensor(&rand(&[5, 1000], 1, 3.0)).unwrap();
+        let y = gelu_tanh(x.as_tensor()).unwrap();
+        assert!(max_diff(&y, &x.as_tensor().gelu().unwrap()) < 1e-6);
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let got: Vec<f32> = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let xs: Vec<f32> = x.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        for (&v, &g) in xs.iter().zip(&got) {
+            let v = v as f64;
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let th = (c * (v + 0.044_715 * v * v * v)).tanh();
+            let want =
+                0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * c * (1.0 + 3.0 * 0.044_715 * v * v);
+            assert!((g as f64 - want).abs() < 1e-6, "x = {v}: {g} vs {want}");
+        }
     }
 
     #[test]
