@@ -68,7 +68,7 @@ impl Activation {
     pub fn apply(self, x: &Tensor) -> candle_core::Result<Tensor> {
         match self {
             Activation::Gelu => crate::ops::gelu_erf(x),
-            Activation::GeluNew => x.gelu(),
+            Activation::GeluNew => crate::ops::gelu_tanh(x),
             Activation::Relu => x.relu(),
             Activation::Silu => x.silu(),
         }
@@ -84,10 +84,9 @@ struct Layer {
     intermediate: Linear,
     output: Linear,
     out_norm: LayerNorm,
-    attn_dropout: Dropout,
+    attention: nn::Attention,
     hidden_dropout1: Dropout,
     hidden_dropout2: Dropout,
-    heads: usize,
     act: Activation,
 }
 
@@ -118,25 +117,27 @@ impl Layer {
                 std,
             )?,
             out_norm: LayerNorm::new(vb.pp("output").pp("LayerNorm"), h, c.layer_norm_eps)?,
-            attn_dropout: Dropout::new(c.attention_probs_dropout_prob, site("attn")),
+            attention: nn::Attention {
+                heads: c.num_attention_heads,
+                causal: false,
+                scale: 1.0 / ((h / c.num_attention_heads.max(1)) as f64).sqrt(),
+                dropout: Dropout::new(c.attention_probs_dropout_prob, site("attn")),
+            },
             hidden_dropout1: Dropout::new(c.hidden_dropout_prob, site("hidden1")),
             hidden_dropout2: Dropout::new(c.hidden_dropout_prob, site("hidden2")),
-            heads: c.num_attention_heads,
             act: c.hidden_act,
         })
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        let q = nn::split_heads(&self.query.forward(x)?, self.heads)?;
-        let k = nn::split_heads(&self.key.forward(x)?, self.heads)?;
-        let v = nn::split_heads(&self.value.forward(x)?, self.heads)?;
-        let ctx = nn::merge_heads(&nn::attention(
-            &q,
-            &k,
-            &v,
-            bias,
-            Some((&self.attn_dropout, mode)),
-        )?)?;
+    /// `mask`: the `[b, t]` attention mask.
+    fn forward(&self, x: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        let ctx = self.attention.forward(
+            &self.query.forward(x)?,
+            &self.key.forward(x)?,
+            &self.value.forward(x)?,
+            mask,
+            mode,
+        )?;
         let a = self
             .hidden_dropout1
             .forward(&self.attn_out.forward(&ctx)?, mode)?;
@@ -221,9 +222,8 @@ impl Bert {
         let mut x = self
             .emb_dropout
             .forward(&self.emb_norm.forward(&x)?, mode)?;
-        let bias = nn::attention_bias(mask, false)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &bias, mode)?;
+            x = layer.forward(&x, mask, mode)?;
         }
         Ok(x)
     }

@@ -85,12 +85,9 @@ struct Block {
     ln_2: LayerNorm,
     c_fc: Linear,
     mlp_proj: Linear,
-    attn_dropout: Dropout,
+    attention: nn::Attention,
     resid_dropout1: Dropout,
     resid_dropout2: Dropout,
-    heads: usize,
-    /// Extra factor on the queries (1/(i+1) and/or √d when `scale_attn_weights` is off).
-    query_scale: f64,
     act: Activation,
 }
 
@@ -106,13 +103,12 @@ impl Block {
         let attn = vb.pp("attn");
         let mlp = vb.pp("mlp");
         let site = |name: &str| format!("gpt2.layer{i}.{name}");
-        let mut query_scale = 1.0;
-        if !c.scale_attn_weights {
-            // `nn::attention` always divides by √d; undo it.
-            query_scale *= ((h / c.n_head) as f64).sqrt();
+        let mut scale = 1.0;
+        if c.scale_attn_weights {
+            scale /= ((h / c.n_head) as f64).sqrt();
         }
         if c.scale_attn_by_inverse_layer_idx {
-            query_scale /= (i + 1) as f64;
+            scale /= (i + 1) as f64;
         }
         Ok(Block {
             ln_1: LayerNorm::new(vb.pp("ln_1"), h, c.layer_norm_epsilon)?,
@@ -121,31 +117,29 @@ impl Block {
             ln_2: LayerNorm::new(vb.pp("ln_2"), h, c.layer_norm_epsilon)?,
             c_fc: Linear::conv1d(mlp.pp("c_fc"), h, inner, std)?,
             mlp_proj: Linear::conv1d(mlp.pp("c_proj"), inner, h, proj_std)?,
-            attn_dropout: Dropout::new(c.attn_pdrop, site("attn")),
+            attention: nn::Attention {
+                heads: c.n_head,
+                causal: true,
+                scale,
+                dropout: Dropout::new(c.attn_pdrop, site("attn")),
+            },
             resid_dropout1: Dropout::new(c.resid_pdrop, site("resid1")),
             resid_dropout2: Dropout::new(c.resid_pdrop, site("resid2")),
-            heads: c.n_head,
-            query_scale,
             act: c.activation_function,
         })
     }
 
-    fn forward(&self, x: &Tensor, bias: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+    /// `mask`: the `[b, t]` attention mask.
+    fn forward(&self, x: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         let h = x.dim(2)?;
         let qkv = self.c_attn.forward(&self.ln_1.forward(x)?)?;
-        let mut q = nn::split_heads(&qkv.narrow(2, 0, h)?, self.heads)?;
-        let k = nn::split_heads(&qkv.narrow(2, h, h)?, self.heads)?;
-        let v = nn::split_heads(&qkv.narrow(2, 2 * h, h)?, self.heads)?;
-        if self.query_scale != 1.0 {
-            q = (q * self.query_scale)?;
-        }
-        let ctx = nn::merge_heads(&nn::attention(
-            &q,
-            &k,
-            &v,
-            bias,
-            Some((&self.attn_dropout, mode)),
-        )?)?;
+        let ctx = self.attention.forward(
+            &qkv.narrow(2, 0, h)?,
+            &qkv.narrow(2, h, h)?,
+            &qkv.narrow(2, 2 * h, h)?,
+            mask,
+            mode,
+        )?;
         let a = self
             .resid_dropout1
             .forward(&self.attn_proj.forward(&ctx)?, mode)?;
@@ -206,9 +200,8 @@ impl Gpt2 {
         let positions = nn::position_ids_from_mask(mask)?;
         let x = (self.wte.forward(ids)? + self.wpe.forward(&positions)?)?;
         let mut x = self.emb_dropout.forward(&x, mode)?;
-        let bias = nn::attention_bias(mask, true)?;
         for block in &self.blocks {
-            x = block.forward(&x, &bias, mode)?;
+            x = block.forward(&x, mask, mode)?;
         }
         self.ln_f.forward(&x)
     }

@@ -45,6 +45,19 @@ impl Dropout {
         }
     }
 
+    /// Where this dropout's masks come from in `mode`; `None` when it is inactive.
+    pub(crate) fn draw(&self, mode: Mode) -> Option<DropoutDraw> {
+        match mode {
+            Mode::Train { seed, step } if self.p > 0.0 => Some(DropoutDraw {
+                p: self.p,
+                seed,
+                step,
+                site: self.site.clone(),
+            }),
+            _ => None,
+        }
+    }
+
     pub fn forward(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         let Mode::Train { seed, step } = mode else {
             return Ok(x.clone());
@@ -60,6 +73,30 @@ impl Dropout {
             .collect();
         let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
         x.mul(&mask)
+    }
+}
+
+/// An active dropout: its probability and the `(seed, step, site)` its masks are drawn from.
+#[derive(Debug, Clone)]
+pub(crate) struct DropoutDraw {
+    pub p: f64,
+    seed: u64,
+    step: u64,
+    site: String,
+}
+
+impl DropoutDraw {
+    /// The generator of the mask of `part` (a kernel's independent block, e.g. one head).
+    pub(crate) fn rng(&self, part: usize) -> Rng {
+        Rng::derive(
+            self.seed,
+            &[
+                "dropout",
+                &self.step.to_string(),
+                &self.site,
+                &part.to_string(),
+            ],
+        )
     }
 }
 
@@ -299,6 +336,59 @@ pub fn attention(
         probs = dropout.forward(&probs, mode)?;
     }
     probs.matmul(v)
+}
+
+/// Multi-head self-attention over projected queries, keys and values `[b, t, heads·d]` (each may
+/// be a column slice of a wider tensor, as GPT-2's fused `c_attn` output): per head,
+/// `softmax(q kᵀ · scale + mask) v`, with dropout on the probabilities; padded keys are masked
+/// out, and future keys when `causal`. The result is `[b, t, heads·d]`, heads side by side.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub heads: usize,
+    pub causal: bool,
+    /// Factor on `q kᵀ` (usually 1/√d).
+    pub scale: f64,
+    pub dropout: Dropout,
+}
+
+impl Attention {
+    /// `mask`: `[b, t]` attention mask (non-zero for real tokens). Fused on CPU
+    /// ([`crate::ops::attention`]), composed elsewhere.
+    pub fn forward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        if q.device().is_cpu() && q.dtype() == DType::F32 {
+            crate::ops::attention(q, k, v, mask, self, mode)
+        } else {
+            self.forward_composed(q, k, v, mask, mode)
+        }
+    }
+
+    /// The same from candle ops, materialising the `[b, h, t, t]` scores (the reference for the
+    /// fused kernel).
+    pub fn forward_composed(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        mask: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let (q, k, v) = (
+            split_heads(q, self.heads)?,
+            split_heads(k, self.heads)?,
+            split_heads(v, self.heads)?,
+        );
+        let bias = attention_bias(mask, self.causal)?;
+        let scores = (q.matmul(&k.t()?)? * self.scale)?.broadcast_add(&bias)?;
+        let probs = self.dropout.forward(&softmax_last_dim(&scores)?, mode)?;
+        merge_heads(&probs.matmul(&v)?)
+    }
 }
 
 /// Position ids `[b, t]` (u32) from an attention mask `[b, t]`: `cumsum(mask) − 1`, clamped at 0,

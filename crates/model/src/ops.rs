@@ -1,12 +1,19 @@
-//! Fused CPU kernels with their backward pass: softmax over the last dimension, layer norm and
-//! exact (erf) GELU. Each is one pass over memory where the composed version in [`crate::nn`]
-//! makes five to eight, and each records a backward pass (the trap of candle-nn's fused ops is
-//! that they do not). On other devices the composed versions are used.
+//! Fused CPU kernels with their backward pass: softmax over the last dimension, layer norm,
+//! GELU (exact and tanh) and multi-head attention. Each is one pass over memory where the composed
+//! version in [`crate::nn`] makes five to eight (attention never materialises the `[b, h, t, t]`
+//! scores), and each records a backward pass (the trap of candle-nn's fused ops is that they do
+//! not). On other devices the composed versions are used.
 //!
 //! The tests check them against the composed versions, values and gradients.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
+use std::sync::Arc;
+
+use candle_core::{
+    CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Storage, Tensor,
+};
 use rayon::prelude::*;
+
+use crate::nn::{DropoutDraw, Mode};
 
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
     let data = match s {
@@ -22,6 +29,97 @@ fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::R
 /// Rows per parallel task: enough work per task to amortise scheduling.
 fn rows_per_task(row: usize) -> usize {
     (16384 / row.max(1)).max(1)
+}
+
+/// `e^x` in f32 with relative error below 1e-7 (Cephes' `expf`: a degree-6 polynomial on
+/// `x − n ln 2`, scaled by `2^n` through the exponent bits), without a libm call, so loops over
+/// it vectorise. Inputs are clamped to [−87.3, 88]: below, the result is ~1e−38 rather than 0.
+#[inline]
+fn exp(x: f32) -> f32 {
+    const ROUND: f32 = 12_582_912.0; // 1.5 · 2²³: adding and subtracting it rounds to an integer
+    let x = x.clamp(-87.336_54, 88.0);
+    let rounded = x * std::f32::consts::LOG2_E + ROUND;
+    let n = rounded - ROUND;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4; // x − n ln 2, in two parts
+    let p = 1.987_569_1e-4;
+    let p = p * r + 1.398_199_9e-3;
+    let p = p * r + 8.333_452e-3;
+    let p = p * r + 4.166_579_6e-2;
+    let p = p * r + 0.166_666_65;
+    let p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    // n is in the low bits of `rounded`: 2^n from them, with no float-to-int conversion.
+    let biased = rounded
+        .to_bits()
+        .wrapping_sub(ROUND.to_bits())
+        .wrapping_add(127);
+    y * f32::from_bits(biased << 23)
+}
+
+/// Lanes for the reductions below: eight independent accumulators let them vectorise (a plain
+/// f32 sum cannot be reordered by the compiler).
+const LANES: usize = 8;
+
+/// Σ f(x) over xs.
+#[inline]
+fn sum_by(xs: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut acc = [0f32; LANES];
+    let chunks = xs.chunks_exact(LANES);
+    let tail: f32 = chunks.remainder().iter().map(|&x| f(x)).sum();
+    for c in chunks {
+        for (a, &x) in acc.iter_mut().zip(c) {
+            *a += f(x);
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Σ xs.
+#[inline]
+fn sum(xs: &[f32]) -> f32 {
+    sum_by(xs, |x| x)
+}
+
+/// Σ a ⊙ b.
+#[inline]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; LANES];
+    let (ac, bc) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for ((s, &x), &y) in acc.iter_mut().zip(x).zip(y) {
+            *s += x * y;
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// max of xs where `keep` is non-zero (−∞ when none is).
+#[inline]
+fn masked_max(xs: &[f32], keep: &[f32]) -> f32 {
+    let keep = &keep[..xs.len()];
+    let mut acc = [f32::NEG_INFINITY; LANES];
+    let (xc, kc) = (xs.chunks_exact(LANES), keep.chunks_exact(LANES));
+    let tail =
+        (xc.remainder().iter().zip(kc.remainder())).fold(f32::NEG_INFINITY, |m, (&x, &k)| {
+            if k != 0.0 {
+                m.max(x)
+            } else {
+                m
+            }
+        });
+    for (c, k) in xc.zip(kc) {
+        for ((a, &x), &k) in acc.iter_mut().zip(c).zip(k) {
+            let x = if k != 0.0 { x } else { f32::NEG_INFINITY };
+            *a = if x > *a { x } else { *a };
+        }
+    }
+    acc.iter().fold(tail, |m, &a| m.max(a))
 }
 
 // ---------------------------------------------------------------- softmax
@@ -43,12 +141,10 @@ impl CustomOp1 for Softmax {
             .for_each(|(yc, xc)| {
                 for (yr, xr) in yc.chunks_mut(n).zip(xc.chunks(n)) {
                     let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    let mut sum = 0f32;
                     for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = (v - max).exp();
-                        sum += *o;
+                        *o = exp(v - max);
                     }
-                    let inv = 1.0 / sum;
+                    let inv = 1.0 / sum(yr);
                     yr.iter_mut().for_each(|o| *o *= inv);
                 }
             });
@@ -87,7 +183,7 @@ impl CustomOp2 for SoftmaxBackward {
             .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
             .for_each(|(dc, (yc, gc))| {
                 for ((dr, yr), gr) in dc.chunks_mut(n).zip(yc.chunks(n)).zip(gc.chunks(n)) {
-                    let dot: f32 = yr.iter().zip(gr).map(|(a, b)| a * b).sum();
+                    let dot = dot(yr, gr);
                     for ((o, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
                         *o = yv * (gv - dot);
                     }
@@ -118,8 +214,8 @@ struct LayerNormBackward {
 impl LayerNormOp {
     fn stats(row: &[f32], eps: f32) -> (f32, f32) {
         let n = row.len() as f32;
-        let mean = row.iter().sum::<f32>() / n;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+        let mean = sum(row) / n;
+        let var = sum_by(row, |v| (v - mean) * (v - mean)) / n;
         (mean, 1.0 / (var + eps).sqrt())
     }
 }
@@ -218,16 +314,13 @@ impl CustomOp3 for LayerNormBackward {
                     .zip(gc.chunks(n))
                 {
                     let (mean, rstd) = LayerNormOp::stats(xr, self.eps);
-                    let (mut m1, mut m2) = (0f32, 0f32);
+                    let (gx, g) = pr.split_at_mut(n);
                     for i in 0..n {
-                        let xhat = (xr[i] - mean) * rstd;
-                        let gw = gr[i] * w[i];
-                        m1 += gw;
-                        m2 += gw * xhat;
-                        pr[i] = gr[i] * xhat;
-                        pr[n + i] = gr[i];
+                        gx[i] = gr[i] * (xr[i] - mean) * rstd;
                     }
-                    let (m1, m2) = (m1 / n as f32, m2 / n as f32);
+                    g.copy_from_slice(gr);
+                    let m1 = dot(gr, w) / n as f32; // mean(g⊙w)
+                    let m2 = dot(gx, w) / n as f32; // mean(g⊙w⊙x̂)
                     for i in 0..n {
                         let xhat = (xr[i] - mean) * rstd;
                         dr[i] = rstd * (gr[i] * w[i] - m1 - xhat * m2);
@@ -251,46 +344,93 @@ pub fn layer_norm(x: &Tensor, w: &Tensor, b: &Tensor, eps: f64) -> candle_core::
 
 // ---------------------------------------------------------------- GELU (erf)
 
-/// erf with |error| < 1.2e-7 (Numerical Recipes' `erfc` Chebyshev fit), branch-free enough to
-/// vectorise.
+/// erf with |error| < 4e-7 in f32 (Numerical Recipes' `erfc` Chebyshev fit, whose own error
+/// is below 1.2e-7, with [`exp`]); branch-free, so loops over it vectorise.
 #[inline]
 fn erf(x: f32) -> f32 {
-    let z = x.abs() as f64;
+    let z = x.abs();
     let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t
-        * (-z * z - 1.265_512_23
-            + t * (1.000_023_68
-                + t * (0.374_091_96
-                    + t * (0.096_784_18
-                        + t * (-0.186_288_06
-                            + t * (0.278_868_07
-                                + t * (-1.135_203_98
-                                    + t * (1.488_515_87
-                                        + t * (-0.822_152_23 + t * 0.170_872_77)))))))))
-            .exp();
-    let v = (1.0 - r) as f32;
-    if x >= 0.0 {
-        v
-    } else {
-        -v
+    let p = -0.822_152_23 + t * 0.170_872_77;
+    let p = 1.488_515_9 + t * p;
+    let p = -1.135_204 + t * p;
+    let p = 0.278_868_07 + t * p;
+    let p = -0.186_288_06 + t * p;
+    let p = 0.096_784_18 + t * p;
+    let p = 0.374_091_96 + t * p;
+    let p = 1.000_023_7 + t * p;
+    let p = -1.265_512_2 + t * p;
+    (1.0 - t * exp(p - z * z)).copysign(x)
+}
+
+/// The two GELUs of HF configs.
+#[derive(Clone, Copy)]
+enum Gelu {
+    /// `x Φ(x)` (`gelu`).
+    Erf,
+    /// `½x (1 + tanh(√(2/π) (x + 0.044715 x³)))` (`gelu_new`; GPT-2).
+    Tanh,
+}
+
+/// √(2/π).
+const SQRT_2_OVER_PI: f32 = 0.797_884_6;
+
+impl Gelu {
+    #[inline]
+    fn value(self, v: f32) -> f32 {
+        match self {
+            Gelu::Erf => 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2)),
+            Gelu::Tanh => 0.5 * v * (1.0 + tanh(SQRT_2_OVER_PI * v * (1.0 + 0.044_715 * v * v))),
+        }
+    }
+
+    /// d/dx: `Φ(x) + x φ(x)`, or `½(1 + th) + ½x (1 − th²) √(2/π) (1 + 3·0.044715 x²)`.
+    #[inline]
+    fn grad(self, v: f32) -> f32 {
+        match self {
+            Gelu::Erf => {
+                let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                let pdf = 0.398_942_3 * exp(-0.5 * v * v); // 1/√(2π) e^(−x²/2)
+                cdf + v * pdf
+            }
+            Gelu::Tanh => {
+                // With e = e^{2u}: 1 + th = 2e/(e + 1) and 1 − th² = 4e/(e + 1)², free of the
+                // cancellation in 1 − th·th where |th| is near 1.
+                let e = exp(2.0 * SQRT_2_OVER_PI * v * (1.0 + 0.044_715 * v * v));
+                let (inv, half) = (1.0 / (e + 1.0), e / (e + 1.0)); // half = (1 + th)/2
+                let inner = SQRT_2_OVER_PI * (1.0 + 3.0 * 0.044_715 * v * v);
+                half + 2.0 * v * half * inv * inner
+            }
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Gelu::Erf => "rk-gelu-erf",
+            Gelu::Tanh => "rk-gelu-tanh",
+        }
     }
 }
 
-struct GeluErf;
-struct GeluErfBackward;
+/// tanh through [`exp`]: `1 − 2 / (e^{2u} + 1)` (|error| < 2e-7).
+#[inline]
+fn tanh(u: f32) -> f32 {
+    1.0 - 2.0 / (exp(2.0 * u) + 1.0)
+}
 
-impl CustomOp1 for GeluErf {
+struct GeluBackward(Gelu);
+
+impl CustomOp1 for Gelu {
     fn name(&self) -> &'static str {
-        "rk-gelu-erf"
+        Gelu::name(*self)
     }
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = contiguous_f32(s, l, self.name())?;
+        let x = contiguous_f32(s, l, Gelu::name(*self))?;
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(16384)
             .zip(x.par_chunks(16384))
             .for_each(|(yc, xc)| {
                 for (o, &v) in yc.iter_mut().zip(xc) {
-                    *o = 0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
+                    *o = self.value(v);
                 }
             });
         Ok((CpuStorage::F32(y), l.shape().clone()))
@@ -301,18 +441,20 @@ impl CustomOp1 for GeluErf {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        Ok(Some(
-            arg.contiguous()?
-                .apply_op2_no_bwd(&grad.contiguous()?, &GeluErfBackward)?,
-        ))
+        Ok(Some(arg.contiguous()?.apply_op2_no_bwd(
+            &grad.contiguous()?,
+            &GeluBackward(*self),
+        )?))
     }
 }
 
-impl CustomOp2 for GeluErfBackward {
+impl CustomOp2 for GeluBackward {
     fn name(&self) -> &'static str {
-        "rk-gelu-erf-bwd"
+        match self.0 {
+            Gelu::Erf => "rk-gelu-erf-bwd",
+            Gelu::Tanh => "rk-gelu-tanh-bwd",
+        }
     }
-    /// `d/dx [x Φ(x)] = Φ(x) + x φ(x)`.
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -322,15 +464,12 @@ impl CustomOp2 for GeluErfBackward {
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let x = contiguous_f32(s1, l1, self.name())?;
         let g = contiguous_f32(s2, l2, self.name())?;
-        let inv_sqrt_2pi = 0.398_942_3_f32; // 1/√(2π)
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(16384)
             .zip(x.par_chunks(16384).zip(g.par_chunks(16384)))
             .for_each(|(dc, (xc, gc))| {
                 for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                    let cdf = 0.5 * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2));
-                    let pdf = inv_sqrt_2pi * (-0.5 * v * v).exp();
-                    *o = gv * (cdf + v * pdf);
+                    *o = gv * self.0.grad(v);
                 }
             });
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
@@ -340,10 +479,395 @@ impl CustomOp2 for GeluErfBackward {
 /// Exact GELU, `x Φ(x)`, fused on CPU.
 pub fn gelu_erf(x: &Tensor) -> candle_core::Result<Tensor> {
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        x.contiguous()?.apply_op1(GeluErf)
+        x.contiguous()?.apply_op1(Gelu::Erf)
     } else {
         x.gelu_erf()
     }
+}
+
+/// GELU's tanh approximation (candle's `gelu`, HF's `gelu_new`), fused on CPU.
+pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Tensor> {
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        x.contiguous()?.apply_op1(Gelu::Tanh)
+    } else {
+        x.gelu()
+    }
+}
+
+// ---------------------------------------------------------------- attention
+
+/// What the attention kernels share: shapes, the key mask and the dropout draw.
+#[derive(Clone)]
+struct AttentionSpec {
+    batch: usize,
+    len: usize,
+    heads: usize,
+    head_dim: usize,
+    scale: f32,
+    causal: bool,
+    /// `[batch, len]`: 1 for keys that may be attended to, 0 for padding.
+    keys: Arc<Vec<f32>>,
+    dropout: Option<DropoutDraw>,
+}
+
+/// A `[b, t, h·d]` operand whose rows may be strided (a column slice of a wider tensor):
+/// the whole storage, the offset of element (0, 0, 0), and the batch and row strides.
+struct Rows<'a> {
+    data: &'a [f32],
+    start: usize,
+    batch_stride: usize,
+    row_stride: usize,
+}
+
+impl AttentionSpec {
+    fn rows<'a>(&self, s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<Rows<'a>> {
+        let CpuStorage::F32(data) = s else {
+            candle_core::bail!("{op}: only f32 is supported")
+        };
+        let want = [self.batch, self.len, self.heads * self.head_dim];
+        let stride = l.stride();
+        if l.dims() != want || stride[2] != 1 {
+            candle_core::bail!("{op}: expected a row-major {want:?} operand, got {l:?}");
+        }
+        Ok(Rows {
+            data,
+            start: l.start_offset(),
+            batch_stride: stride[0],
+            row_stride: stride[1],
+        })
+    }
+
+    /// Element (0, 0) of head `h` of batch row `b` in `r`, and its row stride.
+    fn head(&self, r: &Rows, b: usize, h: usize) -> (*const f32, usize) {
+        let i = r.start + b * r.batch_stride + h * self.head_dim;
+        (r.data[i..].as_ptr(), r.row_stride)
+    }
+
+    /// `p` (t×t) ← the attention probabilities of block `(b, h)` from its `q`, `k`: scaled
+    /// scores, masked, softmax by row. A query that may see no key attends uniformly to all of
+    /// them (what the additive −∞-like bias of the composed version gives).
+    fn probs(&self, p: &mut [f32], q: (*const f32, usize), k: (*const f32, usize), b: usize) {
+        let (t, d) = (self.len, self.head_dim);
+        // SAFETY: q and k point at t rows of d valid elements with the given row strides.
+        unsafe {
+            matmul(
+                t,
+                t,
+                d,
+                p.as_mut_ptr(),
+                t,
+                (q.0, q.1, 1),
+                (k.0, 1, k.1),
+                self.scale,
+            )
+        };
+        let keys = &self.keys[b * t..(b + 1) * t];
+        for (i, row) in p.chunks_mut(t).enumerate() {
+            let visible = if self.causal { i + 1 } else { t };
+            let (seen, unseen) = row.split_at_mut(visible);
+            let max = masked_max(seen, keys);
+            if max == f32::NEG_INFINITY {
+                row.fill(1.0 / t as f32);
+                continue;
+            }
+            unseen.fill(0.0);
+            for (x, &k) in seen.iter_mut().zip(keys) {
+                *x = exp(*x - max) * k;
+            }
+            let inv = 1.0 / sum(seen);
+            seen.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+
+    /// `out` ← `p` with block `part`'s dropout mask applied (inverted dropout).
+    fn drop_into(&self, draw: &DropoutDraw, part: usize, p: &[f32], out: &mut [f32]) {
+        let mut rng = draw.rng(part);
+        let keep = 1.0 - draw.p;
+        let scale = (1.0 / keep) as f32;
+        for (o, &x) in out.iter_mut().zip(p) {
+            *o = if rng.uniform() < keep { x * scale } else { 0.0 };
+        }
+    }
+}
+
+/// `dst` (m×n, row stride `dst_rs`, column stride 1) ← `alpha · lhs · rhs`, with `lhs` (m×k)
+/// and `rhs` (k×n) given as (pointer, row stride, column stride). Single-threaded: the callers
+/// run one per (batch row, head) in parallel.
+///
+/// # Safety
+/// Every pointer must address the whole matrix its strides describe.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    alpha: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        false,
+        lhs.0,
+        lhs.2 as isize,
+        lhs.1 as isize,
+        rhs.0,
+        rhs.2 as isize,
+        rhs.1 as isize,
+        0.0,
+        alpha,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
+/// A pointer into an output buffer, handed to the parallel blocks (each writes its own columns).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the blocks write disjoint elements.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+impl OutPtr {
+    fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: callers index inside the buffer.
+        unsafe { self.0.add(i) }
+    }
+}
+
+struct AttentionOp(AttentionSpec);
+struct AttentionBackward {
+    spec: AttentionSpec,
+    /// The upstream gradient, contiguous `[b, t, h·d]`.
+    grad: Tensor,
+}
+
+impl CustomOp3 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "rk-attention"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let a = &self.0;
+        let (q, k, v) = (
+            a.rows(s1, l1, self.name())?,
+            a.rows(s2, l2, self.name())?,
+            a.rows(s3, l3, self.name())?,
+        );
+        let (t, d, width) = (a.len, a.head_dim, a.heads * a.head_dim);
+        let mut out = vec![0f32; a.batch * t * width];
+        let dst = OutPtr(out.as_mut_ptr());
+        (0..a.batch * a.heads).into_par_iter().for_each_init(
+            || (vec![0f32; t * t], vec![0f32; t * t]),
+            |(p, dropped), block| {
+                let (b, h) = (block / a.heads, block % a.heads);
+                a.probs(p, a.head(&q, b, h), a.head(&k, b, h), b);
+                let p = match &a.dropout {
+                    Some(draw) => {
+                        a.drop_into(draw, block, p, dropped);
+                        &*dropped
+                    }
+                    None => &*p,
+                };
+                let v = a.head(&v, b, h);
+                // SAFETY: block (b, h) of `out` is t rows of d with row stride `width`.
+                unsafe {
+                    matmul(
+                        t,
+                        d,
+                        t,
+                        dst.at(b * t * width + h * d),
+                        width,
+                        (p.as_ptr(), t, 1),
+                        (v.0, v.1, 1),
+                        1.0,
+                    )
+                };
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from((a.batch, t, width))))
+    }
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let back = AttentionBackward {
+            spec: self.0.clone(),
+            grad: grad.contiguous()?,
+        };
+        let out = q.apply_op3_no_bwd(k, v, &back)?;
+        let n = q.elem_count();
+        let part = |i: usize| out.narrow(0, i * n, n)?.reshape(q.shape());
+        Ok((Some(part(0)?), Some(part(1)?), Some(part(2)?)))
+    }
+}
+
+impl CustomOp3 for AttentionBackward {
+    fn name(&self) -> &'static str {
+        "rk-attention-bwd"
+    }
+    /// Output (flat): `dq`, `dk`, `dv`, each contiguous `[b, t, h·d]`. Per block, with
+    /// P the probabilities (recomputed), P' = P ⊙ dropout and G the upstream gradient:
+    /// `dv = P'ᵀ G`, `dP = (G vᵀ) ⊙ dropout`, `dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale`,
+    /// `dq = dS k`, `dk = dSᵀ q`.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let a = &self.spec;
+        let (q, k, v) = (
+            a.rows(s1, l1, self.name())?,
+            a.rows(s2, l2, self.name())?,
+            a.rows(s3, l3, self.name())?,
+        );
+        let (storage, layout) = self.grad.storage_and_layout();
+        let Storage::Cpu(g) = &*storage else {
+            candle_core::bail!("{}: the gradient is not on the CPU", self.name())
+        };
+        let g = a.rows(g, layout, self.name())?;
+        let (t, d, width) = (a.len, a.head_dim, a.heads * a.head_dim);
+        let n = a.batch * t * width;
+        let mut out = vec![0f32; 3 * n];
+        let dst = OutPtr(out.as_mut_ptr());
+        let keep_scale = a.dropout.as_ref().map(|draw| (1.0 / (1.0 - draw.p)) as f32);
+        (0..a.batch * a.heads).into_par_iter().for_each_init(
+            || (vec![0f32; t * t], vec![0f32; t * t], vec![0f32; t * t]),
+            |(p, dropped, ds), block| {
+                let (b, h) = (block / a.heads, block % a.heads);
+                let (qh, kh, vh, gh) = (
+                    a.head(&q, b, h),
+                    a.head(&k, b, h),
+                    a.head(&v, b, h),
+                    a.head(&g, b, h),
+                );
+                a.probs(p, qh, kh, b);
+                let p_used = match &a.dropout {
+                    Some(draw) => {
+                        a.drop_into(draw, block, p, dropped);
+                        &*dropped
+                    }
+                    None => &*p,
+                };
+                let at = b * t * width + h * d;
+                // SAFETY: every operand is t rows of d (or t) with the strides given, and
+                // block (b, h) of each output is t rows of d with row stride `width`.
+                unsafe {
+                    // dv = P'ᵀ G
+                    let pt = (p_used.as_ptr(), 1, t);
+                    matmul(t, d, t, dst.at(2 * n + at), width, pt, (gh.0, gh.1, 1), 1.0);
+                    // dP' = G vᵀ
+                    matmul(
+                        t,
+                        t,
+                        d,
+                        ds.as_mut_ptr(),
+                        t,
+                        (gh.0, gh.1, 1),
+                        (vh.0, 1, vh.1),
+                        1.0,
+                    );
+                }
+                for ((dr, pr), pdr) in ds.chunks_mut(t).zip(p.chunks(t)).zip(p_used.chunks(t)) {
+                    if let Some(ks) = keep_scale {
+                        // dropout's mask is `ks` where P' is non-zero; where P' is zero but P
+                        // is not, it dropped the element. (Where P is zero, dS is zero anyway.)
+                        for (x, &pd) in dr.iter_mut().zip(pdr) {
+                            *x = if pd != 0.0 { *x * ks } else { 0.0 };
+                        }
+                    }
+                    let dot = dot(dr, pr);
+                    for (x, &y) in dr.iter_mut().zip(pr) {
+                        *x = y * (*x - dot) * a.scale;
+                    }
+                }
+                // SAFETY: as above.
+                unsafe {
+                    // dq = dS k, dk = dSᵀ q
+                    let ds = ds.as_ptr();
+                    matmul(t, d, t, dst.at(at), width, (ds, t, 1), (kh.0, kh.1, 1), 1.0);
+                    matmul(
+                        t,
+                        d,
+                        t,
+                        dst.at(n + at),
+                        width,
+                        (ds, 1, t),
+                        (qh.0, qh.1, 1),
+                        1.0,
+                    );
+                }
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from(3 * n)))
+    }
+}
+
+/// Multi-head attention ([`crate::nn::Attention`]) fused on CPU: per (batch row, head), the
+/// scores, the masked softmax, dropout and the product with `v` in a block of t×t scratch;
+/// the backward pass recomputes the probabilities the same way (nothing of size `[b, h, t, t]`
+/// is kept between the passes).
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    attn: &crate::nn::Attention,
+    mode: Mode,
+) -> candle_core::Result<Tensor> {
+    let (batch, len, width) = q.dims3()?;
+    if attn.heads == 0 || width % attn.heads != 0 {
+        candle_core::bail!("width {width} is not a multiple of {} heads", attn.heads);
+    }
+    let keys: Vec<f32> = (mask.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?)
+        .into_iter()
+        .map(|m| if m != 0 { 1.0 } else { 0.0 })
+        .collect();
+    if keys.len() != batch * len {
+        candle_core::bail!("mask {:?} does not match q {:?}", mask.dims(), q.dims());
+    }
+    let spec = AttentionSpec {
+        batch,
+        len,
+        heads: attn.heads,
+        head_dim: width / attn.heads,
+        scale: attn.scale as f32,
+        causal: attn.causal,
+        keys: Arc::new(keys),
+        dropout: attn.dropout.draw(mode),
+    };
+    // The kernels read rows with any stride but need each row's elements adjacent.
+    let rows = |x: &Tensor| -> candle_core::Result<Tensor> {
+        if x.stride()[2] == 1 {
+            Ok(x.clone())
+        } else {
+            x.contiguous()
+        }
+    };
+    rows(q)?.apply_op3(&rows(k)?, &rows(v)?, AttentionOp(spec))
 }
 
 #[cfg(test)]
@@ -401,6 +925,27 @@ mod tests {
     }
 
     #[test]
+    fn exp_and_erf_are_accurate() {
+        // Against f64 `exp` and the f64 erf of the same Chebyshev fit, |error| of the fit
+        // itself < 1.2e-7 (Numerical Recipes 6.2).
+        for i in 0..=200_000 {
+            let x = -87.0 + 175.0 * i as f32 / 200_000.0;
+            let want = (x as f64).exp();
+            let rel = ((exp(x) as f64 - want) / want).abs();
+            assert!(rel < 2e-7, "exp({x}): relative error {rel}");
+        }
+        for (x, want) in [
+            (0.0f32, 0.0f64),
+            (0.5, 0.520_499_877_8),
+            (1.0, 0.842_700_792_9),
+        ] {
+            // erf(0.5), erf(1) from Abramowitz & Stegun table 7.1.
+            assert!((erf(x) as f64 - want).abs() < 4e-7 && (erf(-x) as f64 + want).abs() < 4e-7);
+        }
+        assert_eq!(erf(10.0), 1.0);
+    }
+
+    #[test]
     fn softmax_matches_composed() {
         check(
             |x| softmax_last_dim(x).unwrap(),
@@ -418,6 +963,33 @@ mod tests {
             &[5, 1000],
             1e-6,
         );
+    }
+
+    /// Values against candle's `gelu`; the backward pass against the derivative in closed form,
+    /// evaluated in f64 (candle's own f32 backward loses ~1e-6 to the cancellation in
+    /// 1 − tanh², where |tanh| is near 1).
+    #[test]
+    fn gelu_tanh_matches_candle_and_its_derivative() {
+        let x = Var::from_tensor(&rand(&[5, 1000], 1, 3.0)).unwrap();
+        let y = gelu_tanh(x.as_tensor()).unwrap();
+        assert!(max_diff(&y, &x.as_tensor().gelu().unwrap()) < 1e-6);
+        let grads = y.sum_all().unwrap().backward().unwrap();
+        let got: Vec<f32> = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        let xs: Vec<f32> = x.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+        for (&v, &g) in xs.iter().zip(&got) {
+            let v = v as f64;
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            let th = (c * (v + 0.044_715 * v * v * v)).tanh();
+            let want =
+                0.5 * (1.0 + th) + 0.5 * v * (1.0 - th * th) * c * (1.0 + 3.0 * 0.044_715 * v * v);
+            assert!((g as f64 - want).abs() < 1e-6, "x = {v}: {g} vs {want}");
+        }
     }
 
     #[test]
@@ -444,6 +1016,99 @@ mod tests {
                 gb.get(v.as_tensor()).unwrap(),
             );
             assert!(d < 1e-4, "gradient differs by {d}");
+        }
+    }
+
+    /// The fused attention against [`crate::nn::Attention::forward_composed`]: values and the
+    /// gradients of q, k and v, for right and left padding (left padding under a causal mask
+    /// leaves queries that see no key), with q, k, v column slices of one wider tensor (GPT-2),
+    /// and with dropout (the composed side applies the same masks, drawn from the same blocks).
+    #[test]
+    fn attention_matches_composed() {
+        // 19 keys: two full lanes of the kernels' reductions and a remainder.
+        let (b, t, heads, d) = (3, 19, 3, 4);
+        let w = heads * d;
+        let padded = |left: usize, right: usize| -> Vec<u32> {
+            (0..t)
+                .map(|i| u32::from(i >= left && i + right < t))
+                .collect()
+        };
+        let mask = Tensor::from_vec(
+            [padded(0, 0), padded(0, 5), padded(11, 0)].concat(),
+            (b, t),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mode = Mode::Train { seed: 5, step: 2 };
+        for (causal, p) in [(false, 0.0), (true, 0.0), (false, 0.3), (true, 0.3)] {
+            let attn = crate::nn::Attention {
+                heads,
+                causal,
+                scale: 0.4,
+                dropout: crate::nn::Dropout::new(p, "test"),
+            };
+            let qkv = Var::from_tensor(&rand(&[b, t, 3 * w], 7, 1.5)).unwrap();
+            let part = |i: usize| qkv.as_tensor().narrow(2, i * w, w).unwrap();
+            let (q, k, v) = (part(0), part(1), part(2));
+            let fused = attention(&q, &k, &v, &mask, &attn, mode).unwrap();
+            let composed = match attn.dropout.draw(mode) {
+                None => attn.forward_composed(&q, &k, &v, &mask, mode).unwrap(),
+                Some(draw) => {
+                    let mut m = Vec::new();
+                    for block in 0..b * heads {
+                        let mut rng = draw.rng(block);
+                        m.extend((0..t * t).map(|_| {
+                            let kept = rng.uniform() < 1.0 - p;
+                            if kept {
+                                (1.0 / (1.0 - p)) as f32
+                            } else {
+                                0.0
+                            }
+                        }));
+                    }
+                    let m = Tensor::from_vec(m, (b, heads, t, t), &Device::Cpu).unwrap();
+                    let split = |x: &Tensor| crate::nn::split_heads(x, heads).unwrap();
+                    let bias = crate::nn::attention_bias(&mask, causal).unwrap();
+                    let scores = (split(&q).matmul(&split(&k).t().unwrap()).unwrap() * 0.4)
+                        .unwrap()
+                        .broadcast_add(&bias)
+                        .unwrap();
+                    let probs = crate::nn::softmax_last_dim_composed(&scores).unwrap();
+                    let out = (probs * m).unwrap().matmul(&split(&v)).unwrap();
+                    crate::nn::merge_heads(&out).unwrap()
+                }
+            };
+            let diff = max_diff(&fused, &composed);
+            assert!(
+                diff < 1e-5,
+                "causal {causal} p {p}: values differ by {diff}"
+            );
+            let r = rand(&[b, t, w], 8, 1.0);
+            let ga = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (composed * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (ga, gb) = (
+                ga.get(qkv.as_tensor()).unwrap(),
+                gb.get(qkv.as_tensor()).unwrap(),
+            );
+            let diff = max_diff(ga, gb);
+            assert!(
+                diff < 1e-5,
+                "causal {causal} p {p}: gradients differ by {diff}"
+            );
+            assert!(
+                ga.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 1.0
+            );
         }
     }
 }

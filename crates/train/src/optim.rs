@@ -10,13 +10,20 @@ use rewardkit_model::params::save_tensors_atomic;
 
 use crate::TrainError;
 
-/// One parameter under optimisation.
+/// One parameter under optimisation; its moments are plain f32 buffers, updated in place.
 struct Slot {
     name: String,
     var: Var,
-    m: Tensor,
-    v: Tensor,
+    m: Vec<f32>,
+    v: Vec<f32>,
     decay: bool,
+}
+
+impl Slot {
+    /// A moment as a tensor of the parameter's shape (for saving).
+    fn moment(&self, values: &[f32]) -> candle_core::Result<Tensor> {
+        Tensor::from_slice(values, self.var.shape(), self.var.device())
+    }
 }
 
 /// AdamW over named parameters. Biases and normalisation weights get no weight decay
@@ -48,8 +55,8 @@ impl AdamW {
         let slots = vars
             .into_iter()
             .map(|(name, var)| {
-                let m = var.as_tensor().zeros_like()?;
-                let v = var.as_tensor().zeros_like()?;
+                let m = vec![0f32; var.elem_count()];
+                let v = vec![0f32; var.elem_count()];
                 let decay = decays(&name);
                 Ok(Slot {
                     name,
@@ -77,24 +84,35 @@ impl AdamW {
 
     /// Applies one update with learning rate `lr` from the gradients `grads` (by var).
     /// A parameter without a gradient is left as it is.
+    ///
+    /// One pass per parameter over plain f32 buffers: `m ← β₁m + (1−β₁)g`,
+    /// `v ← β₂v + (1−β₂)g²`, `p ← p·(1 − lr·wd) − lr · (m/bc₁) / (√(v/bc₂) + ε)`.
     pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<(), TrainError> {
         self.step += 1;
         let t = self.step as i32;
-        let bc1 = 1.0 - self.beta1.powi(t);
-        let bc2 = 1.0 - self.beta2.powi(t);
+        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
+        let bc1 = (1.0 - self.beta1.powi(t)) as f32;
+        let bc2 = (1.0 - self.beta2.powi(t)) as f32;
+        let (eps, lr32) = (self.eps as f32, lr as f32);
         for slot in &mut self.slots {
             let Some(g) = grads.get(&slot.var) else {
                 continue;
             };
-            slot.m = ((&slot.m * self.beta1)? + (g * (1.0 - self.beta1))?)?;
-            slot.v = ((&slot.v * self.beta2)? + (g.sqr()? * (1.0 - self.beta2))?)?;
-            let denom = ((&slot.v / bc2)?.sqrt()? + self.eps)?;
-            let update = ((&slot.m / bc1)? / denom)?;
-            let mut p = slot.var.as_tensor().detach();
-            if slot.decay && self.weight_decay > 0.0 {
-                p = (p * (1.0 - lr * self.weight_decay))?;
+            let g = g.flatten_all()?.to_vec1::<f32>()?;
+            let mut p = slot.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
+            let shrink = if slot.decay && self.weight_decay > 0.0 {
+                (1.0 - lr * self.weight_decay) as f32
+            } else {
+                1.0
+            };
+            for (((p, m), v), &g) in p.iter_mut().zip(&mut slot.m).zip(&mut slot.v).zip(&g) {
+                *m = b1 * *m + (1.0 - b1) * g;
+                *v = b2 * *v + (1.0 - b2) * g * g;
+                let update = (*m / bc1) / ((*v / bc2).sqrt() + eps);
+                *p = *p * shrink - lr32 * update;
             }
-            slot.var.set(&(p - (update * lr)?)?)?;
+            let p = Tensor::from_vec(p, slot.var.shape(), slot.var.device())?;
+            slot.var.set(&p)?;
         }
         Ok(())
     }
@@ -103,8 +121,8 @@ impl AdamW {
     pub fn save(&self, path: &Path) -> Result<(), TrainError> {
         let mut tensors = HashMap::new();
         for s in &self.slots {
-            tensors.insert(format!("m.{}", s.name), s.m.clone());
-            tensors.insert(format!("v.{}", s.name), s.v.clone());
+            tensors.insert(format!("m.{}", s.name), s.moment(&s.m)?);
+            tensors.insert(format!("v.{}", s.name), s.moment(&s.v)?);
         }
         tensors.insert(
             "step".to_string(),
@@ -125,9 +143,21 @@ impl AdamW {
                 .cloned()
                 .ok_or_else(|| TrainError::Checkpoint(format!("{}: no `{key}`", path.display())))
         };
+        let moment = |key: String, var: &Var| -> Result<Vec<f32>, TrainError> {
+            let t = get(&key)?;
+            if t.dims() != var.dims() {
+                return Err(TrainError::Checkpoint(format!(
+                    "{}: `{key}` is {:?}, the parameter {:?}",
+                    path.display(),
+                    t.dims(),
+                    var.dims()
+                )));
+            }
+            Ok(t.flatten_all()?.to_vec1::<f32>()?)
+        };
         for s in &mut self.slots {
-            s.m = get(&format!("m.{}", s.name))?;
-            s.v = get(&format!("v.{}", s.name))?;
+            s.m = moment(format!("m.{}", s.name), &s.var)?;
+            s.v = moment(format!("v.{}", s.name), &s.var)?;
         }
         self.step = get("step")?.to_vec1::<f64>()?[0] as u64;
         Ok(())
