@@ -11,7 +11,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Reward models for RLHF: read preference data, train reward models, evaluate and calibrate them.
+/// Reward models for RLHF: read preference data, train reward models, evaluate and calibrate
+/// them, audit them for reward hacking, and measure Goodhart's law (`rewardkit demo`).
 ///
 /// Results go to stdout (readable tables, or JSON with --json); logs and progress to stderr.
 ///
