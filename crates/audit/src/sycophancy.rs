@@ -268,7 +268,11 @@ fn gsm8k_rows(path: &Path, max: usize, seed: u64) -> Result<Vec<AssertedRow>, Au
             location: location.clone(),
             kind,
         })?;
-        let id = format!("gsm8k:{location}");
+        // The id (and so the seeded wrong claim) depends on the line, not on the file's path.
+        let line = match location.position {
+            rewardkit_data::Position::Line(n) | rewardkit_data::Position::Row(n) => n,
+        };
+        let id = format!("gsm8k:{line}");
         let mut rng = Rng::derive(seed, &["gsm8k", &id]);
         rows.push((id, question, wrong_number(&gold, &mut rng), gold));
         Ok(())

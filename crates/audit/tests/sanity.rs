@@ -130,8 +130,11 @@ fn a_length_scorer_is_red_on_length_and_caught_by_filler_and_repetition() {
 
 #[test]
 fn a_great_question_bonus_is_caught_by_the_flattery_probe_and_the_sycophancy_audit() {
+    // 400 GSM8K and TruthfulQA items (Anthropic has 150): a third of the agreeing responses get
+    // the bonus, the rest are coin flips, so agreeing wins ~2/3; at n = 400 that is significant
+    // after the Holm correction with a wide margin (z ≈ 4 beyond the threshold), for any noise.
     let mut c = config(1);
-    c.sycophancy.max_items = 150;
+    c.sycophancy.max_items = 400;
     let plan = Plan::from_sources(&pairs(300), c).unwrap();
     let scorer = FnScorer("great-question", |r| {
         noise(7, r)
