@@ -3,14 +3,12 @@
 
 use std::fmt::Write;
 
-use comfy_table::presets::UTF8_BORDERS_ONLY;
-use comfy_table::{CellAlignment, Table};
-
 use rewardkit_goodhart::analysis::{Analysis, SelectorCurve};
 use rewardkit_goodhart::demo::{DemoReport, ModelSummary};
 
 use crate::audit::audit_flags_text;
 use crate::svg::Plot;
+use crate::tables::new_table;
 
 /// One colour per selector, in order (cycled).
 const COLORS: [&str; 10] = [
@@ -147,18 +145,6 @@ fn pct(v: f64) -> String {
     } else {
         format!("{:.1}%", 100.0 * v)
     }
-}
-
-fn new_table(header: &[&str]) -> Table {
-    let mut t = Table::new();
-    t.load_preset(UTF8_BORDERS_ONLY);
-    t.set_header(header.to_vec());
-    for i in 1..header.len() {
-        if let Some(c) = t.column_mut(i) {
-            c.set_cell_alignment(CellAlignment::Right);
-        }
-    }
-    t
 }
 
 /// Every trained model of the demo, in report order.

@@ -18,7 +18,8 @@ fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "–".to_string(), |v| format!("{:.1}%", 100.0 * v))
 }
 
-fn new_table(header: &[&str]) -> Table {
+/// A table with the project's style: borders only, every column but the first right-aligned.
+pub(crate) fn new_table(header: &[&str]) -> Table {
     let mut t = Table::new();
     t.load_preset(UTF8_BORDERS_ONLY);
     t.set_header(header.to_vec());
