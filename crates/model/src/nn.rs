@@ -168,24 +168,31 @@ impl Linear {
 
 impl Module for Linear {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        // Fold leading dimensions into one 2-D matmul (the fastest path on CPU).
-        let dims = x.dims().to_vec();
-        let d_in = dims[dims.len() - 1];
-        let x2 = x.reshape(((), d_in))?;
-        let w = if self.transposed {
-            self.weight.clone()
-        } else {
-            self.weight.t()?
-        };
-        let mut y = x2.matmul(&w)?;
-        if let Some(b) = &self.bias {
-            y = y.broadcast_add(b)?;
-        }
-        let mut out_dims = dims;
-        let last = out_dims.len() - 1;
-        out_dims[last] = y.dim(1)?;
-        y.reshape(out_dims)
+        crate::ops::linear(x, &self.weight, self.bias.as_ref(), self.transposed)
     }
+}
+
+/// `x Wᵀ + b` (or `x W + b` when `transposed`) from candle ops: the reference for the fused
+/// kernel in [`crate::ops`], and its fallback off the CPU.
+pub fn linear_composed(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    transposed: bool,
+) -> candle_core::Result<Tensor> {
+    // Fold leading dimensions into one 2-D matmul.
+    let dims = x.dims().to_vec();
+    let d_in = dims[dims.len() - 1];
+    let x2 = x.reshape(((), d_in))?;
+    let w = if transposed { w.clone() } else { w.t()? };
+    let mut y = x2.matmul(&w)?;
+    if let Some(b) = b {
+        y = y.broadcast_add(b)?;
+    }
+    let mut out_dims = dims;
+    let last = out_dims.len() - 1;
+    out_dims[last] = y.dim(1)?;
+    y.reshape(out_dims)
 }
 
 /// A lookup table `[vocab, dim]` named `weight`.

@@ -122,6 +122,51 @@ fn masked_max(xs: &[f32], keep: &[f32]) -> f32 {
     acc.iter().fold(tail, |m, &a| m.max(a))
 }
 
+/// Defines a kernel function compiled three times: for AVX-512 (F, BW, DQ, VL), for AVX2 with
+/// FMA, and for the base target; each call runs the widest one the CPU has (checked at run time,
+/// cached by std). The build stays portable while the loops (and the `#[inline]` helpers they
+/// call, such as [`exp`]) vectorise at the machine's width: the base x86-64 target has only
+/// 4-wide SSE2. `fn name / name_base(…)` also names the plain copy (the tests check the
+/// dispatched kernel against it).
+macro_rules! multiversion {
+    ($(#[$attr:meta])* fn $name:ident / $base:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$attr])*
+        #[allow(clippy::too_many_arguments)]
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn v4($($arg: $ty),*) $(-> $ret)? $body
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn v3($($arg: $ty),*) $(-> $ret)? $body
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("avx512bw")
+                    && std::arch::is_x86_feature_detected!("avx512dq")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+                    && std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has every feature v4 is compiled for.
+                    return unsafe { v4($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has every feature v3 is compiled for.
+                    return unsafe { v3($($arg),*) };
+                }
+            }
+            $base($($arg),*)
+        }
+
+        /// The plain copy of the kernel of the same name without `_base`.
+        #[allow(clippy::too_many_arguments)]
+        fn $base($($arg: $ty),*) $(-> $ret)? $body
+    };
+}
+
 // ---------------------------------------------------------------- softmax
 
 struct Softmax;
@@ -138,16 +183,7 @@ impl CustomOp1 for Softmax {
         let chunk = rows_per_task(n) * n;
         y.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_mut(n).zip(xc.chunks(n)) {
-                    let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                    for (o, &v) in yr.iter_mut().zip(xr) {
-                        *o = exp(v - max);
-                    }
-                    let inv = 1.0 / sum(yr);
-                    yr.iter_mut().for_each(|o| *o *= inv);
-                }
-            });
+            .for_each(|(yc, xc)| softmax_rows(xc, yc, n));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
     fn bwd(
@@ -181,15 +217,34 @@ impl CustomOp2 for SoftmaxBackward {
         let chunk = rows_per_task(n) * n;
         dx.par_chunks_mut(chunk)
             .zip(y.par_chunks(chunk).zip(g.par_chunks(chunk)))
-            .for_each(|(dc, (yc, gc))| {
-                for ((dr, yr), gr) in dc.chunks_mut(n).zip(yc.chunks(n)).zip(gc.chunks(n)) {
-                    let dot = dot(yr, gr);
-                    for ((o, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
-                        *o = yv * (gv - dot);
-                    }
-                }
-            });
+            .for_each(|(dc, (yc, gc))| softmax_rows_bwd(yc, gc, dc, n));
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+multiversion! {
+    /// `y` ← softmax of each row (length `n`) of `x`.
+    fn softmax_rows / softmax_rows_base(x: &[f32], y: &mut [f32], n: usize) {
+        for (yr, xr) in y.chunks_mut(n).zip(x.chunks(n)) {
+            let max = xr.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                *o = exp(v - max);
+            }
+            let inv = 1.0 / sum(yr);
+            yr.iter_mut().for_each(|o| *o *= inv);
+        }
+    }
+}
+
+multiversion! {
+    /// `dx = y ⊙ (g − Σ g⊙y)` for each row (length `n`).
+    fn softmax_rows_bwd / softmax_rows_bwd_base(y: &[f32], g: &[f32], dx: &mut [f32], n: usize) {
+        for ((dr, yr), gr) in dx.chunks_mut(n).zip(y.chunks(n)).zip(g.chunks(n)) {
+            let dot = dot(yr, gr);
+            for ((o, &yv), &gv) in dr.iter_mut().zip(yr).zip(gr) {
+                *o = yv * (gv - dot);
+            }
+        }
     }
 }
 
@@ -241,14 +296,7 @@ impl CustomOp3 for LayerNormOp {
         let chunk = rows_per_task(n) * n;
         y.par_chunks_mut(chunk)
             .zip(x.par_chunks(chunk))
-            .for_each(|(yc, xc)| {
-                for (yr, xr) in yc.chunks_mut(n).zip(xc.chunks(n)) {
-                    let (mean, rstd) = Self::stats(xr, self.eps);
-                    for i in 0..n {
-                        yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
-                    }
-                }
-            });
+            .for_each(|(yc, xc)| layer_norm_rows(xc, w, b, yc, self.eps));
         Ok((CpuStorage::F32(y), l1.shape().clone()))
     }
     fn bwd(
@@ -259,7 +307,7 @@ impl CustomOp3 for LayerNormOp {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        // One kernel computes dx and, per row, g⊙x̂ and g; the sums over rows give dw and db.
+        // One kernel computes dx and the sums over rows of g⊙x̂ (dw) and g (db).
         let n = w.dim(0)?;
         let out = x.contiguous()?.apply_op3_no_bwd(
             w,
@@ -267,12 +315,8 @@ impl CustomOp3 for LayerNormOp {
             &LayerNormBackward { eps: self.eps },
         )?;
         let dx = out.narrow(0, 0, x.elem_count())?.reshape(x.shape())?;
-        let rows = x.elem_count() / n;
-        let per_row = out
-            .narrow(0, x.elem_count(), 2 * rows * n)?
-            .reshape((rows, 2, n))?;
-        let dw = per_row.narrow(1, 0, 1)?.sum((0, 1))?;
-        let db = per_row.narrow(1, 1, 1)?.sum((0, 1))?;
+        let dw = out.narrow(0, x.elem_count(), n)?;
+        let db = out.narrow(0, x.elem_count() + n, n)?;
         Ok((Some(dx), Some(dw), Some(db)))
     }
 }
@@ -281,7 +325,8 @@ impl CustomOp3 for LayerNormBackward {
     fn name(&self) -> &'static str {
         "rk-layer-norm-bwd"
     }
-    /// Output (flat): `dx` (like x), then per row `[g ⊙ x̂, g]`.
+    /// Output (flat): `dx` (like x), then `Σ_rows g ⊙ x̂` and `Σ_rows g` (`[n]` each), summed
+    /// per block of rows and then over blocks in order (independent of the thread count).
     /// `dx = rstd · (g⊙w − mean(g⊙w) − x̂ · mean(g⊙w⊙x̂))`.
     fn cpu_fwd(
         &self,
@@ -297,38 +342,61 @@ impl CustomOp3 for LayerNormBackward {
         let g = contiguous_f32(s3, l3, self.name())?;
         let n = w.len();
         let total = x.len();
-        let mut out = vec![0f32; total * 3];
-        let (dx, parts) = out.split_at_mut(total);
-        let rows_chunk = rows_per_task(n);
-        dx.par_chunks_mut(rows_chunk * n)
-            .zip(parts.par_chunks_mut(rows_chunk * 2 * n))
-            .zip(
-                x.par_chunks(rows_chunk * n)
-                    .zip(g.par_chunks(rows_chunk * n)),
-            )
-            .for_each(|((dxc, pc), (xc, gc))| {
-                for (((dr, pr), xr), gr) in dxc
-                    .chunks_mut(n)
-                    .zip(pc.chunks_mut(2 * n))
-                    .zip(xc.chunks(n))
-                    .zip(gc.chunks(n))
-                {
-                    let (mean, rstd) = LayerNormOp::stats(xr, self.eps);
-                    let (gx, g) = pr.split_at_mut(n);
-                    for i in 0..n {
-                        gx[i] = gr[i] * (xr[i] - mean) * rstd;
-                    }
-                    g.copy_from_slice(gr);
-                    let m1 = dot(gr, w) / n as f32; // mean(g⊙w)
-                    let m2 = dot(gx, w) / n as f32; // mean(g⊙w⊙x̂)
-                    for i in 0..n {
-                        let xhat = (xr[i] - mean) * rstd;
-                        dr[i] = rstd * (gr[i] * w[i] - m1 - xhat * m2);
-                    }
-                }
-            });
+        let mut out = vec![0f32; total + 2 * n];
+        let (dx, sums) = out.split_at_mut(total);
+        let chunk = rows_per_task(n) * n;
+        let partials: Vec<Vec<f32>> = dx
+            .par_chunks_mut(chunk)
+            .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
+            .map(|(dxc, (xc, gc))| layer_norm_rows_bwd(xc, w, gc, dxc, self.eps))
+            .collect();
+        for p in partials {
+            for (s, v) in sums.iter_mut().zip(p) {
+                *s += v;
+            }
+        }
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
+    }
+}
+
+multiversion! {
+    /// `y` ← layer norm of each row of `x` (rows as long as `w`).
+    fn layer_norm_rows / layer_norm_rows_base(x: &[f32], w: &[f32], b: &[f32], y: &mut [f32], eps: f32) {
+        let n = w.len();
+        for (yr, xr) in y.chunks_mut(n).zip(x.chunks(n)) {
+            let (mean, rstd) = LayerNormOp::stats(xr, eps);
+            for i in 0..n {
+                yr[i] = (xr[i] - mean) * rstd * w[i] + b[i];
+            }
+        }
+    }
+}
+
+multiversion! {
+    /// `dx` of each row, and `[Σ g⊙x̂, Σ g]` over these rows.
+    fn layer_norm_rows_bwd / layer_norm_rows_bwd_base(x: &[f32], w: &[f32], g: &[f32], dx: &mut [f32], eps: f32) -> Vec<f32> {
+        let n = w.len();
+        let mut acc = vec![0f32; 2 * n];
+        let mut gx = vec![0f32; n];
+        for ((dr, xr), gr) in dx.chunks_mut(n).zip(x.chunks(n)).zip(g.chunks(n)) {
+            let (mean, rstd) = LayerNormOp::stats(xr, eps);
+            for i in 0..n {
+                gx[i] = gr[i] * (xr[i] - mean) * rstd;
+            }
+            let m1 = dot(gr, w) / n as f32; // mean(g⊙w)
+            let m2 = dot(&gx, w) / n as f32; // mean(g⊙w⊙x̂)
+            for i in 0..n {
+                let xhat = (xr[i] - mean) * rstd;
+                dr[i] = rstd * (gr[i] * w[i] - m1 - xhat * m2);
+            }
+            let (aw, ab) = acc.split_at_mut(n);
+            for i in 0..n {
+                aw[i] += gx[i];
+                ab[i] += gr[i];
+            }
+        }
+        acc
     }
 }
 
@@ -428,11 +496,7 @@ impl CustomOp1 for Gelu {
         let mut y = vec![0f32; x.len()];
         y.par_chunks_mut(16384)
             .zip(x.par_chunks(16384))
-            .for_each(|(yc, xc)| {
-                for (o, &v) in yc.iter_mut().zip(xc) {
-                    *o = self.value(v);
-                }
-            });
+            .for_each(|(yc, xc)| gelu_values(*self, xc, yc));
         Ok((CpuStorage::F32(y), l.shape().clone()))
     }
     fn bwd(
@@ -467,12 +531,29 @@ impl CustomOp2 for GeluBackward {
         let mut dx = vec![0f32; x.len()];
         dx.par_chunks_mut(16384)
             .zip(x.par_chunks(16384).zip(g.par_chunks(16384)))
-            .for_each(|(dc, (xc, gc))| {
-                for ((o, &v), &gv) in dc.iter_mut().zip(xc).zip(gc) {
-                    *o = gv * self.0.grad(v);
-                }
-            });
+            .for_each(|(dc, (xc, gc))| gelu_grads(self.0, xc, gc, dc));
         Ok((CpuStorage::F32(dx), l1.shape().clone()))
+    }
+}
+
+multiversion! {
+    /// `y` ← GELU(x), elementwise (one loop per kind, so each vectorises).
+    fn gelu_values / gelu_values_base(kind: Gelu, x: &[f32], y: &mut [f32]) {
+        match kind {
+            Gelu::Erf => y.iter_mut().zip(x).for_each(|(o, &v)| *o = Gelu::Erf.value(v)),
+            Gelu::Tanh => y.iter_mut().zip(x).for_each(|(o, &v)| *o = Gelu::Tanh.value(v)),
+        }
+    }
+}
+
+multiversion! {
+    /// `dx` ← g ⊙ GELU'(x), elementwise.
+    fn gelu_grads / gelu_grads_base(kind: Gelu, x: &[f32], g: &[f32], dx: &mut [f32]) {
+        let rows = dx.iter_mut().zip(x).zip(g);
+        match kind {
+            Gelu::Erf => rows.for_each(|((o, &v), &gv)| *o = gv * Gelu::Erf.grad(v)),
+            Gelu::Tanh => rows.for_each(|((o, &v), &gv)| *o = gv * Gelu::Tanh.grad(v)),
+        }
     }
 }
 
@@ -491,6 +572,263 @@ pub fn gelu_tanh(x: &Tensor) -> candle_core::Result<Tensor> {
         x.contiguous()?.apply_op1(Gelu::Tanh)
     } else {
         x.gelu()
+    }
+}
+
+// ---------------------------------------------------------------- linear
+
+/// `y = x Wᵀ + b` (W `[out, in]`, `nn.Linear`) or `y = x W + b` (W `[in, out]`, GPT-2's
+/// `Conv1D`), x `[..., in]`: one gemm that starts from the bias rows, and one node in the graph.
+/// Composed from candle ops, the same layer is five nodes (two reshapes, a transpose, the matmul,
+/// the broadcast add) whose backward passes each copy a full-size gradient; here the backward is
+/// two matmuls and a column sum, with the weight gradient made in the weight's own layout.
+struct LinearOp {
+    /// W stored `[in, out]` (Conv1D).
+    transposed: bool,
+}
+
+impl LinearOp {
+    /// `[rows, out]` from contiguous x, W and (optional) b.
+    fn compute(
+        &self,
+        x: &[f32],
+        w: &[f32],
+        b: Option<&[f32]>,
+        d_in: usize,
+    ) -> candle_core::Result<Vec<f32>> {
+        if d_in == 0 || w.len() % d_in != 0 || x.len() % d_in != 0 {
+            candle_core::bail!(
+                "rk-linear: input of {} values, weight of {} for {d_in} inputs",
+                x.len(),
+                w.len()
+            );
+        }
+        let (rows, d_out) = (x.len() / d_in, w.len() / d_in);
+        let mut y = vec![0f32; rows * d_out];
+        if let Some(b) = b {
+            if b.len() != d_out {
+                candle_core::bail!("rk-linear: bias of {} for {d_out} outputs", b.len());
+            }
+            for row in y.chunks_exact_mut(d_out) {
+                row.copy_from_slice(b);
+            }
+        }
+        // W as the `[in, out]` right-hand side: strides (row, column).
+        let (rhs_rs, rhs_cs) = if self.transposed {
+            (d_out, 1)
+        } else {
+            (1, d_in)
+        };
+        let threads = candle_core::utils::get_num_threads();
+        let parallelism = if threads > 1 {
+            gemm::Parallelism::Rayon(threads)
+        } else {
+            gemm::Parallelism::None
+        };
+        if rows > 0 && d_out > 0 {
+            // SAFETY: y is rows × d_out, x rows × d_in and w d_in × d_out under the strides given.
+            unsafe {
+                gemm::gemm(
+                    rows,
+                    d_out,
+                    d_in,
+                    y.as_mut_ptr(),
+                    1,
+                    d_out as isize,
+                    b.is_some(),
+                    x.as_ptr(),
+                    1,
+                    d_in as isize,
+                    w.as_ptr(),
+                    rhs_cs as isize,
+                    rhs_rs as isize,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    parallelism,
+                )
+            };
+        }
+        Ok(y)
+    }
+
+    fn out_shape(&self, x: &Layout, w: &Layout) -> candle_core::Result<Shape> {
+        let (wd0, wd1) = w.shape().dims2()?;
+        let (d_in, d_out) = if self.transposed {
+            (wd0, wd1)
+        } else {
+            (wd1, wd0)
+        };
+        let mut dims = x.dims().to_vec();
+        match dims.last_mut() {
+            Some(last) if *last == d_in => *last = d_out,
+            _ => candle_core::bail!(
+                "rk-linear: input {:?} does not end in the weight's {d_in} inputs",
+                x.dims()
+            ),
+        }
+        Ok(Shape::from(dims))
+    }
+
+    fn d_in(&self, w: &Layout) -> candle_core::Result<usize> {
+        let (a, b) = w.shape().dims2()?;
+        Ok(if self.transposed { a } else { b })
+    }
+
+    /// Gradients of x and W (and of b, when `with_bias`) from the output gradient.
+    fn grads(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        grad: &Tensor,
+        with_bias: bool,
+    ) -> candle_core::Result<(Tensor, Tensor, Option<Tensor>)> {
+        let (x, w) = (x.detach(), w.detach());
+        let d_in = *x.dims().last().unwrap_or(&0);
+        let d_out = *grad.dims().last().unwrap_or(&0);
+        let x2 = x.reshape(((), d_in))?;
+        let g2 = grad.detach().contiguous()?.reshape(((), d_out))?;
+        let (dx, dw) = if self.transposed {
+            (g2.matmul(&w.t()?)?, x2.t()?.matmul(&g2)?)
+        } else {
+            (g2.matmul(&w)?, g2.t()?.matmul(&x2)?)
+        };
+        let db = if with_bias {
+            Some(column_sums(&g2)?)
+        } else {
+            None
+        };
+        Ok((dx.reshape(x.shape())?, dw, db))
+    }
+}
+
+impl CustomOp2 for LinearOp {
+    fn name(&self) -> &'static str {
+        "rk-linear"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "rk-linear")?;
+        let w = contiguous_f32(s2, l2, "rk-linear")?;
+        let y = self.compute(x, w, None, self.d_in(l2)?)?;
+        Ok((CpuStorage::F32(y), self.out_shape(l1, l2)?))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, _) = self.grads(x, w, grad, false)?;
+        Ok((Some(dx), Some(dw)))
+    }
+}
+
+impl CustomOp3 for LinearOp {
+    fn name(&self) -> &'static str {
+        "rk-linear"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s1, l1, "rk-linear")?;
+        let w = contiguous_f32(s2, l2, "rk-linear")?;
+        let b = contiguous_f32(s3, l3, "rk-linear")?;
+        let y = self.compute(x, w, Some(b), self.d_in(l2)?)?;
+        Ok((CpuStorage::F32(y), self.out_shape(l1, l2)?))
+    }
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _b: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (dx, dw, db) = self.grads(x, w, grad, true)?;
+        Ok((Some(dx), Some(dw), db))
+    }
+}
+
+/// `x Wᵀ + b` (or `x W + b` when `transposed`, W `[in, out]`) over the last dimension of x,
+/// fused on CPU (f32), composed from candle ops elsewhere.
+pub fn linear(
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    transposed: bool,
+) -> candle_core::Result<Tensor> {
+    let op = LinearOp { transposed };
+    if x.device().is_cpu() && x.dtype() == DType::F32 && w.dtype() == DType::F32 {
+        let (x, w) = (x.contiguous()?, w.contiguous()?);
+        match b {
+            Some(b) => x.apply_op3(&w, &b.contiguous()?, op),
+            None => x.apply_op2(&w, op),
+        }
+    } else {
+        crate::nn::linear_composed(x, w, b, transposed)
+    }
+}
+
+/// Sums over the rows of a contiguous `[rows, n]` f32 matrix (no backward pass): `[n]`.
+pub(crate) fn column_sums(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.contiguous()?.apply_op1_no_bwd(&ColumnSums)
+}
+
+struct ColumnSums;
+
+impl CustomOp1 for ColumnSums {
+    fn name(&self) -> &'static str {
+        "rk-column-sums"
+    }
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = contiguous_f32(s, l, self.name())?;
+        let (_, n) = l.shape().dims2()?;
+        Ok((CpuStorage::F32(sum_rows(x, n)), Shape::from(n)))
+    }
+}
+
+/// Column sums of a row-major `[_, n]` slice, the rows split among threads (partial sums per
+/// block, then added in block order: the result does not depend on the thread count).
+fn sum_rows(x: &[f32], n: usize) -> Vec<f32> {
+    if n == 0 {
+        return Vec::new();
+    }
+    let block = rows_per_task(n) * n;
+    let partials: Vec<Vec<f32>> = x.par_chunks(block).map(|c| add_rows(c, n)).collect();
+    let mut out = vec![0f32; n];
+    for p in partials {
+        for (o, v) in out.iter_mut().zip(p) {
+            *o += v;
+        }
+    }
+    out
+}
+
+multiversion! {
+    /// Σ over the rows (length `n`) of `x`.
+    fn add_rows / add_rows_base(x: &[f32], n: usize) -> Vec<f32> {
+        let mut acc = vec![0f32; n];
+        for row in x.chunks_exact(n) {
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += v;
+            }
+        }
+        acc
     }
 }
 
@@ -561,9 +899,27 @@ impl AttentionSpec {
                 self.scale,
             )
         };
-        let keys = &self.keys[b * t..(b + 1) * t];
+        masked_softmax_rows(p, &self.keys[b * t..(b + 1) * t], self.causal);
+    }
+
+    /// `out` ← `p` with block `part`'s dropout mask applied (inverted dropout).
+    fn drop_into(&self, draw: &DropoutDraw, part: usize, p: &[f32], out: &mut [f32]) {
+        let mut rng = draw.rng(part);
+        let keep = 1.0 - draw.p;
+        let scale = (1.0 / keep) as f32;
+        for (o, &x) in out.iter_mut().zip(p) {
+            *o = if rng.uniform() < keep { x * scale } else { 0.0 };
+        }
+    }
+}
+
+multiversion! {
+    /// Softmax of each row of the t×t scores `p` over the keys where `keys` is non-zero (and, when
+    /// `causal`, not after the row's own position); a row that sees no key becomes uniform.
+    fn masked_softmax_rows / masked_softmax_rows_base(p: &mut [f32], keys: &[f32], causal: bool) {
+        let t = keys.len();
         for (i, row) in p.chunks_mut(t).enumerate() {
-            let visible = if self.causal { i + 1 } else { t };
+            let visible = if causal { i + 1 } else { t };
             let (seen, unseen) = row.split_at_mut(visible);
             let max = masked_max(seen, keys);
             if max == f32::NEG_INFINITY {
@@ -578,14 +934,24 @@ impl AttentionSpec {
             seen.iter_mut().for_each(|x| *x *= inv);
         }
     }
+}
 
-    /// `out` ← `p` with block `part`'s dropout mask applied (inverted dropout).
-    fn drop_into(&self, draw: &DropoutDraw, part: usize, p: &[f32], out: &mut [f32]) {
-        let mut rng = draw.rng(part);
-        let keep = 1.0 - draw.p;
-        let scale = (1.0 / keep) as f32;
-        for (o, &x) in out.iter_mut().zip(p) {
-            *o = if rng.uniform() < keep { x * scale } else { 0.0 };
+multiversion! {
+    /// dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place over `ds` (which holds dP), row by row
+    /// (length `t`); with dropout (`keep_scale`), dP is first masked where P' (`p_used`) is zero.
+    fn attention_scores_bwd / attention_scores_bwd_base(ds: &mut [f32], p: &[f32], p_used: &[f32], t: usize, keep_scale: Option<f32>, scale: f32) {
+        for ((dr, pr), pdr) in ds.chunks_mut(t).zip(p.chunks(t)).zip(p_used.chunks(t)) {
+            if let Some(ks) = keep_scale {
+                // dropout's mask is `ks` where P' is non-zero; where P' is zero but P
+                // is not, it dropped the element. (Where P is zero, dS is zero anyway.)
+                for (x, &pd) in dr.iter_mut().zip(pdr) {
+                    *x = if pd != 0.0 { *x * ks } else { 0.0 };
+                }
+            }
+            let dot = dot(dr, pr);
+            for (x, &y) in dr.iter_mut().zip(pr) {
+                *x = y * (*x - dot) * scale;
+            }
         }
     }
 }
@@ -791,19 +1157,7 @@ impl CustomOp3 for AttentionBackward {
                         1.0,
                     );
                 }
-                for ((dr, pr), pdr) in ds.chunks_mut(t).zip(p.chunks(t)).zip(p_used.chunks(t)) {
-                    if let Some(ks) = keep_scale {
-                        // dropout's mask is `ks` where P' is non-zero; where P' is zero but P
-                        // is not, it dropped the element. (Where P is zero, dS is zero anyway.)
-                        for (x, &pd) in dr.iter_mut().zip(pdr) {
-                            *x = if pd != 0.0 { *x * ks } else { 0.0 };
-                        }
-                    }
-                    let dot = dot(dr, pr);
-                    for (x, &y) in dr.iter_mut().zip(pr) {
-                        *x = y * (*x - dot) * a.scale;
-                    }
-                }
+                attention_scores_bwd(ds, p, p_used, t, keep_scale, a.scale);
                 // SAFETY: as above.
                 unsafe {
                     // dq = dS k, dk = dSᵀ q
@@ -994,10 +1348,18 @@ mod tests {
 
     #[test]
     fn layer_norm_matches_composed_including_weight_and_bias_gradients() {
+        // 14 rows (one block of the kernels), and 900 (three blocks, whose partial sums of the
+        // weight and bias gradients are added).
+        for shape in [[2, 7, 48], [3, 300, 48]] {
+            layer_norm_case(&shape);
+        }
+    }
+
+    fn layer_norm_case(shape: &[usize]) {
         let w = Var::from_tensor(&(rand(&[48], 3, 0.5) + 1.0).unwrap()).unwrap();
         let b = Var::from_tensor(&rand(&[48], 4, 0.5)).unwrap();
-        let x = Var::from_tensor(&rand(&[2, 7, 48], 5, 3.0)).unwrap();
-        let r = rand(&[2, 7, 48], 6, 1.0);
+        let x = Var::from_tensor(&rand(shape, 5, 3.0)).unwrap();
+        let r = rand(shape, 6, 1.0);
         let fused = layer_norm(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-12).unwrap();
         let composed =
             crate::nn::layer_norm_composed(x.as_tensor(), w.as_tensor(), b.as_tensor(), 1e-12)
@@ -1017,6 +1379,122 @@ mod tests {
             );
             assert!(d < 1e-4, "gradient differs by {d}");
         }
+    }
+
+    /// The fused linear layer against [`crate::nn::linear_composed`]: values and the gradients
+    /// of x, W and b, for both weight layouts (`nn.Linear` `[out, in]`, GPT-2's `Conv1D`
+    /// `[in, out]`), with and without bias, on a 3-D input whose 700 rows span several blocks of
+    /// the bias-gradient sum.
+    #[test]
+    fn linear_matches_composed() {
+        let (d_in, d_out) = (37, 21);
+        for transposed in [false, true] {
+            for with_bias in [true, false] {
+                let wshape = if transposed {
+                    [d_in, d_out]
+                } else {
+                    [d_out, d_in]
+                };
+                let w = Var::from_tensor(&rand(&wshape, 11, 0.3)).unwrap();
+                let b = Var::from_tensor(&rand(&[d_out], 12, 1.0)).unwrap();
+                let x = Var::from_tensor(&rand(&[7, 100, d_in], 13, 1.0)).unwrap();
+                let r = rand(&[7, 100, d_out], 14, 1.0);
+                let bias = with_bias.then(|| b.as_tensor());
+                let fused = linear(x.as_tensor(), w.as_tensor(), bias, transposed).unwrap();
+                let composed =
+                    crate::nn::linear_composed(x.as_tensor(), w.as_tensor(), bias, transposed)
+                        .unwrap();
+                assert_eq!(fused.dims(), &[7, 100, d_out]);
+                let d = max_diff(&fused, &composed);
+                assert!(d < 1e-5, "{transposed} {with_bias}: values differ by {d}");
+                let ga = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let gb = (composed * &r)
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .backward()
+                    .unwrap();
+                let vars = if with_bias {
+                    vec![&x, &w, &b]
+                } else {
+                    assert!(ga.get(b.as_tensor()).is_none());
+                    vec![&x, &w]
+                };
+                for v in vars {
+                    let (a, c) = (
+                        ga.get(v.as_tensor()).unwrap(),
+                        gb.get(v.as_tensor()).unwrap(),
+                    );
+                    assert_eq!(a.dims(), v.dims(), "gradient in the parameter's layout");
+                    let d = max_diff(a, c);
+                    assert!(
+                        d < 1e-4,
+                        "{transposed} {with_bias}: gradient differs by {d}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Each multiversioned kernel, run at the CPU's widest vector width, gives exactly what its
+    /// plain copy gives (same operations in the same order: Rust never fuses or reorders float
+    /// arithmetic on its own), on lengths that leave a remainder after the 8-lane loops.
+    #[test]
+    fn vectorised_kernels_equal_their_plain_copies() {
+        let v = |n: usize, seed: u64, scale: f64| -> Vec<f32> {
+            rand(&[n], seed, scale).to_vec1().unwrap()
+        };
+        let (rows, n) = (13, 45);
+        let (x, g, w, b) = (
+            v(rows * n, 1, 3.0),
+            v(rows * n, 2, 1.0),
+            v(n, 3, 1.0),
+            v(n, 4, 1.0),
+        );
+        let both = |f: &dyn Fn(&mut [f32]), base: &dyn Fn(&mut [f32])| {
+            let (mut a, mut c) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+            f(&mut a);
+            base(&mut c);
+            assert_eq!(a, c);
+            assert!(a.iter().any(|&y| y != 0.0));
+        };
+        both(&|y| softmax_rows(&x, y, n), &|y| {
+            softmax_rows_base(&x, y, n)
+        });
+        both(&|y| softmax_rows_bwd(&x, &g, y, n), &|y| {
+            softmax_rows_bwd_base(&x, &g, y, n)
+        });
+        both(&|y| layer_norm_rows(&x, &w, &b, y, 1e-5), &|y| {
+            layer_norm_rows_base(&x, &w, &b, y, 1e-5)
+        });
+        let (mut da, mut dc) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+        let sums = layer_norm_rows_bwd(&x, &w, &g, &mut da, 1e-5);
+        assert_eq!(sums, layer_norm_rows_bwd_base(&x, &w, &g, &mut dc, 1e-5));
+        assert_eq!(da, dc);
+        for kind in [Gelu::Erf, Gelu::Tanh] {
+            both(&|y| gelu_values(kind, &x, y), &|y| {
+                gelu_values_base(kind, &x, y)
+            });
+            both(&|y| gelu_grads(kind, &x, &g, y), &|y| {
+                gelu_grads_base(kind, &x, &g, y)
+            });
+        }
+        let keys: Vec<f32> = (0..n).map(|i| f32::from(i % 7 != 3)).collect();
+        let t = n;
+        let (sq, gq) = (v(t * t, 5, 2.0), v(t * t, 6, 1.0));
+        for causal in [false, true] {
+            let (mut a, mut c) = (sq.clone(), sq.clone());
+            masked_softmax_rows(&mut a, &keys, causal);
+            masked_softmax_rows_base(&mut c, &keys, causal);
+            assert_eq!(a, c);
+            for keep in [None, Some(1.25)] {
+                let (mut da, mut dc) = (gq.clone(), gq.clone());
+                attention_scores_bwd(&mut da, &a, &a, t, keep, 0.3);
+                attention_scores_bwd_base(&mut dc, &a, &a, t, keep, 0.3);
+                assert_eq!(da, dc);
+            }
+        }
+        assert_eq!(add_rows(&x, n), add_rows_base(&x, n));
     }
 
     /// The fused attention against [`crate::nn::Attention::forward_composed`]: values and the
