@@ -4,7 +4,10 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use candle_core::{backprop::GradStore, Tensor, Var};
+use std::cell::RefCell;
+
+use candle_core::{backprop::GradStore, CpuStorage, InplaceOp1, Layout, Storage, Tensor, Var};
+use rayon::prelude::*;
 
 use rewardkit_model::params::save_tensors_atomic;
 
@@ -82,37 +85,54 @@ impl AdamW {
         self.slots.iter().map(|s| (s.name.as_str(), &s.var))
     }
 
-    /// Applies one update with learning rate `lr` from the gradients `grads` (by var).
-    /// A parameter without a gradient is left as it is.
+    /// Applies one update with learning rate `lr` from the gradients `grads` (by var), times
+    /// their clipping factor ([`Grads::scale`]). A parameter without a gradient is left as it is.
     ///
-    /// One pass per parameter over plain f32 buffers: `m ← β₁m + (1−β₁)g`,
-    /// `v ← β₂v + (1−β₂)g²`, `p ← p·(1 − lr·wd) − lr · (m/bc₁) / (√(v/bc₂) + ε)`.
+    /// One pass per parameter, in place, over the parameter's storage and plain f32 moments
+    /// (split among threads): `m ← β₁m + (1−β₁)g`, `v ← β₂v + (1−β₂)g²`,
+    /// `p ← p·(1 − lr·wd) − lr · (m/bc₁) / (√(v/bc₂) + ε)`.
     pub fn step(&mut self, grads: &Grads, lr: f64) -> Result<(), TrainError> {
         self.step += 1;
         let t = self.step as i32;
-        let (b1, b2) = (self.beta1 as f32, self.beta2 as f32);
-        let bc1 = (1.0 - self.beta1.powi(t)) as f32;
-        let bc2 = (1.0 - self.beta2.powi(t)) as f32;
-        let (eps, lr32) = (self.eps as f32, lr as f32);
         for slot in &mut self.slots {
             let Some(g) = grads.get(&slot.var) else {
                 continue;
             };
-            let g = g.flatten_all()?.to_vec1::<f32>()?;
-            let mut p = slot.var.as_tensor().flatten_all()?.to_vec1::<f32>()?;
             let shrink = if slot.decay && self.weight_decay > 0.0 {
                 (1.0 - lr * self.weight_decay) as f32
             } else {
                 1.0
             };
-            for (((p, m), v), &g) in p.iter_mut().zip(&mut slot.m).zip(&mut slot.v).zip(&g) {
-                *m = b1 * *m + (1.0 - b1) * g;
-                *v = b2 * *v + (1.0 - b2) * g * g;
-                let update = (*m / bc1) / ((*v / bc2).sqrt() + eps);
-                *p = *p * shrink - lr32 * update;
+            let rule = AdamRule {
+                b1: self.beta1 as f32,
+                b2: self.beta2 as f32,
+                bc1: (1.0 - self.beta1.powi(t)) as f32,
+                bc2: (1.0 - self.beta2.powi(t)) as f32,
+                eps: self.eps as f32,
+                lr: lr as f32,
+                shrink,
+                grad_scale: grads.scale() as f32,
+            };
+            let param = slot.var.as_tensor();
+            if !param.device().is_cpu() || !param.is_contiguous() {
+                let mut p = param.flatten_all()?.to_vec1::<f32>()?;
+                rule.apply(
+                    &mut p,
+                    &mut slot.m,
+                    &mut slot.v,
+                    &g.flatten_all()?.to_vec1()?,
+                );
+                slot.var
+                    .set(&Tensor::from_vec(p, param.shape(), param.device())?)?;
+                continue;
             }
-            let p = Tensor::from_vec(p, slot.var.shape(), slot.var.device())?;
-            slot.var.set(&p)?;
+            with_f32(g, |g| {
+                param.inplace_op1(&AdamUpdate {
+                    rule,
+                    g,
+                    moments: RefCell::new((&mut slot.m, &mut slot.v)),
+                })
+            })?;
         }
         Ok(())
     }
@@ -164,6 +184,95 @@ impl AdamW {
     }
 }
 
+/// The constants of one AdamW update.
+#[derive(Clone, Copy)]
+struct AdamRule {
+    b1: f32,
+    b2: f32,
+    bc1: f32,
+    bc2: f32,
+    eps: f32,
+    lr: f32,
+    shrink: f32,
+    grad_scale: f32,
+}
+
+impl AdamRule {
+    /// Updates `p`, `m`, `v` (all as long as `g`) in place, in blocks spread over threads.
+    fn apply(&self, p: &mut [f32], m: &mut [f32], v: &mut [f32], g: &[f32]) {
+        const BLOCK: usize = 1 << 14;
+        p.par_chunks_mut(BLOCK)
+            .zip(m.par_chunks_mut(BLOCK))
+            .zip(v.par_chunks_mut(BLOCK))
+            .zip(g.par_chunks(BLOCK))
+            .for_each(|(((p, m), v), g)| {
+                for (((p, m), v), &g) in p.iter_mut().zip(m).zip(v).zip(g) {
+                    let g = g * self.grad_scale;
+                    *m = self.b1 * *m + (1.0 - self.b1) * g;
+                    *v = self.b2 * *v + (1.0 - self.b2) * g * g;
+                    let update = (*m / self.bc1) / ((*v / self.bc2).sqrt() + self.eps);
+                    *p = *p * self.shrink - self.lr * update;
+                }
+            });
+    }
+}
+
+/// AdamW on a parameter's own storage (candle's in-place op), with its gradient and moments.
+struct AdamUpdate<'a> {
+    rule: AdamRule,
+    g: &'a [f32],
+    moments: RefCell<(&'a mut Vec<f32>, &'a mut Vec<f32>)>,
+}
+
+impl InplaceOp1 for AdamUpdate<'_> {
+    fn name(&self) -> &'static str {
+        "rk-adamw"
+    }
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let CpuStorage::F32(data) = storage else {
+            candle_core::bail!("rk-adamw: only f32 parameters are supported")
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            candle_core::bail!("rk-adamw: the parameter must be contiguous")
+        };
+        let p = &mut data[start..end];
+        let mut moments = self.moments.borrow_mut();
+        let (m, v) = &mut *moments;
+        if p.len() != self.g.len() || m.len() != p.len() || v.len() != p.len() {
+            candle_core::bail!(
+                "rk-adamw: parameter {}, gradient {}, moments {}/{}",
+                p.len(),
+                self.g.len(),
+                m.len(),
+                v.len()
+            );
+        }
+        self.rule.apply(p, m, v, self.g);
+        Ok(())
+    }
+}
+
+/// Calls `f` with the values of `t` as one f32 slice: its own storage when it is a contiguous
+/// CPU f32 tensor (no copy), else a contiguous f32 copy.
+fn with_f32<R>(
+    t: &Tensor,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    {
+        let (storage, layout) = t.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return f(&data[start..end]);
+        }
+    }
+    let copy = t
+        .flatten_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_vec1::<f32>()?;
+    f(&copy)
+}
+
 fn s_device(slots: &[Slot]) -> &candle_core::Device {
     slots
         .first()
@@ -171,10 +280,20 @@ fn s_device(slots: &[Slot]) -> &candle_core::Device {
         .unwrap_or(&candle_core::Device::Cpu)
 }
 
-/// Gradients summed over micro-batches, by parameter.
-#[derive(Default)]
+/// Gradients summed over micro-batches, by parameter, and the factor that clipping puts on
+/// them (applied by [`AdamW::step`], so clipping copies nothing).
 pub struct Grads {
     by_id: HashMap<candle_core::TensorId, Tensor>,
+    scale: f64,
+}
+
+impl Default for Grads {
+    fn default() -> Self {
+        Grads {
+            by_id: HashMap::new(),
+            scale: 1.0,
+        }
+    }
 }
 
 impl Grads {
@@ -201,28 +320,40 @@ impl Grads {
         Ok(())
     }
 
+    /// The summed gradient of `var`, before the clipping factor [`Grads::scale`].
     pub fn get(&self, var: &Var) -> Option<&Tensor> {
         self.by_id.get(&var.as_tensor().id())
     }
 
-    /// The global L2 norm of all gradients.
+    /// The factor clipping puts on every gradient (1 when it did not clip).
+    pub fn scale(&self) -> f64 {
+        self.scale
+    }
+
+    /// The global L2 norm of all gradients (before the clipping factor), summed in f64.
     pub fn norm(&self) -> Result<f64, TrainError> {
         let mut ss = 0.0f64;
         for g in self.by_id.values() {
-            ss += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+            ss += with_f32(g, |v| {
+                Ok(v.par_chunks(1 << 14)
+                    .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
+                    .collect::<Vec<f64>>()
+                    .into_iter()
+                    .sum::<f64>())
+            })?;
         }
         Ok(ss.sqrt())
     }
 
-    /// Scales every gradient so the global norm is at most `max_norm`; returns the norm before.
+    /// Sets the clipping factor so the global norm is at most `max_norm` (no clipping when
+    /// `max_norm` is 0); returns the norm before.
     pub fn clip(&mut self, max_norm: f64) -> Result<f64, TrainError> {
         let norm = self.norm()?;
-        if max_norm > 0.0 && norm > max_norm {
-            let scale = max_norm / (norm + 1e-6);
-            for g in self.by_id.values_mut() {
-                *g = (&*g * scale)?;
-            }
-        }
+        self.scale = if max_norm > 0.0 && norm > max_norm {
+            max_norm / (norm + 1e-6)
+        } else {
+            1.0
+        };
         Ok(norm)
     }
 }
@@ -254,6 +385,34 @@ mod tests {
             grads.get(&w).unwrap().to_vec2::<f32>().unwrap(),
             [[8.0], [12.0]]
         );
+    }
+
+    #[test]
+    fn clipping_scales_the_gradient_the_optimizer_sees() {
+        // g = (3, 3): norm 3√2; clipped to 1, the moments of step 1 hold (1 − β)·g·s and
+        // (1 − β₂)·(g·s)² with s = 1 / (3√2 + 1e-6), and the gradient itself is left as it is.
+        let dev = Device::Cpu;
+        let w = Var::new(&[1.0f32, -2.0], &dev).unwrap();
+        let loss = (w.as_tensor() * 3.0).unwrap().sum_all().unwrap();
+        let mut grads = Grads::default();
+        grads
+            .accumulate(&loss.backward().unwrap(), [&w].into_iter())
+            .unwrap();
+        let norm = grads.clip(1.0).unwrap();
+        assert!((norm - 18f64.sqrt()).abs() < 1e-9, "{norm}");
+        let s = 1.0 / (18f64.sqrt() + 1e-6);
+        assert!((grads.scale() - s).abs() < 1e-12);
+        assert_eq!(grads.get(&w).unwrap().to_vec1::<f32>().unwrap(), [3.0, 3.0]);
+        let mut opt = AdamW::new(vec![("w".into(), w.clone())], 0.9, 0.999, 1e-8, 0.0).unwrap();
+        opt.step(&grads, 0.01).unwrap();
+        let g = (3.0 * s) as f32;
+        for i in 0..2 {
+            let (m, v) = (opt.slots[0].m[i], opt.slots[0].v[i]);
+            assert!((m / (0.1 * g) - 1.0).abs() < 1e-5, "m = {m}");
+            assert!((v / (0.001 * g * g) - 1.0).abs() < 1e-4, "v = {v}"); // 1 − β₂ in f32
+        }
+        assert_eq!(grads.clip(0.0).unwrap(), norm);
+        assert_eq!(grads.scale(), 1.0, "max norm 0: no clipping");
     }
 
     #[test]
