@@ -512,7 +512,7 @@ fn validate(c: &DemoConfig) -> Result<(), DemoError> {
             "retraining needs round_prompts ≥ 1 and round_n ≥ 2",
         ),
         (
-            c.model.heads > 0 && c.model.hidden_size % c.model.heads == 0,
+            c.model.heads > 0 && c.model.hidden_size.is_multiple_of(c.model.heads),
             "model.hidden_size must be a multiple of model.heads",
         ),
         (

@@ -195,7 +195,11 @@ impl GgufFile {
         let kv_heads = self
             .uint(&key("attention.head_count_kv"))?
             .map_or(heads, |x| x as usize);
-        if heads == 0 || kv_heads == 0 || hidden % heads != 0 || heads % kv_heads != 0 {
+        if heads == 0
+            || kv_heads == 0
+            || !hidden.is_multiple_of(heads)
+            || !heads.is_multiple_of(kv_heads)
+        {
             return Err(self.err(format!(
                 "inconsistent attention shape: {heads} heads, {kv_heads} KV heads, width {hidden}"
             )));

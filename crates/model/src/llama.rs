@@ -149,7 +149,7 @@ impl LlamaConfig {
     pub fn rope_inv_freq(&self) -> candle_core::Result<Vec<f32>> {
         let p = self.rope();
         let dim = self.head_dim();
-        if dim % 2 != 0 {
+        if !dim.is_multiple_of(2) {
             candle_core::bail!("rotary embeddings need an even head_dim, got {dim}");
         }
         let base = p.rope_theta.unwrap_or(10_000.0) as f32;
@@ -290,7 +290,7 @@ impl Layer {
     ) -> candle_core::Result<Self> {
         let (h, std) = (c.hidden_size, c.initializer_range);
         let (heads, kv, hd) = (c.num_attention_heads, c.kv_heads(), c.head_dim());
-        if heads == 0 || kv == 0 || heads % kv != 0 {
+        if heads == 0 || kv == 0 || !heads.is_multiple_of(kv) {
             candle_core::bail!(
                 "num_attention_heads {heads} is not a multiple of num_key_value_heads {kv}"
             );

@@ -1,10 +1,15 @@
-//! Fused CPU kernels with their backward pass: softmax over the last dimension, layer norm,
-//! GELU (exact and tanh) and multi-head attention. Each is one pass over memory where the composed
-//! version in [`crate::nn`] makes five to eight (attention never materialises the `[b, h, t, t]`
-//! scores), and each records a backward pass (the trap of candle-nn's fused ops is that they do
-//! not). On other devices the composed versions are used.
+//! Fused CPU kernels with their backward pass: linear layers, softmax over the last dimension,
+//! layer norm, GELU (exact and tanh) and multi-head attention. Each is one pass over memory (or
+//! one gemm) where the composed version in [`crate::nn`] makes five to eight (attention never
+//! materialises the `[b, h, t, t]` scores), and each records a backward pass (the trap of
+//! candle-nn's fused ops is that they do not). Each is also one node in candle's graph where the
+//! composed version is several, each of whose backward passes copies a full-size gradient.
+//! The element loops are compiled for AVX-512, AVX2 + FMA and the base target
+//! (`multiversion!`) and the widest the CPU has runs. On other devices the composed versions are
+//! used.
 //!
-//! The tests check them against the composed versions, values and gradients.
+//! The tests check them against the composed versions, values and gradients, and each
+//! vectorised loop against its plain copy.
 
 use std::sync::Arc;
 
@@ -596,7 +601,7 @@ impl LinearOp {
         b: Option<&[f32]>,
         d_in: usize,
     ) -> candle_core::Result<Vec<f32>> {
-        if d_in == 0 || w.len() % d_in != 0 || x.len() % d_in != 0 {
+        if d_in == 0 || !w.len().is_multiple_of(d_in) || !x.len().is_multiple_of(d_in) {
             candle_core::bail!(
                 "rk-linear: input of {} values, weight of {} for {d_in} inputs",
                 x.len(),
