@@ -3,7 +3,9 @@
 # same machine, same data (HH-RLHF helpful-base), same backbones (all-MiniLM-L6-v2; GPT-2 with 6
 # layers / 384 wide, random init), batch 8 pairs, max length 128, the same thread count.
 # Reports training pairs/s (steady state: steps 6-25), scoring pairs/s and sequences/s, peak RSS,
-# and rewardkit / PyTorch ratios, in bench/results/<date>/summary.md.
+# and rewardkit / PyTorch ratios, in bench/results/<date>/summary.md; and the work per pair on
+# both sides (positions computed, padding included: bench/padding.py replays the harness's batches)
+# with the speed ratio in positions per second.
 #
 #   bash bench/compare_pytorch.sh            # THREADS=2 REPS=2 by default
 #
@@ -48,6 +50,9 @@ for rep in $(seq 1 "$REPS"); do
         --train-file "$OUT/train.jsonl" --eval-file "$OUT/eval.jsonl" --steps "$STEPS" --warmup-steps "$WARMUP" \
         --max-eval-pairs "$EVAL_PAIRS" --max-length 128 --batch-pairs 8 --eval-batch-pairs 32 \
         --threads "$THREADS" --out-json "$OUT/${m}_torch_r$rep.json" > "$OUT/${m}_torch_r$rep.log" 2>&1
+    if [ "$rep" = 1 ]; then  # how much of the harness's work is padding (bench/padding.py)
+      "$VENV/bin/python" bench/padding.py "$OUT" "$PTMODELS/$m" > "$OUT/${m}_torch_padding.json" 2> /dev/null
+    fi
     echo "== rep $rep $m: rewardkit (load $(cut -d' ' -f1 /proc/loadavg))"
     run="$OUT/${m}_rk_r$rep"
     rm -rf "$run"

@@ -19,6 +19,47 @@ def rk_train_rate(run, warmup):
     return pairs / wall
 
 
+def rk_train_positions(run, warmup):
+    # Positions computed (padding included) and real tokens per pair over the steady steps.
+    steps = [json.loads(l) for l in open(os.path.join(run, "metrics.jsonl")) if '"kind":"train"' in l]
+    steady = [s for s in steps if s["step"] > warmup and "padded_tokens_per_s" in s]
+    if not steady:
+        return None
+    secs = [8 / s["pairs_per_s"] for s in steady]
+    pairs = 8 * len(steady)
+    padded = sum(s["padded_tokens_per_s"] * t for s, t in zip(steady, secs))
+    real = sum(s["tokens_per_s"] * t for s, t in zip(steady, secs))
+    return padded / pairs, real / pairs
+
+
+def padding_table(out, warmup, rows):
+    """Work per pair on both sides, and speed in positions computed per second."""
+    lines = []
+    for m, r in rows.items():
+        path = f"{out}/{m}_torch_padding.json"
+        rk_runs = sorted(d for d in glob.glob(f"{out}/{m}_rk_r*") if os.path.isdir(d))
+        rk_pos = [rk_train_positions(d, warmup) for d in rk_runs]
+        rk_eval = [json.load(open(d + ".eval.json"))["timing"] for d in rk_runs]
+        if not os.path.exists(path) or None in rk_pos or "padded_tokens_per_s" not in rk_eval[0]:
+            continue
+        t = json.load(open(path))
+        med = statistics.median
+        rk_train_pp = med(p[0] for p in rk_pos)
+        rk_eval_pp = med(e["padded_tokens_per_s"] / e["pairs_per_s"] for e in rk_eval)
+        t_train_pp, t_eval_pp = t["train"]["padded_tokens_per_pair"], t["eval"]["padded_tokens_per_pair"]
+        train_ratio = (r["rk_train"] * rk_train_pp) / (r["torch_train"] * t_train_pp)
+        eval_ratio = (r["rk_eval"] * rk_eval_pp) / (r["torch_eval"] * t_eval_pp)
+        lines.append(f"| {m} | {t_train_pp:.0f} / {rk_train_pp:.0f} | **{train_ratio:.2f}×** | "
+                     f"{t_eval_pp:.0f} / {rk_eval_pp:.0f} | **{eval_ratio:.2f}×** | "
+                     f"{t['eval_pairs_identical_after_truncation']} of {t['eval_pairs']} |")
+    if lines:
+        print("\nWork per pair: positions computed (padding included), PyTorch / rewardkit, and the speed ratio "
+              "in positions per second (rewardkit sorts by length, the harness pads random batches to the longest):\n")
+        print("| model | train positions/pair | train positions/s ratio | score positions/pair | score positions/s ratio | PyTorch eval pairs identical after its truncation |")
+        print("|---|---|---|---|---|---|")
+        print("\n".join(lines))
+
+
 def main(out, warmup):
     rows = {}
     for m in ("minilm", "gpt2-small-6l"):
@@ -54,6 +95,7 @@ def main(out, warmup):
     print()
     for m, r in rows.items():
         print(f"- {m}: {r['per_run']}")
+    padding_table(out, warmup, rows)
     print("\nScoring: 32 pairs (64 sequences) per forward pass on both sides; sequences/s = 2 × pairs/s.")
     print("Accuracy after 25 steps differs by design (different data order and head init); it is shown as a sanity check.")
 

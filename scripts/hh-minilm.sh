@@ -2,7 +2,7 @@
 # The HH-RLHF job (the main job until `rewardkit demo` took its place): build rewardkit, fetch
 # all-MiniLM-L6-v2, train a reward model on 80% of the real HH-RLHF helpful-base pairs in ../shared/data (one epoch), and evaluate it on the held-out 20% and
 # on helpful-online, beside the "pick the longer response" baseline on the same pairs.
-# About 9 minutes on 2 cores once built (measured: 9 min 15 s). Results under out/hh-minilm/
+# About 4 minutes on 2 cores once built (measured: 4 min 15 s). Results under out/hh-minilm/
 # (the audit example in the README and scripts/goodhart-gsm8k.sh use its model).
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -59,6 +59,8 @@ pub struct LoadedModel {
     /// The HF `config.json` as read (re-written, with the reward-model class, on save).
     pub raw_config: serde_json::Value,
     pub source: PathBuf,
+    /// What scoring with this model has computed so far (sequences, tokens, padding).
+    pub scored: crate::scorer::ScoringCounters,
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
@@ -154,6 +156,7 @@ pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<Loaded
         meta,
         raw_config,
         source: dir.to_path_buf(),
+        scored: Default::default(),
     })
 }
 
@@ -187,6 +190,7 @@ fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<Load
         meta,
         raw_config,
         source: path.to_path_buf(),
+        scored: Default::default(),
     })
 }
 
@@ -229,6 +233,7 @@ impl LoadedModel {
             meta: self.meta.clone(),
             raw_config: self.raw_config.clone(),
             source: self.source.clone(),
+            scored: Default::default(),
         })
     }
 }

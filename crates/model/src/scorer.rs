@@ -1,5 +1,7 @@
 //! Scoring (prompt, response) pairs with a loaded reward model, in length-sorted batches.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use rewardkit_data::{Scorer, Text};
 use rewardkit_tokenize::{length_buckets, pad_batch, Encoded, PaddingSide};
 
@@ -24,11 +26,39 @@ impl LoadedModel {
             let rows: Vec<&Encoded> = bucket.iter().map(|&i| &inputs[i]).collect();
             let batch = pad_batch(&rows, self.tokenizer.pad_id(), PaddingSide::Right);
             let out: Vec<f32> = self.model.forward(&batch, Mode::Eval)?.to_vec1()?;
+            self.scored.add(&batch.attention_mask, rows.len());
             for (&i, s) in bucket.iter().zip(out) {
                 scores[i] = f64::from(s);
             }
         }
         Ok(scores)
+    }
+}
+
+/// Running totals of what scoring computed: sequences, real tokens, and positions including
+/// padding (their ratio is the share of work that went to padding).
+#[derive(Debug, Default)]
+pub struct ScoringCounters {
+    sequences: AtomicUsize,
+    tokens: AtomicUsize,
+    padded_tokens: AtomicUsize,
+}
+
+impl ScoringCounters {
+    fn add(&self, mask: &[u32], rows: usize) {
+        let real = mask.iter().filter(|&&m| m != 0).count();
+        self.sequences.fetch_add(rows, Ordering::Relaxed);
+        self.tokens.fetch_add(real, Ordering::Relaxed);
+        self.padded_tokens.fetch_add(mask.len(), Ordering::Relaxed);
+    }
+
+    /// (sequences, real tokens, positions including padding) so far.
+    pub fn totals(&self) -> (usize, usize, usize) {
+        (
+            self.sequences.load(Ordering::Relaxed),
+            self.tokens.load(Ordering::Relaxed),
+            self.padded_tokens.load(Ordering::Relaxed),
+        )
     }
 }
 

@@ -58,7 +58,11 @@ pub struct StepLog {
     pub learning_rate: f64,
     pub grad_norm: f64,
     pub pairs_per_s: f64,
+    /// Real (non-padding) tokens per second.
     pub tokens_per_s: f64,
+    /// Positions the forward pass computed per second, padding included (rows × padded length):
+    /// with `tokens_per_s`, how much of the work went to padding.
+    pub padded_tokens_per_s: f64,
     pub elapsed_s: f64,
     /// Seconds spent in the window on forward passes, backward passes and optimizer updates.
     pub forward_s: f64,
@@ -306,6 +310,7 @@ pub fn train(
     let (mut win_loss, mut win_right, mut win_pairs, mut win_tokens, mut win_weight, mut win_steps) =
         (0.0, 0usize, 0usize, 0usize, 0.0, 0usize);
     let mut win_hist = [0usize; 10];
+    let mut win_padded = 0usize;
     let mut win_start = Instant::now();
     let (mut t_fwd, mut t_bwd, mut t_opt) = (0.0f64, 0.0f64, 0.0f64);
     let (mut total_pairs_done, mut train_seconds) = (0usize, 0.0f64);
@@ -375,6 +380,7 @@ pub fn train(
                 .iter()
                 .map(|&m| m as usize)
                 .sum::<usize>();
+            win_padded += batch.attention_mask.len();
         }
         let t2 = Instant::now();
         let grad_norm = grads.clip(config.max_grad_norm)?;
@@ -398,6 +404,7 @@ pub fn train(
                 grad_norm,
                 pairs_per_s: win_pairs as f64 / secs,
                 tokens_per_s: win_tokens as f64 / secs,
+                padded_tokens_per_s: win_padded as f64 / secs,
                 elapsed_s: started.elapsed().as_secs_f64(),
                 forward_s: t_fwd,
                 backward_s: t_bwd,
@@ -411,6 +418,7 @@ pub fn train(
             (
                 win_loss, win_right, win_pairs, win_tokens, win_weight, win_steps,
             ) = (0.0, 0, 0, 0, 0.0, 0);
+            win_padded = 0;
             win_start = Instant::now();
         }
         let last = step == total_steps;

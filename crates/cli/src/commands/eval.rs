@@ -58,6 +58,12 @@ struct Timing {
     seconds: f64,
     pairs_per_s: f64,
     sequences_per_s: f64,
+    /// Real tokens per second (models only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens_per_s: Option<f64>,
+    /// Positions computed per second, padding included (models only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    padded_tokens_per_s: Option<f64>,
 }
 
 #[derive(serde::Serialize)]
@@ -106,6 +112,8 @@ where
         seconds,
         pairs_per_s: n / seconds.max(1e-9),
         sequences_per_s: 2.0 * n / seconds.max(1e-9),
+        tokens_per_s: None,
+        padded_tokens_per_s: None,
     };
     Ok((
         scorer.name(),
@@ -124,7 +132,13 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
                 model: &model,
                 batch_size: args.batch_size.max(1),
             };
-            score_data(&args, &scorer)?
+            let (name, inputs, scored, mut timing) = score_data(&args, &scorer)?;
+            if let Some(t) = timing.as_mut() {
+                let (_, tokens, padded) = model.scored.totals();
+                t.tokens_per_s = Some(tokens as f64 / t.seconds.max(1e-9));
+                t.padded_tokens_per_s = Some(padded as f64 / t.seconds.max(1e-9));
+            }
+            (name, inputs, scored, timing)
         }
         (Some(path), _) => {
             let scored = read_scores(path)?;
