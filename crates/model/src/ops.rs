@@ -127,12 +127,53 @@ fn masked_max(xs: &[f32], keep: &[f32]) -> f32 {
     acc.iter().fold(tail, |m, &a| m.max(a))
 }
 
+/// The widest vector unit the kernels of this module use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// The base target (x86-64: 4-wide SSE2).
+    Base,
+    /// AVX2 with FMA (8 lanes).
+    Avx2,
+    /// AVX-512 F, BW, DQ, VL (16 lanes).
+    Avx512,
+}
+
+/// The level the kernels run at: the widest this CPU has, lowered by the environment variable
+/// `REWARDKIT_SIMD` (`avx512`, `avx2` or `base`; it can only lower it) when set, for comparing
+/// numerics across machines and for the tests that run every level. Read once per process.
+/// Every level computes the same operations in the same order, so the results are identical.
+pub fn simd_level() -> SimdLevel {
+    static LEVEL: std::sync::OnceLock<SimdLevel> = std::sync::OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        let cpu = detect_simd();
+        match std::env::var("REWARDKIT_SIMD").ok().as_deref() {
+            Some("base") => SimdLevel::Base,
+            Some("avx2") => cpu.min(SimdLevel::Avx2),
+            _ => cpu,
+        }
+    })
+}
+
+fn detect_simd() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::is_x86_feature_detected as has;
+        let avx512 = has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
+        if avx512 && has!("avx2") && has!("fma") {
+            return SimdLevel::Avx512;
+        }
+        if has!("avx2") && has!("fma") {
+            return SimdLevel::Avx2;
+        }
+    }
+    SimdLevel::Base
+}
+
 /// Defines a kernel function compiled three times: for AVX-512 (F, BW, DQ, VL), for AVX2 with
-/// FMA, and for the base target; each call runs the widest one the CPU has (checked at run time,
-/// cached by std). The build stays portable while the loops (and the `#[inline]` helpers they
-/// call, such as [`exp`]) vectorise at the machine's width: the base x86-64 target has only
-/// 4-wide SSE2. `fn name / name_base(…)` also names the plain copy (the tests check the
-/// dispatched kernel against it).
+/// FMA, and for the base target; each call runs the copy of [`simd_level`]. The build stays
+/// portable while the loops (and the `#[inline]` helpers they call, such as [`exp`]) vectorise at
+/// the machine's width: the base x86-64 target has only 4-wide SSE2. `fn name / name_base(…)`
+/// also names the plain copy (the tests check the dispatched kernel against it).
 macro_rules! multiversion {
     ($(#[$attr:meta])* fn $name:ident / $base:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
         $(#[$attr])*
@@ -146,21 +187,12 @@ macro_rules! multiversion {
                 #[target_feature(enable = "avx2,fma")]
                 #[allow(clippy::too_many_arguments)]
                 unsafe fn v3($($arg: $ty),*) $(-> $ret)? $body
-                if std::arch::is_x86_feature_detected!("avx512f")
-                    && std::arch::is_x86_feature_detected!("avx512bw")
-                    && std::arch::is_x86_feature_detected!("avx512dq")
-                    && std::arch::is_x86_feature_detected!("avx512vl")
-                    && std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has every feature v4 is compiled for.
-                    return unsafe { v4($($arg),*) };
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has every feature v3 is compiled for.
-                    return unsafe { v3($($arg),*) };
+                match simd_level() {
+                    // SAFETY: simd_level() reports a level only where the CPU has its features.
+                    SimdLevel::Avx512 => return unsafe { v4($($arg),*) },
+                    // SAFETY: as above.
+                    SimdLevel::Avx2 => return unsafe { v3($($arg),*) },
+                    SimdLevel::Base => {}
                 }
             }
             $base($($arg),*)
