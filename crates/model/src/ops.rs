@@ -387,11 +387,7 @@ impl CustomOp3 for LayerNormBackward {
             .zip(x.par_chunks(chunk).zip(g.par_chunks(chunk)))
             .map(|(dxc, (xc, gc))| layer_norm_rows_bwd(xc, w, gc, dxc, self.eps))
             .collect();
-        for p in partials {
-            for (s, v) in sums.iter_mut().zip(p) {
-                *s += v;
-            }
-        }
+        add_in_order(sums, partials);
         let len = out.len();
         Ok((CpuStorage::F32(out), Shape::from(len)))
     }
@@ -848,12 +844,18 @@ fn sum_rows(x: &[f32], n: usize) -> Vec<f32> {
     let block = rows_per_task(n) * n;
     let partials: Vec<Vec<f32>> = x.par_chunks(block).map(|c| add_rows(c, n)).collect();
     let mut out = vec![0f32; n];
+    add_in_order(&mut out, partials);
+    out
+}
+
+/// `out += Σ partials`, the blocks' partial sums added in block order (so a sum does not depend
+/// on how many threads computed the blocks).
+fn add_in_order(out: &mut [f32], partials: Vec<Vec<f32>>) {
     for p in partials {
         for (o, v) in out.iter_mut().zip(p) {
             *o += v;
         }
     }
-    out
 }
 
 multiversion! {
