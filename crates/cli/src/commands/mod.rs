@@ -12,26 +12,10 @@ use std::path::Path;
 
 use anyhow::Context;
 
-/// Writes `bytes` to `path` atomically: to a temporary file beside it, then a rename, so a
-/// reader never sees half a file.
+/// Writes `bytes` to `path` atomically (`rewardkit_io::write_file`: temporary file, fsync,
+/// rename; the temporary file is removed on failure).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let mut f =
-        std::fs::File::create(&tmp).with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
-    drop(f);
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    Ok(rewardkit_io::write_file(path, bytes)?)
 }
 
 /// Prints text on stdout; a closed pipe (`| head`) surfaces as an error that main treats as
