@@ -6,6 +6,7 @@
 
 mod commands;
 mod progress;
+mod signals;
 
 use std::process::ExitCode;
 
@@ -63,8 +64,22 @@ enum Command {
 #[derive(Debug, Clone, Copy)]
 pub enum Exit {
     Failure = 1,
+    Usage = 2,
     BadInput = 3,
 }
+
+/// A command line that cannot work as given (a value out of range, a missing flag, flags that
+/// contradict what is on disk): exit code 2, like clap's own errors.
+#[derive(Debug)]
+pub struct Usage(pub String);
+
+impl std::fmt::Display for Usage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Usage {}
 
 /// mimalloc, told never to return freed memory to the kernel: tensor ops allocate and free
 /// buffers of the same sizes over and over, and glibc (or mimalloc's default 10 ms purge) gave
@@ -94,11 +109,15 @@ fn main() -> ExitCode {
         std::env::set_var("RAYON_NUM_THREADS", n.to_string());
         std::env::set_var("CANDLE_NUM_THREADS", n.to_string());
     }
-    let mut flagged = 0u8; // `audit --fail-on` found what it was told to fail on
+    // A non-zero exit code that is not an error: `audit --fail-on` found what it was told to
+    // fail on (4), a signal stopped `train` after its checkpoint (130).
+    let mut flagged = 0u8;
     let result = match cli.command {
         Command::Data(cmd) => commands::data::run(cmd),
         Command::Eval(args) => commands::eval::run(args),
-        Command::Train(args) => commands::train::run(*args),
+        Command::Train(args) => commands::train::run(*args).map(|code| {
+            flagged = code;
+        }),
         Command::Score(args) => commands::score::run(args),
         Command::Audit(args) => commands::audit::run(*args).map(|code| {
             flagged = code;
@@ -130,6 +149,13 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
 /// Bad input data (a malformed file, a missing field) is told apart from other failures.
 fn exit_code(e: &anyhow::Error) -> Exit {
     for cause in e.chain() {
+        if cause.is::<Usage>()
+            || cause
+                .downcast_ref::<rewardkit_train::TrainError>()
+                .is_some_and(|t| t.is_usage())
+        {
+            return Exit::Usage;
+        }
         if cause.is::<rewardkit_data::DataError>()
             || cause.is::<rewardkit_data::RowError>()
             || cause.is::<rewardkit_eval::EvalError>()

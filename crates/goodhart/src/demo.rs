@@ -590,7 +590,8 @@ impl Trainer<'_> {
                 train: pairs,
                 eval: &[],
                 out: &out,
-                resume: false,
+                start: rewardkit_train::Start::Fresh,
+                stop: None,
                 meta: serde_json::json!({"demo": {"model": name, "seed": seed}}),
             },
             |event| {

@@ -103,6 +103,9 @@ impl TrainConfig {
                 return Err(format!("{name} must be at least 1"));
             }
         }
+        if self.max_steps == Some(0) {
+            return Err("max_steps must be at least 1 (leave it out to train for `epochs`)".into());
+        }
         if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
             return Err(format!(
                 "learning_rate must be positive, got {}",

@@ -4,32 +4,44 @@
 //! optional reward centring), AdamW with decoupled weight decay, warmup then linear or cosine
 //! decay, global-norm clipping, gradient accumulation, evaluation with the metrics of
 //! `rewardkit-eval`, a JSONL metrics log, atomic checkpoints (`checkpoint-N/` with the model,
-//! optimizer state and `trainer_state.json`) and exact resume.
+//! optimizer state and `trainer_state.json`) and exact resume, refused when the checkpoint's
+//! hyperparameters, data or starting model differ ([`Fingerprints`]). [`RunConfig`] is the schema
+//! of a whole run (`--config` files and the `run` field of every checkpoint's `rewardkit.json`).
 //!
 //! ```no_run
-//! use rewardkit_train::{train, Run, TrainConfig};
+//! use rewardkit_train::{train, Run, Start, TrainConfig};
 //! # fn demo(model: &rewardkit_model::LoadedModel, pairs: &[rewardkit_data::PreferencePair]) -> Result<(), rewardkit_train::TrainError> {
 //! let config = TrainConfig { batch_size: 8, learning_rate: 3e-5, ..Default::default() };
-//! let run = Run { train: pairs, eval: &[], out: "out".as_ref(), resume: true, meta: serde_json::json!({}) };
+//! // Continue the run in `out` if it has a checkpoint, else start one.
+//! let run = Run { start: Start::ResumeOrFresh, ..Run::new(pairs, &[], "out".as_ref()) };
 //! let summary = train(model, &config, &run, |_| std::ops::ControlFlow::Continue(()))?;
 //! println!("{} steps, final model in {}", summary.steps, summary.final_dir.display());
 //! # Ok(()) }
 //! ```
 
+pub mod checkpoint;
 pub mod config;
+pub mod fingerprint;
+pub mod log;
 pub mod loss;
 pub mod optim;
+pub mod run_config;
 pub mod trainer;
+pub mod window;
 
-pub use config::{Schedule, TrainConfig};
-pub use loss::bradley_terry;
-pub use optim::{AdamW, Grads};
-pub use trainer::{
-    epoch_batches, latest_checkpoint, train, EvalLog, Event, Run, StepLog, TrainSummary,
+pub use checkpoint::{
+    checkpoint_name, latest_checkpoint, list_checkpoints, parse_checkpoint_name, Start,
     TrainerState,
 };
+pub use config::{Schedule, TrainConfig};
+pub use fingerprint::Fingerprints;
+pub use loss::bradley_terry;
+pub use optim::{AdamW, Grads};
+pub use run_config::RunConfig;
+pub use trainer::{epoch_batches, train, EvalLog, Event, Run, StepLog, TrainSummary};
+pub use window::{TrainWindow, WindowStats};
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum TrainError {
@@ -37,23 +49,68 @@ pub enum TrainError {
     Model(#[from] rewardkit_model::ModelError),
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] rewardkit_io::IoError),
     #[error("invalid training configuration: {0}")]
     Config(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// A new run into a folder that holds something: the two runs would mix.
+    #[error(
+        "{}: the output folder is not empty ({}); pass --resume to continue the run in it, \
+         --overwrite to replace it, or another --out",
+        dir.display(), summarize(found)
+    )]
+    OutNotEmpty { dir: PathBuf, found: Vec<String> },
+    /// `--overwrite` of a folder that holds more than a run: nothing is removed.
+    #[error(
+        "{}: --overwrite only replaces a previous run (checkpoint-N/, final/, metrics.jsonl); \
+         the folder also holds {}, so nothing was removed",
+        dir.display(), summarize(foreign)
+    )]
+    NotARunFolder { dir: PathBuf, foreign: Vec<String> },
+    /// `--resume` where no complete checkpoint exists.
+    #[error(
+        "{}: nothing to resume (no complete checkpoint-N/ folder); pass --resume-or-start to \
+         start a new run when there is none",
+        dir.display()
+    )]
+    NothingToResume { dir: PathBuf },
+    /// The checkpoint belongs to another run.
+    #[error("cannot resume from {}: {}", dir.display(), differences.join(", "))]
+    ResumeMismatch {
+        dir: PathBuf,
+        differences: Vec<String>,
+    },
 }
 
 impl TrainError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        TrainError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+    /// Whether the error is the user's choice of flags against what is on disk (a bad command
+    /// line, exit code 2) rather than a failure.
+    pub fn is_usage(&self) -> bool {
+        matches!(
+            self,
+            TrainError::OutNotEmpty { .. }
+                | TrainError::NotARunFolder { .. }
+                | TrainError::NothingToResume { .. }
+                | TrainError::ResumeMismatch { .. }
+        )
+    }
+}
+
+/// The first few names of a folder listing.
+fn summarize(names: &[String]) -> String {
+    let mut sorted = names.to_vec();
+    sorted.sort();
+    let shown = sorted
+        .iter()
+        .take(4)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if sorted.len() > 4 {
+        format!("{shown}, … {} entries in all", sorted.len())
+    } else {
+        shown
     }
 }

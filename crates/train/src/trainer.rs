@@ -5,22 +5,29 @@
 //! with one seed agree, and a run resumed from the checkpoint of step k continues with exactly
 //! the batches, masks and optimizer state the uninterrupted run had.
 
-use std::io::Write;
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use candle_core::Tensor;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use rewardkit_data::PreferencePair;
 use rewardkit_eval::{Metric, PairMetrics, PairReport, ScoredPair};
 use rewardkit_model::{LoadedModel, Mode, Rng};
 use rewardkit_tokenize::{pad_batch, Encoded, PaddingSide};
 
+use crate::checkpoint::{
+    prepare_out, prune_checkpoints, read_state, save_checkpoint, save_final, SaveMeta, Start,
+    TrainerState, LOG_FILE,
+};
 use crate::config::TrainConfig;
+use crate::fingerprint::Fingerprints;
+use crate::log::MetricsLog;
 use crate::loss::bradley_terry;
 use crate::optim::{AdamW, Grads};
+use crate::window::{TrainWindow, WindowStats};
 use crate::TrainError;
 
 /// A pair encoded for the model.
@@ -89,20 +96,23 @@ pub enum Event<'a> {
     Step(&'a StepLog),
     Eval(&'a EvalLog),
     Saved(&'a Path),
-}
-
-/// `trainer_state.json` of a checkpoint.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct TrainerState {
-    pub step: usize,
-    pub total_steps: usize,
-    pub config: TrainConfig,
+    /// A stop was asked for; the run saves a checkpoint at this step and returns.
+    Stopping {
+        step: usize,
+    },
 }
 
 /// The result of a run.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
+    /// The last step done (and saved).
     pub steps: usize,
+    pub total_steps: usize,
+    /// The step the run resumed at (0 for a fresh run).
+    pub resumed_at: usize,
+    /// Stopped before `total_steps` (by the observer or the stop flag); the newest checkpoint
+    /// holds the last step and `--resume` continues from it.
+    pub interrupted: bool,
     pub train_pairs: usize,
     pub skipped_ties: usize,
     pub final_eval: Option<PairReport>,
@@ -173,24 +183,9 @@ fn evaluate(
     Ok(metrics.compute())
 }
 
-/// The newest complete checkpoint in `out`.
-pub fn latest_checkpoint(out: &Path) -> Option<(usize, PathBuf)> {
-    let entries = std::fs::read_dir(out).ok()?;
-    entries
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let step: usize = name.strip_prefix("checkpoint-")?.parse().ok()?;
-            let dir = e.path();
-            dir.join("trainer_state.json")
-                .exists()
-                .then_some((step, dir))
-        })
-        .max_by_key(|(s, _)| *s)
-}
-
-/// Hyperparameters that must match to resume (frequencies of logs and saves may change).
-fn same_run(a: &TrainConfig, b: &TrainConfig) -> Result<(), String> {
+/// Hyperparameters that must match to resume (frequencies of logs and saves may change): the
+/// fields that differ, as `name (checkpoint X, now Y)`.
+fn config_differences(checkpoint: &TrainConfig, now: &TrainConfig) -> Vec<String> {
     let strip = |c: &TrainConfig| TrainConfig {
         log_every: 1,
         eval_every: 0,
@@ -199,26 +194,18 @@ fn same_run(a: &TrainConfig, b: &TrainConfig) -> Result<(), String> {
         eval_batch_size: 1,
         ..c.clone()
     };
-    if strip(a) != strip(b) {
-        let (ja, jb) = (
-            serde_json::to_value(strip(a)).unwrap_or_default(),
-            serde_json::to_value(strip(b)).unwrap_or_default(),
-        );
-        let diff: Vec<String> = ja
-            .as_object()
-            .into_iter()
-            .flatten()
-            .filter(|(k, v)| jb.get(k.as_str()) != Some(v))
-            .map(|(k, v)| {
-                format!(
-                    "{k} (checkpoint {}, now {v})",
-                    jb.get(k.as_str()).cloned().unwrap_or_default()
-                )
-            })
-            .collect();
-        return Err(diff.join(", "));
-    }
-    Ok(())
+    let as_map = |c: &TrainConfig| match serde_json::to_value(strip(c)) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => serde_json::Map::new(),
+    };
+    let (then, now) = (as_map(checkpoint), as_map(now));
+    then.iter()
+        .filter(|(k, v)| now.get(k.as_str()) != Some(*v))
+        .map(|(k, v)| {
+            let current = now.get(k.as_str()).cloned().unwrap_or_default();
+            format!("{k} (checkpoint {v}, now {current})")
+        })
+        .collect()
 }
 
 /// What to train on and where to write.
@@ -228,43 +215,299 @@ pub struct Run<'a> {
     pub eval: &'a [PreferencePair],
     /// Checkpoints (`checkpoint-N/`), the final model (`final/`) and `metrics.jsonl` go here.
     pub out: &'a Path,
-    /// Continue from the newest checkpoint in `out`, if any.
-    pub resume: bool,
+    /// A new run, a run replacing an old one, or a resumed one.
+    pub start: Start,
+    /// Set from elsewhere (a signal handler) to stop after the current step: a checkpoint is
+    /// written and the summary says `interrupted`.
+    pub stop: Option<&'a AtomicBool>,
     /// Recorded in every checkpoint's `rewardkit.json` (e.g. the data files and split).
     pub meta: serde_json::Value,
 }
 
+impl<'a> Run<'a> {
+    /// A fresh run into `out` (which must be empty or absent), with no stop flag or metadata.
+    pub fn new(train: &'a [PreferencePair], eval: &'a [PreferencePair], out: &'a Path) -> Self {
+        Run {
+            train,
+            eval,
+            out,
+            start: Start::Fresh,
+            stop: None,
+            meta: serde_json::json!({}),
+        }
+    }
+}
+
+/// The encoded pairs and the length of the run.
+struct Prepared {
+    train: Vec<EncodedPair>,
+    eval: Vec<EncodedPair>,
+    lengths: Vec<usize>,
+    skipped_ties: usize,
+    /// Micro-batches per epoch.
+    per_epoch: usize,
+    total_steps: usize,
+}
+
+impl Prepared {
+    fn new(
+        model: &LoadedModel,
+        config: &TrainConfig,
+        train: &[PreferencePair],
+        eval: &[PreferencePair],
+    ) -> Result<Self, TrainError> {
+        let skipped_ties = train.iter().filter(|p| p.tie).count();
+        let kept: Vec<PreferencePair> = train.iter().filter(|p| !p.tie).cloned().collect();
+        if kept.is_empty() {
+            return Err(TrainError::Config(
+                "no training pairs (ties are not used for training)".into(),
+            ));
+        }
+        let train = encode_pairs(model, &kept)?;
+        let eval = encode_pairs(model, eval)?;
+        let lengths: Vec<usize> = train.iter().map(EncodedPair::len).collect();
+        let per_epoch = train.len().div_ceil(config.batch_size);
+        let total_steps = match config.max_steps {
+            Some(s) => s,
+            None => ((per_epoch as f64 * config.epochs) / config.grad_accum as f64).ceil() as usize,
+        }
+        .max(1);
+        Ok(Prepared {
+            train,
+            eval,
+            lengths,
+            skipped_ties,
+            per_epoch,
+            total_steps,
+        })
+    }
+}
+
+/// Loads a checkpoint's weights and optimizer state after checking that it belongs to this run
+/// (same hyperparameters, data and starting model); returns its step.
+fn resume_from(
+    dir: &Path,
+    model: &LoadedModel,
+    optimizer: &mut AdamW,
+    config: &TrainConfig,
+    fingerprints: &Fingerprints,
+) -> Result<usize, TrainError> {
+    let state = read_state(dir)?;
+    let mut differences = config_differences(&state.config, config);
+    if let Some(then) = &state.fingerprints {
+        differences.extend(then.differences(fingerprints));
+    }
+    if !differences.is_empty() {
+        return Err(TrainError::ResumeMismatch {
+            dir: dir.to_path_buf(),
+            differences,
+        });
+    }
+    model
+        .model
+        .params()
+        .load_values(&dir.join("model.safetensors"))?;
+    optimizer.load(&dir.join("optimizer.safetensors"))?;
+    Ok(state.step)
+}
+
+/// The state of a run between steps.
+struct Trainer<'a> {
+    model: &'a LoadedModel,
+    config: &'a TrainConfig,
+    data: Prepared,
+    optimizer: AdamW,
+    eval_model: LoadedModel,
+    epoch_cache: Option<(usize, Vec<Vec<usize>>)>,
+    window: TrainWindow,
+    log: MetricsLog,
+    started: Instant,
+    fingerprints: Fingerprints,
+    /// Pairs and seconds of training over the whole run (for the summary).
+    pairs_done: usize,
+    train_seconds: f64,
+    final_eval: Option<PairReport>,
+}
+
+impl Trainer<'_> {
+    /// The pair indices of the `global`-th micro-batch of the run.
+    fn batch(&mut self, global: usize) -> Vec<usize> {
+        let (epoch, index) = (global / self.data.per_epoch, global % self.data.per_epoch);
+        if self.epoch_cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
+            let batches = epoch_batches(
+                &self.data.lengths,
+                self.config.batch_size,
+                self.config.seed,
+                epoch,
+            );
+            self.epoch_cache = Some((epoch, batches));
+        }
+        self.epoch_cache
+            .as_ref()
+            .map(|(_, b)| b[index].clone())
+            .unwrap_or_default()
+    }
+
+    /// Forward and backward pass of one micro-batch; its gradients are added to `grads`.
+    fn micro_batch(&mut self, global: usize, grads: &mut Grads) -> Result<(), TrainError> {
+        let (config, model) = (self.config, self.model);
+        let idx = self.batch(global);
+        let pairs = &self.data.train;
+        let rows: Vec<&Encoded> = idx
+            .iter()
+            .map(|&i| &pairs[i].chosen)
+            .chain(idx.iter().map(|&i| &pairs[i].rejected))
+            .collect();
+        let batch = pad_batch(&rows, model.tokenizer.pad_id(), PaddingSide::Right);
+        let mode = if config.dropout {
+            Mode::Train {
+                seed: config.seed,
+                step: global as u64,
+            }
+        } else {
+            Mode::Eval
+        };
+        let t0 = Instant::now();
+        let rewards = model.model.forward(&batch, mode)?;
+        let n = idx.len();
+        let chosen = rewards.narrow(0, 0, n)?;
+        let rejected = rewards.narrow(0, n, n)?;
+        let margins = if config.use_margin && idx.iter().any(|&i| pairs[i].margin != 0.0) {
+            let m: Vec<f32> = idx.iter().map(|&i| pairs[i].margin).collect();
+            Some(Tensor::from_vec(m, n, rewards.device())?)
+        } else {
+            None
+        };
+        let loss = bradley_terry(
+            &chosen,
+            &rejected,
+            margins.as_ref(),
+            config.center_rewards_coefficient,
+        )?;
+        let scaled = (&loss / config.grad_accum as f64)?;
+        let t1 = Instant::now();
+        let store = scaled.backward()?;
+        grads.accumulate(&store, self.optimizer.vars().map(|(_, v)| v))?;
+        self.window
+            .add_times((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
+        // The gap is taken in f32, as the loss saw it, then widened.
+        let gaps: Vec<f32> = (&chosen - &rejected)?.to_vec1()?;
+        for g in gaps {
+            self.window.update(&ScoredPair::new(f64::from(g), 0.0));
+        }
+        let tokens = batch.attention_mask.iter().map(|&m| m as usize).sum();
+        self.window.add_batch(
+            loss.to_scalar::<f32>()? as f64 / config.grad_accum as f64,
+            tokens,
+            batch.attention_mask.len(),
+        );
+        Ok(())
+    }
+
+    /// One optimizer step: the micro-batches, clipping, the update. Returns (grad norm, lr).
+    fn step(&mut self, step: usize) -> Result<(f64, f64), TrainError> {
+        let mut grads = Grads::default();
+        for micro in 0..self.config.grad_accum {
+            self.micro_batch((step - 1) * self.config.grad_accum + micro, &mut grads)?;
+        }
+        let t = Instant::now();
+        let grad_norm = grads.clip(self.config.max_grad_norm)?;
+        let lr = self.config.lr_at(step, self.data.total_steps);
+        self.optimizer.step(&grads, lr)?;
+        self.window.end_step(t.elapsed().as_secs_f64());
+        Ok((grad_norm, lr))
+    }
+
+    /// The log line of the window that ends at `step`; the window is cleared.
+    fn log_step(&mut self, step: usize, grad_norm: f64, lr: f64) -> Result<StepLog, TrainError> {
+        let w: WindowStats = self.window.compute();
+        self.window.clear();
+        let entry = StepLog {
+            step,
+            total_steps: self.data.total_steps,
+            epoch: (step * self.config.grad_accum) as f64 / self.data.per_epoch as f64,
+            loss: w.loss,
+            accuracy: w.accuracy,
+            mean_grad_weight: w.mean_grad_weight,
+            grad_weight_hist: w.grad_weight_hist,
+            learning_rate: lr,
+            grad_norm,
+            pairs_per_s: w.pairs as f64 / w.seconds,
+            tokens_per_s: w.tokens as f64 / w.seconds,
+            padded_tokens_per_s: w.padded_tokens as f64 / w.seconds,
+            elapsed_s: self.started.elapsed().as_secs_f64(),
+            forward_s: w.forward_s,
+            backward_s: w.backward_s,
+            optimizer_s: w.optimizer_s,
+        };
+        self.pairs_done += w.pairs;
+        self.train_seconds += w.seconds;
+        self.log.write("train", &entry)?;
+        Ok(entry)
+    }
+
+    fn evaluate(&mut self, step: usize) -> Result<EvalLog, TrainError> {
+        let t = Instant::now();
+        let report = evaluate(
+            &self.eval_model,
+            &self.data.eval,
+            self.config.eval_batch_size,
+        )?;
+        let entry = EvalLog {
+            step,
+            report,
+            seconds: t.elapsed().as_secs_f64(),
+        };
+        self.log.write("eval", &entry)?;
+        if step == self.data.total_steps {
+            self.final_eval = Some(entry.report.clone());
+        }
+        self.window.restart_clock();
+        Ok(entry)
+    }
+
+    fn state(&self, step: usize) -> TrainerState {
+        TrainerState {
+            step,
+            total_steps: self.data.total_steps,
+            config: self.config.clone(),
+            fingerprints: Some(self.fingerprints.clone()),
+        }
+    }
+
+    fn save(
+        &mut self,
+        step: usize,
+        out: &Path,
+        extra: &serde_json::Value,
+    ) -> Result<PathBuf, TrainError> {
+        let state = self.state(step);
+        let meta = SaveMeta {
+            state: &state,
+            extra,
+            eval: self.final_eval.as_ref(),
+        };
+        let dir = save_checkpoint(self.model, &self.optimizer, &meta, out)?;
+        prune_checkpoints(out, self.config.save_total_limit)?;
+        self.window.restart_clock();
+        Ok(dir)
+    }
+}
+
 /// Trains `model` as `config` says on `run.train`. `observer` sees every log line, evaluation
-/// and save, and can stop the run after any step by returning `Break` (a checkpoint is written
-/// first, so the run can be resumed).
+/// and save, and can stop the run after any step by returning `Break` (as can `run.stop`): a
+/// checkpoint is written first, so the run can be resumed.
 pub fn train(
     model: &LoadedModel,
     config: &TrainConfig,
     run: &Run,
     mut observer: impl FnMut(Event) -> ControlFlow<()>,
 ) -> Result<TrainSummary, TrainError> {
-    let (train, eval, out, resume, extra_meta) =
-        (run.train, run.eval, run.out, run.resume, &run.meta);
     config.validate().map_err(TrainError::Config)?;
-    std::fs::create_dir_all(out).map_err(|e| TrainError::io(out, e))?;
     let started = Instant::now();
-    let skipped_ties = train.iter().filter(|p| p.tie).count();
-    let train_pairs: Vec<PreferencePair> = train.iter().filter(|p| !p.tie).cloned().collect();
-    if train_pairs.is_empty() {
-        return Err(TrainError::Config(
-            "no training pairs (ties are not used for training)".into(),
-        ));
-    }
-    let train_enc = encode_pairs(model, &train_pairs)?;
-    let eval_enc = encode_pairs(model, eval)?;
-    let lengths: Vec<usize> = train_enc.iter().map(EncodedPair::len).collect();
-    let per_epoch = train_enc.len().div_ceil(config.batch_size);
-    let total_steps = match config.max_steps {
-        Some(s) => s,
-        None => ((per_epoch as f64 * config.epochs) / config.grad_accum as f64).ceil() as usize,
-    }
-    .max(1);
-
+    let fingerprints = Fingerprints::of(model, run.train, run.eval)?;
+    let resume = prepare_out(run.out, run.start)?;
+    let data = Prepared::new(model, config, run.train, run.eval)?;
     let mut optimizer = AdamW::new(
         model.model.params().vars(),
         config.adam_beta1,
@@ -272,351 +515,82 @@ pub fn train(
         config.adam_eps,
         config.weight_decay,
     )?;
-    let mut start_step = 0;
-    if resume {
-        if let Some((step, dir)) = latest_checkpoint(out) {
-            let state: TrainerState = read_json(&dir.join("trainer_state.json"))?;
-            same_run(&state.config, config).map_err(|d| {
-                TrainError::Config(format!(
-                    "cannot resume from {}: the configuration differs: {d}",
-                    dir.display()
-                ))
-            })?;
-            model
-                .model
-                .params()
-                .load_values(&dir.join("model.safetensors"))?;
-            optimizer.load(&dir.join("optimizer.safetensors"))?;
-            start_step = step;
-        }
-    }
-    let log_path = out.join("metrics.jsonl");
-    truncate_log(&log_path, start_step)?;
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(&log_path)
-        .map_err(|e| TrainError::io(&log_path, e))?;
+    let start_step = match &resume {
+        Some((_, dir)) => resume_from(dir, model, &mut optimizer, config, &fingerprints)?,
+        None => 0,
+    };
+    let log = MetricsLog::open(&run.out.join(LOG_FILE), start_step)?;
     let _ = observer(Event::Start {
-        total_steps,
-        train_pairs: train_enc.len(),
-        eval_pairs: eval_enc.len(),
+        total_steps: data.total_steps,
+        train_pairs: data.train.len(),
+        eval_pairs: data.eval.len(),
         resumed_at: start_step,
     });
-
-    let pad = model.tokenizer.pad_id();
-    let eval_model = model.frozen_copy()?;
-    let mut epoch_cache: Option<(usize, Vec<Vec<usize>>)> = None;
-    let (mut win_loss, mut win_right, mut win_pairs, mut win_tokens, mut win_weight, mut win_steps) =
-        (0.0, 0usize, 0usize, 0usize, 0.0, 0usize);
-    let mut win_hist = [0usize; 10];
-    let mut win_padded = 0usize;
-    let mut win_start = Instant::now();
-    let (mut t_fwd, mut t_bwd, mut t_opt) = (0.0f64, 0.0f64, 0.0f64);
-    let (mut total_pairs_done, mut train_seconds) = (0usize, 0.0f64);
-    let mut final_eval = None;
-    let mut last_saved = None;
+    let mut t = Trainer {
+        model,
+        config,
+        eval_model: model.frozen_copy()?,
+        data,
+        optimizer,
+        epoch_cache: None,
+        window: TrainWindow::default(),
+        log,
+        started,
+        fingerprints,
+        pairs_done: 0,
+        train_seconds: 0.0,
+        final_eval: None,
+    };
+    let total_steps = t.data.total_steps;
+    let mut steps_done = start_step;
     for step in start_step + 1..=total_steps {
-        let mut grads = Grads::default();
-        for micro in 0..config.grad_accum {
-            let global = (step - 1) * config.grad_accum + micro;
-            let (epoch, index) = (global / per_epoch, global % per_epoch);
-            if epoch_cache.as_ref().map(|(e, _)| *e) != Some(epoch) {
-                epoch_cache = Some((
-                    epoch,
-                    epoch_batches(&lengths, config.batch_size, config.seed, epoch),
-                ));
-            }
-            let batch_idx = &epoch_cache.as_ref().expect("set above").1[index];
-            let rows: Vec<&Encoded> = batch_idx
-                .iter()
-                .map(|&i| &train_enc[i].chosen)
-                .chain(batch_idx.iter().map(|&i| &train_enc[i].rejected))
-                .collect();
-            let batch = pad_batch(&rows, pad, PaddingSide::Right);
-            let mode = if config.dropout {
-                Mode::Train {
-                    seed: config.seed,
-                    step: global as u64,
-                }
-            } else {
-                Mode::Eval
-            };
-            let t0 = Instant::now();
-            let rewards = model.model.forward(&batch, mode)?;
-            let n = batch_idx.len();
-            let chosen = rewards.narrow(0, 0, n)?;
-            let rejected = rewards.narrow(0, n, n)?;
-            let margins =
-                if config.use_margin && batch_idx.iter().any(|&i| train_enc[i].margin != 0.0) {
-                    let m: Vec<f32> = batch_idx.iter().map(|&i| train_enc[i].margin).collect();
-                    Some(Tensor::from_vec(m, n, rewards.device())?)
-                } else {
-                    None
-                };
-            let loss = bradley_terry(
-                &chosen,
-                &rejected,
-                margins.as_ref(),
-                config.center_rewards_coefficient,
-            )?;
-            let scaled = (&loss / config.grad_accum as f64)?;
-            let t1 = Instant::now();
-            let store = scaled.backward()?;
-            grads.accumulate(&store, optimizer.vars().map(|(_, v)| v))?;
-            t_fwd += (t1 - t0).as_secs_f64();
-            t_bwd += t1.elapsed().as_secs_f64();
-            let gaps: Vec<f32> = (&chosen - &rejected)?.to_vec1()?;
-            win_loss += loss.to_scalar::<f32>()? as f64 / config.grad_accum as f64;
-            win_right += gaps.iter().filter(|&&g| g > 0.0).count();
-            for &g in &gaps {
-                let w = 1.0 / (1.0 + (g as f64).exp()); // σ(−Δ)
-                win_weight += w;
-                win_hist[((w * 10.0) as usize).min(9)] += 1;
-            }
-            win_pairs += n;
-            win_tokens += batch
-                .attention_mask
-                .iter()
-                .map(|&m| m as usize)
-                .sum::<usize>();
-            win_padded += batch.attention_mask.len();
-        }
-        let t2 = Instant::now();
-        let grad_norm = grads.clip(config.max_grad_norm)?;
-        let lr = config.lr_at(step, total_steps);
-        optimizer.step(&grads, lr)?;
-        t_opt += t2.elapsed().as_secs_f64();
-        win_steps += 1;
-
-        let mut stop = false;
-        if step % config.log_every == 0 || step == total_steps {
-            let secs = win_start.elapsed().as_secs_f64().max(1e-9);
-            let entry = StepLog {
-                step,
-                total_steps,
-                epoch: (step * config.grad_accum) as f64 / per_epoch as f64,
-                loss: win_loss / win_steps as f64,
-                accuracy: win_right as f64 / win_pairs.max(1) as f64,
-                mean_grad_weight: win_weight / win_pairs.max(1) as f64,
-                grad_weight_hist: std::mem::take(&mut win_hist),
-                learning_rate: lr,
-                grad_norm,
-                pairs_per_s: win_pairs as f64 / secs,
-                tokens_per_s: win_tokens as f64 / secs,
-                padded_tokens_per_s: win_padded as f64 / secs,
-                elapsed_s: started.elapsed().as_secs_f64(),
-                forward_s: t_fwd,
-                backward_s: t_bwd,
-                optimizer_s: t_opt,
-            };
-            (t_fwd, t_bwd, t_opt) = (0.0, 0.0, 0.0);
-            total_pairs_done += win_pairs;
-            train_seconds += secs;
-            write_log(&mut log, "train", &entry, &log_path)?;
-            stop |= observer(Event::Step(&entry)).is_break();
-            (
-                win_loss, win_right, win_pairs, win_tokens, win_weight, win_steps,
-            ) = (0.0, 0, 0, 0, 0.0, 0);
-            win_padded = 0;
-            win_start = Instant::now();
-        }
+        let (grad_norm, lr) = t.step(step)?;
         let last = step == total_steps;
-        if !eval_enc.is_empty()
+        let mut stop = false;
+        if step % config.log_every == 0 || last {
+            let entry = t.log_step(step, grad_norm, lr)?;
+            stop |= observer(Event::Step(&entry)).is_break();
+        }
+        if !t.data.eval.is_empty()
             && ((config.eval_every > 0 && step % config.eval_every == 0) || last)
         {
-            let t = Instant::now();
-            let report = evaluate(&eval_model, &eval_enc, config.eval_batch_size)?;
-            let entry = EvalLog {
-                step,
-                report,
-                seconds: t.elapsed().as_secs_f64(),
-            };
-            write_log(&mut log, "eval", &entry, &log_path)?;
+            let entry = t.evaluate(step)?;
             stop |= observer(Event::Eval(&entry)).is_break();
-            if last {
-                final_eval = Some(entry.report.clone());
-            }
-            win_start = Instant::now();
+        }
+        stop |= run.stop.is_some_and(|s| s.load(Ordering::SeqCst));
+        if stop && !last {
+            let _ = observer(Event::Stopping { step });
         }
         if (config.save_every > 0 && step % config.save_every == 0) || last || stop {
-            let state = TrainerState {
-                step,
-                total_steps,
-                config: config.clone(),
-            };
-            let dir = save_checkpoint(
-                model,
-                &optimizer,
-                &state,
-                out,
-                extra_meta,
-                final_eval.as_ref(),
-            )?;
-            prune_checkpoints(out, config.save_total_limit)?;
+            let dir = t.save(step, run.out, &run.meta)?;
             let _ = observer(Event::Saved(&dir));
-            last_saved = Some(dir);
-            win_start = Instant::now();
+            steps_done = step;
         }
         if stop {
             break;
         }
     }
-    let steps_done = last_saved
-        .as_ref()
-        .and_then(|d| d.file_name())
-        .and_then(|n| {
-            n.to_string_lossy()
-                .strip_prefix("checkpoint-")
-                .and_then(|s| s.parse().ok())
-        })
-        .unwrap_or(start_step);
-    let final_dir = out.join("final");
+    let final_dir = run.out.join(crate::checkpoint::FINAL_DIR);
     if steps_done == total_steps {
-        let state = TrainerState {
-            step: total_steps,
-            total_steps,
-            config: config.clone(),
+        let state = t.state(total_steps);
+        let meta = SaveMeta {
+            state: &state,
+            extra: &run.meta,
+            eval: t.final_eval.as_ref(),
         };
-        write_model_dir(
-            model,
-            &optimizer,
-            &state,
-            &final_dir,
-            extra_meta,
-            final_eval.as_ref(),
-            false,
-        )?;
+        save_final(model, &meta, run.out)?;
         let _ = observer(Event::Saved(&final_dir));
     }
     Ok(TrainSummary {
         steps: steps_done,
-        train_pairs: train_enc.len(),
-        skipped_ties,
-        final_eval,
+        total_steps,
+        resumed_at: start_step,
+        interrupted: steps_done < total_steps,
+        train_pairs: t.data.train.len(),
+        skipped_ties: t.data.skipped_ties,
+        final_eval: t.final_eval,
         final_dir,
         seconds: started.elapsed().as_secs_f64(),
-        pairs_per_s: total_pairs_done as f64 / train_seconds.max(1e-9),
+        pairs_per_s: t.pairs_done as f64 / t.train_seconds.max(1e-9),
     })
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, TrainError> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    serde_json::from_str(&text)
-        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))
-}
-
-fn write_log<T: Serialize>(
-    log: &mut std::fs::File,
-    kind: &str,
-    entry: &T,
-    path: &Path,
-) -> Result<(), TrainError> {
-    let mut v = serde_json::to_value(entry).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-    if let Some(o) = v.as_object_mut() {
-        o.insert("kind".into(), kind.into());
-    }
-    writeln!(log, "{v}").map_err(|e| TrainError::io(path, e))?;
-    log.flush().map_err(|e| TrainError::io(path, e))
-}
-
-/// Keeps the log lines of steps up to `step` (a resumed run rewrites what came after).
-fn truncate_log(path: &Path, step: usize) -> Result<(), TrainError> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
-                .is_some_and(|s| s as usize <= step)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(path, kept).map_err(|e| TrainError::io(path, e))
-}
-
-fn save_checkpoint(
-    model: &LoadedModel,
-    optimizer: &AdamW,
-    state: &TrainerState,
-    out: &Path,
-    extra: &serde_json::Value,
-    eval: Option<&PairReport>,
-) -> Result<PathBuf, TrainError> {
-    let dir = out.join(format!("checkpoint-{}", state.step));
-    write_model_dir(model, optimizer, state, &dir, extra, eval, true)?;
-    Ok(dir)
-}
-
-/// Writes a model folder atomically: into a temporary folder beside `dir`, then renamed.
-fn write_model_dir(
-    model: &LoadedModel,
-    optimizer: &AdamW,
-    state: &TrainerState,
-    dir: &Path,
-    extra: &serde_json::Value,
-    eval: Option<&PairReport>,
-    with_optimizer: bool,
-) -> Result<(), TrainError> {
-    let parent = dir.parent().unwrap_or(Path::new("."));
-    let name = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = parent.join(format!(".{name}.tmp"));
-    if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    }
-    std::fs::create_dir_all(&tmp).map_err(|e| TrainError::io(&tmp, e))?;
-    let mut meta = serde_json::json!({
-        "train": state.config,
-        "step": state.step,
-        "total_steps": state.total_steps,
-        "eval": eval,
-    });
-    if let (Some(o), Some(e)) = (meta.as_object_mut(), extra.as_object()) {
-        for (k, v) in e {
-            o.insert(k.clone(), v.clone());
-        }
-    }
-    rewardkit_model::save(model, &tmp, meta)?;
-    if with_optimizer {
-        optimizer.save(&tmp.join("optimizer.safetensors"))?;
-        // Written last: its presence marks a complete checkpoint.
-        let state_path = tmp.join("trainer_state.json");
-        let text =
-            serde_json::to_vec_pretty(state).map_err(|e| TrainError::Checkpoint(e.to_string()))?;
-        std::fs::write(&state_path, text).map_err(|e| TrainError::io(&state_path, e))?;
-    }
-    if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    }
-    std::fs::rename(&tmp, dir).map_err(|e| TrainError::io(dir, e))
-}
-
-/// Removes all but the newest `keep` checkpoints.
-fn prune_checkpoints(out: &Path, keep: usize) -> Result<(), TrainError> {
-    let mut found: Vec<(usize, PathBuf)> = std::fs::read_dir(out)
-        .map_err(|e| TrainError::io(out, e))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| {
-            let step = e
-                .file_name()
-                .to_string_lossy()
-                .strip_prefix("checkpoint-")?
-                .parse()
-                .ok()?;
-            Some((step, e.path()))
-        })
-        .collect();
-    found.sort();
-    let excess = found.len().saturating_sub(keep.max(1));
-    for (_, dir) in found.into_iter().take(excess) {
-        std::fs::remove_dir_all(&dir).map_err(|e| TrainError::io(&dir, e))?;
-    }
-    Ok(())
 }

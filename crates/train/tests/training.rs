@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use candle_core::Device;
 use rewardkit_data::PreferencePair;
 use rewardkit_model::{load, LoadOptions, LoadedModel, Rng};
-use rewardkit_train::{latest_checkpoint, train, Event, Run, TrainConfig};
+use rewardkit_train::{latest_checkpoint, train, Event, Run, Start, TrainConfig};
 
 fn shared_models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
@@ -99,7 +99,8 @@ fn learns_the_rule_and_logs() {
             train: &train_pairs,
             eval: &eval_pairs,
             out: out.path(),
-            resume: false,
+            start: Start::Fresh,
+            stop: None,
             meta: serde_json::json!({}),
         },
         |e| {
@@ -176,7 +177,8 @@ fn same_seed_same_result_and_resume_equals_uninterrupted() {
                 train: &train_pairs,
                 eval: &eval_pairs,
                 out,
-                resume,
+                start: if resume { Start::Resume } else { Start::Fresh },
+                stop: None,
                 meta: serde_json::json!({}),
             },
             |e| match (e, stop_at) {
@@ -232,7 +234,8 @@ fn resume_refuses_a_different_configuration() {
             train: &train_pairs,
             eval: &eval_pairs,
             out: out.path(),
-            resume: false,
+            start: Start::Fresh,
+            stop: None,
             meta: serde_json::json!({}),
         },
         |_| ControlFlow::Continue(()),
@@ -249,7 +252,8 @@ fn resume_refuses_a_different_configuration() {
             train: &train_pairs,
             eval: &eval_pairs,
             out: out.path(),
-            resume: true,
+            start: Start::Resume,
+            stop: None,
             meta: serde_json::json!({}),
         },
         |_| ControlFlow::Continue(()),

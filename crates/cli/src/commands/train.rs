@@ -5,30 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use serde::{Deserialize, Serialize};
 
-use rewardkit_data::{Format, SplitConfig, SplitKey};
+use rewardkit_data::SplitKey;
 use rewardkit_model::{LoadOptions, Pooling};
-use rewardkit_train::{Event, Run, Schedule, TrainConfig};
+use rewardkit_train::{Event, Run, RunConfig, Schedule, Start, TrainSummary};
 
 use super::data::{ReadArgs, SplitBy};
 use super::{print_json, print_text};
-
-/// Everything a training run needs; a config file (`--config run.toml` or `.json`) holds the
-/// same fields, and flags given on the command line override it.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct RunConfig {
-    pub model: Option<PathBuf>,
-    pub from_scratch: bool,
-    pub pooling: Option<Pooling>,
-    pub data: Vec<PathBuf>,
-    pub eval_data: Vec<PathBuf>,
-    pub format: Option<Format>,
-    pub split: SplitConfig,
-    pub out: Option<PathBuf>,
-    pub train: TrainConfig,
-}
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum PoolingArg {
@@ -94,14 +77,23 @@ pub struct TrainArgs {
     /// Output folder: checkpoint-N/, final/, metrics.jsonl.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// Continue from the newest checkpoint in --out (same configuration required).
-    #[arg(long)]
+    /// Continue from the newest checkpoint in --out. Refused when there is none, or when its
+    /// configuration, data or starting model differ from this run's (each is fingerprinted).
+    #[arg(long, conflicts_with_all = ["resume_or_start", "overwrite"])]
     resume: bool,
+    /// Like --resume, but start a new run when --out holds no checkpoint yet (for jobs that may
+    /// be preempted and restarted with the same command).
+    #[arg(long, conflicts_with = "overwrite")]
+    resume_or_start: bool,
+    /// Replace the previous run in --out (its checkpoint-N/, final/ and metrics.jsonl). Without
+    /// it (or --resume) a non-empty --out is refused, so two runs never mix.
+    #[arg(long)]
+    overwrite: bool,
     #[arg(long)]
     epochs: Option<f64>,
-    /// Stop after this many optimizer steps.
-    #[arg(long)]
-    max_steps: Option<usize>,
+    /// Stop after this many optimizer steps (at least 1; overrides --epochs).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+    max_steps: Option<u64>,
     /// Pairs per micro-batch.
     #[arg(long)]
     batch_size: Option<usize>,
@@ -150,7 +142,13 @@ impl TrainArgs {
     /// The config file, then every flag given on top of it.
     fn resolve(&self) -> anyhow::Result<RunConfig> {
         let mut c = match &self.config {
-            Some(p) => super::read_config(p, "run config")?,
+            Some(p) => {
+                let text = rewardkit_io::read_to_string(p)?;
+                let toml = p.extension().is_some_and(|e| e == "toml");
+                // A bad file is a failure (1); a bad flag below is a bad command line (2).
+                RunConfig::parse(&text, toml, &p.display().to_string())
+                    .map_err(anyhow::Error::msg)?
+            }
             None => RunConfig::default(),
         };
         macro_rules! set {
@@ -189,8 +187,8 @@ impl TrainArgs {
         }
         let t = &mut c.train;
         set!(self.epochs, t.epochs);
-        if self.max_steps.is_some() {
-            t.max_steps = self.max_steps;
+        if let Some(steps) = self.max_steps {
+            t.max_steps = Some(steps as usize);
         }
         set!(self.batch_size, t.batch_size);
         set!(self.grad_accum, t.grad_accum);
@@ -216,8 +214,17 @@ impl TrainArgs {
         set!(self.eval_every, t.eval_every);
         set!(self.save_every, t.save_every);
         t.validate()
-            .map_err(|e| anyhow::anyhow!("invalid training configuration: {e}"))?;
+            .map_err(|e| crate::Usage(format!("invalid training configuration: {e}")))?;
         Ok(c)
+    }
+
+    fn start(&self) -> Start {
+        match (self.resume, self.resume_or_start, self.overwrite) {
+            (true, _, _) => Start::Resume,
+            (_, true, _) => Start::ResumeOrFresh,
+            (_, _, true) => Start::Overwrite,
+            _ => Start::Fresh,
+        }
     }
 }
 
@@ -230,31 +237,29 @@ fn say(pb: &indicatif::ProgressBar, line: String) {
     }
 }
 
-pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+/// The exit code of a run stopped by a signal (128 + SIGINT, as shells report it).
+pub const INTERRUPTED: u8 = 130;
+
+/// Trains; returns the exit code (0, or [`INTERRUPTED`] when a signal stopped the run after
+/// saving a checkpoint).
+pub fn run(args: TrainArgs) -> anyhow::Result<u8> {
     let config = args.resolve()?;
     let model_dir = config
         .model
         .clone()
-        .context("no model: pass --model DIR (or `model` in --config)")?;
+        .context("no model: pass --model DIR (or `model` in --config)")
+        .map_err(usage)?;
     let out = config
         .out
         .clone()
-        .context("no output folder: pass --out DIR (or `out` in --config)")?;
-    anyhow::ensure!(
-        !config.data.is_empty(),
-        "no training data: pass --data FILE… (or `data` in --config)"
-    );
-    let read = ReadArgs {
-        format: config.format,
-        ..args.read.clone()
-    };
-    let data = read.load(&config.data, false)?;
-    let (train, eval) = if config.eval_data.is_empty() {
-        config.split.split(data.pairs)
-    } else {
-        (data.pairs, read.load(&config.eval_data, false)?.pairs)
-    };
-    let device = candle_core::Device::Cpu;
+        .context("no output folder: pass --out DIR (or `out` in --config)")
+        .map_err(usage)?;
+    if config.data.is_empty() {
+        return Err(usage(anyhow::anyhow!(
+            "no training data: pass --data FILE… (or `data` in --config)"
+        )));
+    }
+    let (train, eval) = load_data(&config, &args.read)?;
     let options = LoadOptions {
         pooling: config.pooling,
         from_scratch: config.from_scratch,
@@ -262,7 +267,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         max_length: Some(config.train.max_length),
         inference: false,
     };
-    let model = rewardkit_model::load(&model_dir, &options, &device)?;
+    let model = rewardkit_model::load(&model_dir, &options, &candle_core::Device::Cpu)?;
     eprintln!(
         "model {}: {} parameters, pooling {:?}; {} training pairs, {} held out",
         model_dir.display(),
@@ -271,81 +276,146 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         train.len(),
         eval.len()
     );
-    let meta = serde_json::json!({ "run": config });
-    let pb = crate::progress::bar(0, "steps");
-    // σ(−Δ) histograms of the first and last logging windows, shown at the end.
-    let (mut first_hist, mut last_hist) = (None, None);
-    let summary = rewardkit_train::train(
-        &model,
-        &config.train,
-        &Run {
-            train: &train,
-            eval: &eval,
-            out: &out,
-            resume: args.resume,
-            meta,
-        },
-        |event| {
-            match event {
-                Event::Start {
-                    total_steps,
-                    resumed_at,
-                    ..
-                } => {
-                    pb.set_length(total_steps as u64);
-                    pb.set_position(resumed_at as u64);
-                    pb.set_message("training");
-                    if resumed_at > 0 {
-                        say(&pb, format!("resumed at step {resumed_at}"));
-                    }
+    let stop = crate::signals::stop_on_signal();
+    let run = Run {
+        start: args.start(),
+        stop: Some(stop),
+        meta: serde_json::json!({ "run": config }),
+        ..Run::new(&train, &eval, &out)
+    };
+    let mut progress = Progress::new();
+    let summary = rewardkit_train::train(&model, &config.train, &run, |e| progress.on(e))?;
+    progress.finish();
+    report(&summary, &out, args.json)?;
+    Ok(if summary.interrupted { INTERRUPTED } else { 0 })
+}
+
+fn usage(e: anyhow::Error) -> anyhow::Error {
+    crate::Usage(format!("{e:#}")).into()
+}
+
+/// The training and held-out pairs: `eval_data`, or a split of `data`.
+fn load_data(
+    config: &RunConfig,
+    read: &ReadArgs,
+) -> anyhow::Result<(
+    Vec<rewardkit_data::PreferencePair>,
+    Vec<rewardkit_data::PreferencePair>,
+)> {
+    let read = ReadArgs {
+        format: config.format,
+        ..read.clone()
+    };
+    let data = read.load(&config.data, false)?;
+    Ok(if config.eval_data.is_empty() {
+        config.split.split(data.pairs)
+    } else {
+        (data.pairs, read.load(&config.eval_data, false)?.pairs)
+    })
+}
+
+/// The progress bar and log lines on stderr.
+struct Progress {
+    pb: indicatif::ProgressBar,
+    /// σ(−Δ) histograms of the first and last logging windows, shown at the end.
+    first_hist: Option<[usize; 10]>,
+    last_hist: Option<[usize; 10]>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            pb: crate::progress::bar(0, "steps"),
+            first_hist: None,
+            last_hist: None,
+        }
+    }
+
+    fn on(&mut self, event: Event) -> ControlFlow<()> {
+        let pb = &self.pb;
+        match event {
+            Event::Start {
+                total_steps,
+                resumed_at,
+                ..
+            } => {
+                pb.set_length(total_steps as u64);
+                pb.set_position(resumed_at as u64);
+                pb.set_message("training");
+                if resumed_at > 0 {
+                    say(pb, format!("resumed at step {resumed_at}"));
                 }
-                Event::Step(s) => {
-                    first_hist.get_or_insert(s.grad_weight_hist);
-                    last_hist = Some(s.grad_weight_hist);
-                    pb.set_position(s.step as u64);
-                    pb.set_message(format!(
-                        "loss {:.4} acc {:.3} σ(−Δ) {:.2} {:.2} pairs/s",
-                        s.loss, s.accuracy, s.mean_grad_weight, s.pairs_per_s
-                    ));
-                    if pb.is_hidden() {
-                        eprintln!(
-                            "step {}/{}: loss {:.4} accuracy {:.3} lr {:.2e} grad-norm {:.3} {:.2} pairs/s",
-                            s.step, s.total_steps, s.loss, s.accuracy, s.learning_rate, s.grad_norm, s.pairs_per_s
-                        );
-                    }
-                }
-                Event::Eval(e) => {
-                    let acc = e.report.accuracy.accuracy.unwrap_or(f64::NAN);
-                    say(
-                        &pb,
-                        format!(
-                            "eval at step {}: accuracy {:.4}, ECE {}, log loss {} ({:.1} s)",
-                            e.step,
-                            acc,
-                            rewardkit_report::fmt_num(e.report.calibration.ece),
-                            rewardkit_report::fmt_num(e.report.calibration.log_loss),
-                            e.seconds
-                        ),
+            }
+            Event::Step(s) => {
+                self.first_hist.get_or_insert(s.grad_weight_hist);
+                self.last_hist = Some(s.grad_weight_hist);
+                pb.set_position(s.step as u64);
+                pb.set_message(format!(
+                    "loss {:.4} acc {:.3} σ(−Δ) {:.2} {:.2} pairs/s",
+                    s.loss, s.accuracy, s.mean_grad_weight, s.pairs_per_s
+                ));
+                if pb.is_hidden() {
+                    eprintln!(
+                        "step {}/{}: loss {:.4} accuracy {:.3} lr {:.2e} grad-norm {:.3} {:.2} pairs/s",
+                        s.step, s.total_steps, s.loss, s.accuracy, s.learning_rate, s.grad_norm, s.pairs_per_s
                     );
                 }
-                Event::Saved(dir) => say(&pb, format!("saved {}", dir.display())),
             }
-            ControlFlow::Continue(())
-        },
-    )?;
-    pb.finish_and_clear();
-    if let (Some(first), Some(last)) = (first_hist, last_hist) {
-        eprint!("{}", rewardkit_report::grad_weight_histogram(&first, &last));
+            Event::Eval(e) => {
+                let acc = e.report.accuracy.accuracy.unwrap_or(f64::NAN);
+                say(
+                    pb,
+                    format!(
+                        "eval at step {}: accuracy {:.4}, ECE {}, log loss {} ({:.1} s)",
+                        e.step,
+                        acc,
+                        rewardkit_report::fmt_num(e.report.calibration.ece),
+                        rewardkit_report::fmt_num(e.report.calibration.log_loss),
+                        e.seconds
+                    ),
+                );
+            }
+            Event::Stopping { step } => {
+                say(pb, format!("stopping at step {step}: saving a checkpoint"))
+            }
+            Event::Saved(dir) => say(pb, format!("saved {}", dir.display())),
+        }
+        ControlFlow::Continue(())
     }
-    eprintln!(
-        "trained {} steps in {:.0} s ({:.2} pairs/s); final model in {}",
-        summary.steps,
-        summary.seconds,
-        summary.pairs_per_s,
-        summary.final_dir.display()
-    );
-    if args.json {
-        return print_json(&summary);
+
+    fn finish(self) {
+        self.pb.finish_and_clear();
+        if let (Some(first), Some(last)) = (self.first_hist, self.last_hist) {
+            eprint!("{}", rewardkit_report::grad_weight_histogram(&first, &last));
+        }
+    }
+}
+
+/// The summary: on stderr, and the final evaluation (or JSON) on stdout.
+fn report(summary: &TrainSummary, out: &std::path::Path, json: bool) -> anyhow::Result<()> {
+    if summary.interrupted {
+        let resume: Vec<String> = std::env::args()
+            .filter(|a| a != "--resume-or-start" && a != "--overwrite" && a != "--resume")
+            .chain(["--resume".to_string()])
+            .collect();
+        eprintln!(
+            "interrupted: stopped at step {} of {}; the checkpoint is in {}. Resume with:\n  {}",
+            summary.steps,
+            summary.total_steps,
+            out.display(),
+            resume.join(" ")
+        );
+    } else {
+        eprintln!(
+            "trained {} steps in {:.0} s ({:.2} pairs/s); final model in {}",
+            summary.steps,
+            summary.seconds,
+            summary.pairs_per_s,
+            summary.final_dir.display()
+        );
+    }
+    if json {
+        return print_json(summary);
     }
     if let Some(report) = &summary.final_eval {
         let eval_report = rewardkit_eval::EvalReport {

@@ -1,0 +1,301 @@
+//! `rewardkit train` against what is already in its output folder: a finished run is never mixed
+//! with a new one, a signal stops at a checkpoint that resumes exactly, and `--resume` refuses a
+//! checkpoint of another run (other hyperparameters, data or starting model).
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::{bin, data, model_dir, ok, run, stderr, weights};
+
+/// A small run of tiny-bert on synthetic pairs into `out`.
+fn args(model: &Path, train: &Path, out: &Path, steps: &str) -> Vec<String> {
+    [
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        train.to_str().unwrap(),
+        "--eval-fraction",
+        "0.1",
+        "--out",
+        out.to_str().unwrap(),
+        "--max-steps",
+        steps,
+        "--lr",
+        "1e-3",
+        "--max-length",
+        "32",
+        "--log-every",
+        "1",
+        "--dropout",
+        "--threads",
+        "1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn with(mut a: Vec<String>, extra: &[&str]) -> Vec<String> {
+    a.extend(extra.iter().map(|s| s.to_string()));
+    a
+}
+
+/// Every file under `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.display().to_string(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_new_run_into_a_finished_one_is_refused_and_overwrite_replaces_it() {
+    let model = model_dir("tiny-bert", None);
+    let work = tempfile::tempdir().unwrap();
+    let (train, out) = (work.path().join("train.jsonl"), work.path().join("run"));
+    data(&train, 32, 1);
+    ok(bin()
+        .args(args(model.path(), &train, &out, "4"))
+        .output()
+        .unwrap());
+    let before = snapshot(&out);
+    assert!(out.join("final/model.safetensors").exists());
+
+    let o = bin()
+        .args(args(model.path(), &train, &out, "6"))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(
+        err.contains("not empty") && err.contains("--overwrite"),
+        "{err}"
+    );
+    assert_eq!(snapshot(&out), before, "the old run was touched");
+
+    let o = ok(bin()
+        .args(with(
+            args(model.path(), &train, &out, "6"),
+            &["--overwrite"],
+        ))
+        .output()
+        .unwrap());
+    assert!(stderr(&o).contains("trained 6 steps"), "{}", stderr(&o));
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps: Vec<u64> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|v| v["kind"] == "train")
+        .map(|v| v["step"].as_u64().unwrap())
+        .collect();
+    assert_eq!(steps, [1, 2, 3, 4, 5, 6], "only the new run's log");
+
+    // --overwrite does not delete what is not a run's.
+    std::fs::write(out.join("notes.txt"), "mine").unwrap();
+    let o = bin()
+        .args(with(
+            args(model.path(), &train, &out, "6"),
+            &["--overwrite"],
+        ))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("notes.txt"), "{}", stderr(&o));
+    assert!(out.join("final").exists());
+}
+
+#[test]
+fn resume_needs_a_checkpoint_unless_resume_or_start() {
+    let model = model_dir("tiny-bert", None);
+    let work = tempfile::tempdir().unwrap();
+    let (train, out) = (work.path().join("train.jsonl"), work.path().join("run"));
+    data(&train, 24, 2);
+    let o = bin()
+        .args(with(args(model.path(), &train, &out, "2"), &["--resume"]))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("nothing to resume"), "{}", stderr(&o));
+    let o = ok(bin()
+        .args(with(
+            args(model.path(), &train, &out, "2"),
+            &["--resume-or-start"],
+        ))
+        .output()
+        .unwrap());
+    assert!(!stderr(&o).contains("resumed at step"), "{}", stderr(&o));
+    assert!(out.join("final").exists());
+    // The same command again finds the finished run's checkpoint and has nothing left to do.
+    let o = ok(bin()
+        .args(with(
+            args(model.path(), &train, &out, "2"),
+            &["--resume-or-start"],
+        ))
+        .output()
+        .unwrap());
+    assert!(stderr(&o).contains("resumed at step 2"), "{}", stderr(&o));
+}
+
+#[test]
+fn resume_refuses_other_data_other_model_and_other_hyperparameters() {
+    let model = model_dir("tiny-bert", None);
+    let other_model = model_dir("tiny-bert", None);
+    // Another starting model: the same architecture with one weight changed.
+    let path = other_model.path().join("model.safetensors");
+    let mut t = candle_core::safetensors::load(&path, &candle_core::Device::Cpu).unwrap();
+    let (name, w) = t
+        .iter()
+        .next()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .unwrap();
+    t.insert(name, (w + 0.5).unwrap());
+    candle_core::safetensors::save(&t, &path).unwrap();
+
+    let work = tempfile::tempdir().unwrap();
+    let (train, other, out) = (
+        work.path().join("train.jsonl"),
+        work.path().join("other.jsonl"),
+        work.path().join("run"),
+    );
+    data(&train, 24, 3);
+    data(&other, 24, 4);
+    ok(bin()
+        .args(args(model.path(), &train, &out, "2"))
+        .output()
+        .unwrap());
+    let resume = |model: &Path, data: &Path, lr: &str| {
+        let a: Vec<String> = args(model, data, &out, "2")
+            .into_iter()
+            .map(|a| if a == "1e-3" { lr.to_string() } else { a })
+            .collect();
+        bin().args(with(a, &["--resume"])).output().unwrap()
+    };
+
+    let o = resume(model.path(), &other, "1e-3");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("train data fingerprint (checkpoint "), "{err}");
+    assert!(!err.contains("starting model"), "{err}");
+
+    let o = resume(other_model.path(), &train, "1e-3");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("starting model fingerprint"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The values are named in the right order: the checkpoint's first, then this run's.
+    let o = resume(model.path(), &train, "2e-5");
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("learning_rate (checkpoint 0.001, now 0.00002)"),
+        "{}",
+        stderr(&o)
+    );
+
+    // The same data, model and settings resume.
+    let o = ok(resume(model.path(), &train, "1e-3"));
+    assert!(stderr(&o).contains("resumed at step 2"), "{}", stderr(&o));
+}
+
+#[cfg(unix)]
+#[test]
+fn sigint_saves_a_checkpoint_that_resumes_to_the_same_weights() {
+    let model = model_dir("tiny-bert", None);
+    let work = tempfile::tempdir().unwrap();
+    let train = work.path().join("train.jsonl");
+    data(&train, 64, 5);
+    let (full, stopped) = (work.path().join("full"), work.path().join("stopped"));
+    // No periodic saves: the only checkpoint before the end is the one the signal makes.
+    ok(bin()
+        .args(args(model.path(), &train, &full, "300"))
+        .output()
+        .unwrap());
+    let child = bin()
+        .args(args(model.path(), &train, &stopped, "300"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let log = stopped.join("metrics.jsonl");
+    let start = Instant::now();
+    while std::fs::read_to_string(&log).map_or(0, |l| l.lines().count()) < 5 {
+        assert!(start.elapsed() < Duration::from_secs(120), "no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    // SAFETY: sends SIGINT to the child we spawned.
+    assert_eq!(unsafe { libc::kill(child.id() as i32, libc::SIGINT) }, 0);
+    let o = child.wait_with_output().unwrap();
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("Resume with:") && err.contains("--resume"),
+        "{err}"
+    );
+    let checkpoints: Vec<usize> = std::fs::read_dir(&stopped)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            rewardkit_train::parse_checkpoint_name(&name)
+        })
+        .collect();
+    assert_eq!(checkpoints.len(), 1, "{checkpoints:?}");
+    let step = checkpoints[0];
+    assert!((5..300).contains(&step), "stopped at {step}");
+    assert!(!stopped.join("final").exists());
+    let state: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(stopped.join(format!("checkpoint-{step}/trainer_state.json")))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(state["step"], step);
+
+    let o = ok(bin()
+        .args(with(
+            args(model.path(), &train, &stopped, "300"),
+            &["--resume"],
+        ))
+        .output()
+        .unwrap());
+    assert!(
+        stderr(&o).contains(&format!("resumed at step {step}")),
+        "{}",
+        stderr(&o)
+    );
+    assert_eq!(
+        weights(&stopped.join("final")),
+        weights(&full.join("final"))
+    );
+}
+
+#[test]
+fn max_steps_zero_is_a_bad_command_line() {
+    let o = run(&[
+        "train",
+        "--max-steps",
+        "0",
+        "--model",
+        "m",
+        "--data",
+        "d",
+        "--out",
+        "o",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("max-steps"), "{}", stderr(&o));
+}
