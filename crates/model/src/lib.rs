@@ -46,7 +46,7 @@ pub mod reward;
 pub mod scorer;
 
 pub use backbone::{ArchConfig, Backbone};
-pub use checkpoint::{load, save, LoadOptions, LoadedModel, ModelMeta};
+pub use checkpoint::{load, save, InitMissing, LoadOptions, LoadedModel, ModelMeta};
 pub use error::{ModelError, Result};
 pub use generate::{ChatTemplate, GenerateError, GenerationConfig, Policy, Sample};
 pub use gguf::{GgufFile, GgufTokenizer};

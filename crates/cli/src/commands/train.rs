@@ -8,7 +8,7 @@ use clap::{Args, ValueEnum};
 use serde::{Deserialize, Serialize};
 
 use rewardkit_data::{Format, SplitConfig, SplitKey};
-use rewardkit_model::{LoadOptions, Pooling};
+use rewardkit_model::{InitMissing, LoadOptions, Pooling};
 use rewardkit_train::{Event, Run, Schedule, TrainConfig};
 
 use super::data::{ReadArgs, SplitBy};
@@ -257,7 +257,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let device = candle_core::Device::Cpu;
     let options = LoadOptions {
         pooling: config.pooling,
-        from_scratch: config.from_scratch,
+        // Training may start a new value head on a pretrained backbone, or everything.
+        init_missing: if config.from_scratch {
+            InitMissing::All
+        } else {
+            InitMissing::ValueHead
+        },
         seed: config.train.seed,
         max_length: Some(config.train.max_length),
         inference: false,
@@ -271,6 +276,14 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         train.len(),
         eval.len()
     );
+    if !model.initialised.is_empty() {
+        eprintln!(
+            "initialised {} tensor(s) from seed {}: {}",
+            model.initialised.len(),
+            config.train.seed,
+            model.initialised.join(", ")
+        );
+    }
     let meta = serde_json::json!({ "run": config });
     let pb = crate::progress::bar(0, "steps");
     // σ(−Δ) histograms of the first and last logging windows, shown at the end.
