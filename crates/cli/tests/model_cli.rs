@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
+use rewardkit_model::ops::SimdLevel;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rewardkit"))
@@ -321,7 +322,7 @@ fn every_simd_level_trains_to_the_same_weights() {
         let mut runs = Vec::new();
         for level in ["avx512", "avx2", "base"] {
             let out = work.path().join(format!("{fixture}-{level}"));
-            ok(bin()
+            let o = ok(bin()
                 .env("REWARDKIT_SIMD", level)
                 .args([
                     "train",
@@ -345,6 +346,18 @@ fn every_simd_level_trains_to_the_same_weights() {
                 ])
                 .output()
                 .unwrap());
+            // The level that ran: the one asked for, or the CPU's widest where that is lower.
+            let cpu = rewardkit_model::ops::cpu_simd_level();
+            let expected = match level {
+                "avx512" => cpu,
+                "avx2" => cpu.min(SimdLevel::Avx2),
+                _ => SimdLevel::Base,
+            };
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains(&format!("kernels {expected};")),
+                "{fixture} {level}: {err}"
+            );
             runs.push(weights(&out.join("final")));
         }
         assert!(
@@ -574,4 +587,28 @@ fn max_length_defaults_to_the_models_positions() {
     let row: serde_json::Value =
         serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
     assert!(row["score"].as_f64().unwrap().is_finite(), "{row}");
+}
+
+/// An unknown `REWARDKIT_SIMD` is an error naming the variable and the accepted values, not a
+/// silent run at full width.
+#[test]
+fn an_unknown_simd_level_is_an_error() {
+    let work = tempfile::tempdir().unwrap();
+    let input = rows_file(work.path());
+    let o = bin()
+        .env("REWARDKIT_SIMD", "avx9")
+        .args([
+            "score",
+            "--model",
+            models().join("tiny-llama-rm").to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("REWARDKIT_SIMD=\"avx9\""), "{err}");
+    assert!(err.contains("avx512|avx2|base"), "{err}");
+    assert!(o.stdout.is_empty());
 }

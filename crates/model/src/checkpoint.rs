@@ -110,6 +110,8 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 /// Loads a reward model from a folder (see the module docs), or a decoder from a single `.gguf`
 /// file (weights dequantised to f32, tokenizer from the file's metadata; the value head is new).
 pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
+    // An unknown `REWARDKIT_SIMD` fails here, before any work, rather than at the first op.
+    crate::ops::simd_level()?;
     if dir.is_file()
         && dir
             .extension()

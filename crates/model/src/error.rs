@@ -29,6 +29,12 @@ pub enum ModelError {
         /// Only the value head is missing: a bare backbone, not yet a reward model.
         head_only: bool,
     },
+    /// `REWARDKIT_SIMD` holds a value that names no kernel level.
+    #[error(
+        "REWARDKIT_SIMD={value:?} is not a kernel level: accepted values are avx512|avx2|base \
+         (or leave it unset for the widest this CPU has)"
+    )]
+    Simd { value: String },
     #[error(transparent)]
     Tokenize(#[from] rewardkit_tokenize::TokenizeError),
 }

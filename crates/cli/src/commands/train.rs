@@ -269,10 +269,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let model = rewardkit_model::load(&model_dir, &options, &device)?;
     eprintln!(
-        "model {}: {} parameters, pooling {:?}; {} training pairs, {} held out",
+        "model {}: {} parameters, pooling {:?}, kernels {}; {} training pairs, {} held out",
         model_dir.display(),
         model.model.params().num_params(),
         model.meta.pooling,
+        rewardkit_model::ops::simd_level()?,
         train.len(),
         eval.len()
     );
