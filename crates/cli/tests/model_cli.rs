@@ -7,6 +7,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use candle_core::Device;
+use rewardkit_model::ops::SimdLevel;
 
 fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rewardkit"))
@@ -283,7 +284,8 @@ fn missing_model_and_bad_rows_are_clear_errors() {
         "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"prompt\": \"a\"}\n",
     )
     .unwrap();
-    let model = model_dir("tiny-bert", None);
+    // A complete reward model (a bare backbone is refused before any row is read).
+    let model = model_dir("tiny-llama-rm", None);
     let o = run(&[
         "score",
         "--model",
@@ -320,7 +322,7 @@ fn every_simd_level_trains_to_the_same_weights() {
         let mut runs = Vec::new();
         for level in ["avx512", "avx2", "base"] {
             let out = work.path().join(format!("{fixture}-{level}"));
-            ok(bin()
+            let o = ok(bin()
                 .env("REWARDKIT_SIMD", level)
                 .args([
                     "train",
@@ -344,6 +346,18 @@ fn every_simd_level_trains_to_the_same_weights() {
                 ])
                 .output()
                 .unwrap());
+            // The level that ran: the one asked for, or the CPU's widest where that is lower.
+            let cpu = rewardkit_model::ops::cpu_simd_level();
+            let expected = match level {
+                "avx512" => cpu,
+                "avx2" => cpu.min(SimdLevel::Avx2),
+                _ => SimdLevel::Base,
+            };
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                err.contains(&format!("kernels {expected};")),
+                "{fixture} {level}: {err}"
+            );
             runs.push(weights(&out.join("final")));
         }
         assert!(
@@ -368,4 +382,233 @@ fn every_simd_level_trains_to_the_same_weights() {
             "{fixture}: training changed only {moved} tensors"
         );
     }
+}
+
+/// A folder with `config`'s config.json (edited by `edit`), `weights`' model.safetensors and
+/// tiny-llama-rm's tokenizer.
+fn mixed_dir(
+    config: &str,
+    weights: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> tempfile::TempDir {
+    let dir = model_dir(weights, None);
+    let text = std::fs::read_to_string(models().join(config).join("config.json")).unwrap();
+    let mut c: serde_json::Value = serde_json::from_str(&text).unwrap();
+    edit(&mut c);
+    std::fs::write(dir.path().join("config.json"), c.to_string()).unwrap();
+    dir
+}
+
+fn rows_file(dir: &Path) -> PathBuf {
+    let input = dir.join("rows.jsonl");
+    std::fs::write(
+        &input,
+        "{\"prompt\": \"t30 t40\", \"response\": \" t50 t7 t60\"}\n",
+    )
+    .unwrap();
+    input
+}
+
+/// `score` (and `eval --model`) refuse weights that do not match the config, exit 1, naming a
+/// missing tensor; nothing is printed on stdout.
+#[test]
+fn mismatched_weights_are_refused_naming_the_missing_tensors() {
+    let work = tempfile::tempdir().unwrap();
+    let input = rows_file(work.path());
+    let cases: [(&str, tempfile::TempDir, &str); 2] = [
+        (
+            "BERT config over GPT-2 weights",
+            mixed_dir("tiny-bert", "tiny-gpt2", |_| {}),
+            "`bert.embeddings.word_embeddings.weight`",
+        ),
+        (
+            "4 layers claimed over 2",
+            mixed_dir("tiny-bert", "tiny-bert", |c| {
+                c["num_hidden_layers"] = 4.into()
+            }),
+            "`bert.encoder.layer.2.",
+        ),
+    ];
+    for (what, dir, named) in cases {
+        let o = run(&[
+            "score",
+            "--model",
+            dir.path().to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{what}: {err}");
+        assert!(err.contains(named), "{what}: {err}");
+        assert!(err.contains("lack"), "{what}: {err}");
+        assert!(o.stdout.is_empty(), "{what}");
+    }
+}
+
+/// A bare backbone (tiny-bert without a head; MiniLM as shipped) is no reward model: `score`
+/// and `eval --model` refuse it, exit 1, naming the missing head. `train` on it starts a new
+/// head and says so; the trained model then scores.
+#[test]
+fn a_bare_backbone_is_refused_for_scoring_and_trains_with_a_new_head() {
+    let work = tempfile::tempdir().unwrap();
+    let input = rows_file(work.path());
+    let pairs = work.path().join("pairs.jsonl");
+    data(&pairs, 8, 3);
+    let bert = model_dir("tiny-bert", None);
+    let minilm =
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rewardkit/models/minilm");
+    for dir in [bert.path(), minilm.as_path()] {
+        let dir = dir.to_str().unwrap();
+        let o = run(&["score", "--model", dir, "--input", input.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{dir}: {err}");
+        assert!(err.contains("`classifier.weight`"), "{dir}: {err}");
+        assert!(err.contains("bare backbone"), "{dir}: {err}");
+        let o = run(&["eval", "--model", dir, "--data", pairs.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{dir}: {err}");
+        assert!(err.contains("`classifier.weight`"), "{dir}: {err}");
+        assert!(
+            !String::from_utf8_lossy(&o.stdout).contains("accuracy"),
+            "{dir}"
+        );
+    }
+    let out = work.path().join("run");
+    let o = ok(run(&[
+        "train",
+        "--model",
+        bert.path().to_str().unwrap(),
+        "--data",
+        pairs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "24",
+        "--eval-every",
+        "0",
+    ]));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("initialised 2 tensor(s) from seed")
+            && err.contains("classifier.bias, classifier.weight"),
+        "{err}"
+    );
+    let o = ok(run(&[
+        "score",
+        "--model",
+        out.join("final").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]));
+    let row: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert!(row["score"].as_f64().unwrap().is_finite(), "{row}");
+    // A weights mismatch is refused by training too (it cannot start a backbone's tensors).
+    let bad = mixed_dir("tiny-bert", "tiny-gpt2", |_| {});
+    let o = run(&[
+        "train",
+        "--model",
+        bad.path().to_str().unwrap(),
+        "--data",
+        pairs.to_str().unwrap(),
+        "--out",
+        work.path().join("bad").to_str().unwrap(),
+        "--max-steps",
+        "1",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("`bert.embeddings.word_embeddings.weight`"),
+        "{err}"
+    );
+}
+
+/// Without `--max-length`, the length is the model's `max_position_embeddings` (tiny-bert: 128)
+/// rather than a fixed 512: `train` and `score` on rows far longer than 128 tokens truncate them
+/// (a 512 limit failed the first long row: "longer than the model's 128 positions").
+#[test]
+fn max_length_defaults_to_the_models_positions() {
+    let work = tempfile::tempdir().unwrap();
+    let long = |from: usize| {
+        (0..300)
+            .map(|i| format!("t{}", from + i % 100))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let pairs = work.path().join("long.jsonl");
+    let mut rows = String::new();
+    for i in 0..8 {
+        rows.push_str(&serde_json::json!({"prompt": long(20 + i), "chosen": format!(" t7 {}", long(300)), "rejected": format!(" t9 {}", long(400))}).to_string());
+        rows.push('\n');
+    }
+    std::fs::write(&pairs, rows).unwrap();
+    let bert = model_dir("tiny-bert", None);
+    let out = work.path().join("run");
+    ok(run(&[
+        "train",
+        "--model",
+        bert.path().to_str().unwrap(),
+        "--data",
+        pairs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--eval-every",
+        "0",
+    ]));
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("final/rewardkit.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["model"]["max_length"], 128);
+    let input = work.path().join("rows.jsonl");
+    std::fs::write(
+        &input,
+        format!(
+            "{}\n",
+            serde_json::json!({"prompt": long(20), "response": long(500)})
+        ),
+    )
+    .unwrap();
+    let o = ok(run(&[
+        "score",
+        "--model",
+        out.join("final").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+    ]));
+    let row: serde_json::Value =
+        serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+    assert!(row["score"].as_f64().unwrap().is_finite(), "{row}");
+}
+
+/// An unknown `REWARDKIT_SIMD` is an error naming the variable and the accepted values, not a
+/// silent run at full width.
+#[test]
+fn an_unknown_simd_level_is_an_error() {
+    let work = tempfile::tempdir().unwrap();
+    let input = rows_file(work.path());
+    let o = bin()
+        .env("REWARDKIT_SIMD", "avx9")
+        .args([
+            "score",
+            "--model",
+            models().join("tiny-llama-rm").to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("REWARDKIT_SIMD=\"avx9\""), "{err}");
+    assert!(err.contains("avx512|avx2|base"), "{err}");
+    assert!(o.stdout.is_empty());
 }

@@ -27,7 +27,9 @@ use serde::{Deserialize, Serialize};
 
 use rewardkit_audit::{AuditConfig, AuditError, AuditReport, Plan, Probe, SycophancyItem};
 use rewardkit_data::{PreferencePair, Rng, Text};
-use rewardkit_model::{load, LoadOptions, LoadedModel, ModelError, ModelScorer, Pooling};
+use rewardkit_model::{
+    load, InitMissing, LoadOptions, LoadedModel, ModelError, ModelScorer, Pooling,
+};
 use rewardkit_tokenize::Encoded;
 use rewardkit_train::{train, Event, Run, Schedule, TrainConfig, TrainError};
 
@@ -554,7 +556,7 @@ impl Trainer<'_> {
         let t = Instant::now();
         let options = LoadOptions {
             pooling: Some(c.model.pooling),
-            from_scratch: true,
+            init_missing: InitMissing::All,
             seed,
             max_length: Some(c.model.max_length),
             inference: false,

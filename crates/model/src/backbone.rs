@@ -27,10 +27,7 @@ pub enum ArchConfig {
 impl ArchConfig {
     /// Reads an HF `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let text = rewardkit_io::read_to_string(path)?;
         Self::from_json(&text).map_err(|message| ModelError::Config {
             path: path.to_path_buf(),
             message,
@@ -87,6 +84,25 @@ impl ArchConfig {
             ArchConfig::Gpt2(_) => "GPT2ForSequenceClassification",
             ArchConfig::Llama(_) => "LlamaForSequenceClassification",
             ArchConfig::Qwen2(_) => "Qwen2ForSequenceClassification",
+        }
+    }
+
+    /// The longest input the model was made for: `max_position_embeddings` (GPT-2's
+    /// `n_positions`). The default maximum input length.
+    pub fn max_positions(&self) -> usize {
+        match self {
+            ArchConfig::Bert(c) => c.max_position_embeddings,
+            ArchConfig::Gpt2(c) => c.n_positions,
+            ArchConfig::Llama(c) | ArchConfig::Qwen2(c) => c.max_position_embeddings,
+        }
+    }
+
+    /// Whether the positions are a learned table (BERT, GPT-2), so that no input can be longer
+    /// than [`ArchConfig::max_positions`]; rotary positions (Llama, Qwen2) have no hard limit.
+    pub fn learned_positions(&self) -> bool {
+        match self {
+            ArchConfig::Bert(_) | ArchConfig::Gpt2(_) => true,
+            ArchConfig::Llama(_) | ArchConfig::Qwen2(_) => false,
         }
     }
 

@@ -25,7 +25,9 @@ pub struct ModelMeta {
     /// Decoder inputs end with EOS (TRL's convention; off to score an HF model trained without).
     #[serde(default = "yes")]
     pub append_eos: bool,
-    /// Inputs longer than this are truncated (prompt start first, then response end).
+    /// Inputs longer than this are truncated (prompt start first, then response end). On load
+    /// it defaults to the model's positions ([`ArchConfig::max_positions`]) and never exceeds
+    /// them where they are a learned table.
     #[serde(default = "default_max_length")]
     pub max_length: usize,
 }
@@ -33,8 +35,35 @@ pub struct ModelMeta {
 fn yes() -> bool {
     true
 }
+/// Only for a `rewardkit.json` read outside [`load`] (which fills in the model's positions).
 fn default_max_length() -> usize {
     512
+}
+
+/// The input length to use: `requested`, lowered to the positions of a learned position table
+/// (a longer input could not be embedded at all).
+fn fit_length(requested: usize, config: &ArchConfig) -> usize {
+    if config.learned_positions() {
+        requested.min(config.max_positions())
+    } else {
+        requested
+    }
+}
+
+/// What a load may initialise where the weights lack a tensor. Scoring, evaluation and every
+/// other consumer of a finished reward model use [`InitMissing::Refuse`] (the default): a model
+/// with missing weights would score at random. Only training starts from less.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum InitMissing {
+    /// Every tensor the model needs must be in the weights.
+    #[default]
+    Refuse,
+    /// A pretrained backbone for training: the value head may be new (initialised from the
+    /// seed); every backbone tensor must be in the weights.
+    ValueHead,
+    /// Training from scratch: the weights are not read, every tensor is initialised from the
+    /// seed (the folder needs only its config and tokenizer).
+    All,
 }
 
 /// How to load.
@@ -42,10 +71,14 @@ fn default_max_length() -> usize {
 pub struct LoadOptions {
     /// Override the pooling (`rewardkit.json`'s, or the default for the architecture).
     pub pooling: Option<Pooling>,
-    /// Ignore the weights: initialise everything from `seed` (training from scratch).
-    pub from_scratch: bool,
+    /// What may be initialised rather than read (see [`InitMissing`]); the tensors that were
+    /// are listed in [`LoadedModel::initialised`].
+    pub init_missing: InitMissing,
+    /// Seeds the initialisation of whatever [`LoadOptions::init_missing`] lets be initialised.
     pub seed: u64,
-    /// Override the maximum input length.
+    /// Override the maximum input length (default: `rewardkit.json`'s, else the model's
+    /// `max_position_embeddings`; lowered to the latter for BERT and GPT-2, whose position
+    /// tables end there).
     pub max_length: Option<usize>,
     /// For scoring only: build the model without autograd tracking (less memory, faster).
     pub inference: bool,
@@ -61,13 +94,13 @@ pub struct LoadedModel {
     pub source: PathBuf,
     /// What scoring with this model has computed so far (sequences, tokens, padding).
     pub scored: crate::scorer::ScoringCounters,
+    /// The tensors this load initialised rather than read, by name (empty unless
+    /// [`LoadOptions::init_missing`] allowed some: a new value head, or every tensor).
+    pub initialised: Vec<String>,
 }
 
 fn read_json(path: &Path) -> Result<serde_json::Value> {
-    let text = std::fs::read_to_string(path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let text = rewardkit_io::read_to_string(path)?;
     serde_json::from_str(&text).map_err(|e| ModelError::Config {
         path: path.to_path_buf(),
         message: e.to_string(),
@@ -77,6 +110,8 @@ fn read_json(path: &Path) -> Result<serde_json::Value> {
 /// Loads a reward model from a folder (see the module docs), or a decoder from a single `.gguf`
 /// file (weights dequantised to f32, tokenizer from the file's metadata; the value head is new).
 pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
+    // An unknown `REWARDKIT_SIMD` fails here, before any work, rather than at the first op.
+    crate::ops::simd_level()?;
     if dir.is_file()
         && dir
             .extension()
@@ -94,7 +129,12 @@ pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<Loaded
     let meta_path = dir.join("rewardkit.json");
     let saved_meta: Option<ModelMeta> = if meta_path.exists() {
         let v = read_json(&meta_path)?;
-        let meta = v.get("model").cloned().unwrap_or(v);
+        let mut meta = v.get("model").cloned().unwrap_or(v);
+        if let Some(obj) = meta.as_object_mut() {
+            // Saved without a length: the model's own.
+            obj.entry("max_length")
+                .or_insert_with(|| config.max_positions().into());
+        }
         Some(
             serde_json::from_value(meta).map_err(|e| ModelError::Config {
                 path: meta_path.clone(),
@@ -123,27 +163,19 @@ pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<Loaded
         pooling: default_pooling,
         // An HF reward model is scored exactly as transformers would: on the plain text.
         append_eos: !is_hf_classifier,
-        max_length: default_max_length(),
+        max_length: config.max_positions(),
     });
     if let Some(p) = options.pooling {
         meta.pooling = p;
     }
-    if let Some(m) = options.max_length {
-        meta.max_length = m;
-    }
-    let store = if options.from_scratch {
+    meta.max_length = fit_length(options.max_length.unwrap_or(meta.max_length), &config);
+    let store = if options.init_missing == InitMissing::All {
         ParamStore::new(options.seed, device)
     } else {
         let files = safetensors_files(dir)?;
         ParamStore::from_safetensors(&files, options.seed, device)?
     };
-    let built_over = if options.inference {
-        store.frozen_view()
-    } else {
-        store.clone()
-    };
-    let model = RewardModel::new(&config, meta.pooling, &built_over)?;
-    store.release_source();
+    let (model, initialised) = build(&config, meta.pooling, &store, options, dir)?;
     let style = if config.is_decoder() {
         InputStyle::Sequence
     } else {
@@ -157,7 +189,82 @@ pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<Loaded
         raw_config,
         source: dir.to_path_buf(),
         scored: Default::default(),
+        initialised,
     })
+}
+
+/// Builds the model over `store` and checks it against the weights (see [`check_weights`]);
+/// returns it with the names of the tensors that were initialised.
+fn build(
+    config: &ArchConfig,
+    pooling: Pooling,
+    store: &ParamStore,
+    options: &LoadOptions,
+    source: &Path,
+) -> Result<(RewardModel, Vec<String>)> {
+    let built_over = if options.inference {
+        store.frozen_view()
+    } else {
+        store.clone()
+    };
+    let model = RewardModel::new(config, pooling, &built_over)?;
+    let initialised = check_weights(store, config, options.init_missing, source)?;
+    store.release_source();
+    Ok((model, initialised))
+}
+
+/// Every tensor the model asked for must have come from the weights, except what `init` lets be
+/// initialised; every tensor of the weights must have been read, except [known
+/// extras](is_known_extra). Returns the initialised names.
+fn check_weights(
+    store: &ParamStore,
+    config: &ArchConfig,
+    init: InitMissing,
+    source: &Path,
+) -> Result<Vec<String>> {
+    let initialised = store.initialised();
+    if init == InitMissing::All {
+        return Ok(initialised);
+    }
+    let head = format!("{}.", config.head_name());
+    let missing: Vec<String> = initialised
+        .iter()
+        .filter(|n| !(init == InitMissing::ValueHead && n.starts_with(&head)))
+        .cloned()
+        .collect();
+    let unused: Vec<String> = store
+        .unused()
+        .into_iter()
+        .filter(|n| !is_known_extra(n))
+        .collect();
+    if missing.is_empty() && unused.is_empty() {
+        return Ok(initialised);
+    }
+    let head_only = !missing.is_empty() && missing.iter().all(|n| n.starts_with(&head));
+    Err(ModelError::WeightsMismatch {
+        path: source.to_path_buf(),
+        missing,
+        unused,
+        head_only,
+    })
+}
+
+/// Tensors that real checkpoints carry and a reward model legitimately leaves unread: buffers
+/// transformers saves (`position_ids`, GPT-2's causal-mask `attn.bias` / `attn.masked_bias`,
+/// older Llamas' `rotary_emb.inv_freq`), language-model heads (`lm_head.*`, BERT's pretraining
+/// heads `cls.*`) and BERT's pooler where the pooling does not read it (MiniLM ships one).
+pub fn is_known_extra(name: &str) -> bool {
+    let base = crate::params::BASE_PREFIXES
+        .iter()
+        .find_map(|p| name.strip_prefix(p))
+        .unwrap_or(name);
+    name.ends_with("position_ids")
+        || name.ends_with(".attn.bias")
+        || name.ends_with(".attn.masked_bias")
+        || name.ends_with("rotary_emb.inv_freq")
+        || base.starts_with("lm_head.")
+        || base.starts_with("cls.")
+        || base.starts_with("pooler.")
 }
 
 fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
@@ -169,20 +276,17 @@ fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<Load
             .pooling
             .unwrap_or_else(|| Pooling::default_for(&config)),
         append_eos: true,
-        max_length: options.max_length.unwrap_or_else(default_max_length),
+        max_length: fit_length(
+            options.max_length.unwrap_or_else(|| config.max_positions()),
+            &config,
+        ),
     };
-    let store = if options.from_scratch {
+    let store = if options.init_missing == InitMissing::All {
         ParamStore::new(options.seed, device)
     } else {
         file.param_store(options.seed, device)?
     };
-    let built_over = if options.inference {
-        store.frozen_view()
-    } else {
-        store.clone()
-    };
-    let model = RewardModel::new(&config, meta.pooling, &built_over)?;
-    store.release_source();
+    let (model, initialised) = build(&config, meta.pooling, &store, options, path)?;
     let tokenizer = file.tokenizer()?.reward_tokenizer(InputStyle::Sequence)?;
     Ok(LoadedModel {
         model,
@@ -191,6 +295,7 @@ fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<Load
         raw_config,
         source: path.to_path_buf(),
         scored: Default::default(),
+        initialised,
     })
 }
 
@@ -201,10 +306,7 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(vec![single]);
     }
     let mut shards: Vec<PathBuf> = std::fs::read_dir(dir)
-        .map_err(|source| ModelError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?
+        .map_err(rewardkit_io::IoError::at(dir))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.extension().is_some_and(|x| x == "safetensors")
@@ -234,6 +336,7 @@ impl LoadedModel {
             raw_config: self.raw_config.clone(),
             source: self.source.clone(),
             scored: Default::default(),
+            initialised: self.initialised.clone(),
         })
     }
 }
@@ -248,13 +351,17 @@ const TOKENIZER_FILES: [&str; 6] = [
     "merges.txt",
 ];
 
+/// `value` as pretty JSON to `path`, atomically.
+fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| rewardkit_io::IoError::new(path, std::io::Error::other(e)))?;
+    Ok(rewardkit_io::write_file(path, &bytes)?)
+}
+
 /// Writes the model folder into `dir` (which must exist and be empty or a fresh temporary
-/// folder; the trainer renames it into place). `extra` is merged into `rewardkit.json`.
+/// folder; the trainer renames it into place). `extra` is merged into `rewardkit.json`. Every
+/// file is written atomically ([`rewardkit_io::write_file`]), mode 0644 under the usual umask.
 pub fn save(loaded: &LoadedModel, dir: &Path, extra: serde_json::Value) -> Result<()> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source| ModelError::Io { path, source }
-    };
     loaded.model.params().save(&dir.join("model.safetensors"))?;
     let mut config = loaded.raw_config.clone();
     if let Some(obj) = config.as_object_mut() {
@@ -270,17 +377,12 @@ pub fn save(loaded: &LoadedModel, dir: &Path, extra: serde_json::Value) -> Resul
             obj.insert("pad_token_id".into(), loaded.tokenizer.pad_id().into());
         }
     }
-    let config_path = dir.join("config.json");
-    std::fs::write(
-        &config_path,
-        serde_json::to_vec_pretty(&config).unwrap_or_default(),
-    )
-    .map_err(io(&config_path))?;
+    write_json(&dir.join("config.json"), &config)?;
     for name in TOKENIZER_FILES {
         let src = loaded.source.join(name);
         if src.exists() {
-            let dst = dir.join(name);
-            std::fs::copy(&src, &dst).map_err(io(&dst))?;
+            let bytes = std::fs::read(&src).map_err(rewardkit_io::IoError::at(&src))?;
+            rewardkit_io::write_file(&dir.join(name), &bytes)?;
         }
     }
     if !dir.join("tokenizer_config.json").exists() {
@@ -298,17 +400,16 @@ pub fn save(loaded: &LoadedModel, dir: &Path, extra: serde_json::Value) -> Resul
         if let Some(t) = inner.id_to_token(loaded.tokenizer.pad_id()) {
             tc.insert("pad_token".into(), t.into());
         }
-        let path = dir.join("tokenizer_config.json");
-        std::fs::write(&path, serde_json::to_vec_pretty(&tc).unwrap_or_default())
-            .map_err(io(&path))?;
+        write_json(&dir.join("tokenizer_config.json"), &tc)?;
     }
     if !dir.join("tokenizer.json").exists() {
         let dst = dir.join("tokenizer.json");
-        loaded
+        let text = loaded
             .tokenizer
             .inner()
-            .save(&dst, false)
+            .to_string(false)
             .map_err(|e| ModelError::Weights(format!("{}: {e}", dst.display())))?;
+        rewardkit_io::write_file(&dst, text.as_bytes())?;
     }
     let mut meta = serde_json::json!({ "model": loaded.meta });
     if let (Some(obj), Some(extra)) = (meta.as_object_mut(), extra.as_object()) {
@@ -316,11 +417,5 @@ pub fn save(loaded: &LoadedModel, dir: &Path, extra: serde_json::Value) -> Resul
             obj.insert(k.clone(), v.clone());
         }
     }
-    let meta_path = dir.join("rewardkit.json");
-    std::fs::write(
-        &meta_path,
-        serde_json::to_vec_pretty(&meta).unwrap_or_default(),
-    )
-    .map_err(io(&meta_path))?;
-    Ok(())
+    write_json(&dir.join("rewardkit.json"), &meta)
 }

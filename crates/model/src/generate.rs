@@ -182,6 +182,7 @@ impl Policy {
     /// [`Policy::format_prompt`] is an error; one of an unknown kind is an error here.
     pub fn from_gguf(path: &Path) -> Result<Self, GenerateError> {
         let device = Device::Cpu;
+        crate::ops::simd_level()?;
         let file = GgufFile::open(path)?;
         let err = |message: String| GenerateError::Load {
             path: path.to_path_buf(),

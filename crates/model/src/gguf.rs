@@ -59,10 +59,7 @@ impl GgufFile {
     }
 
     fn reader(path: &Path) -> Result<BufReader<File>> {
-        let file = File::open(path).map_err(|source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
+        let file = File::open(path).map_err(rewardkit_io::IoError::at(path))?;
         Ok(BufReader::new(file))
     }
 

@@ -14,8 +14,8 @@
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
 //! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`;
 //! - [`ops`]: the fused CPU kernels with their backward passes (linear, attention, layer norm,
-//!   softmax, GELU), their loops compiled for AVX-512, AVX2 and the base target and chosen at
-//!   run time.
+//!   softmax, GELU), one file each, their loops compiled for AVX-512, AVX2 and the base target
+//!   and chosen at run time ([`ops::simd_level`]: the CPU's widest, lowered by `REWARDKIT_SIMD`).
 //!
 //! Training runs on candle-core 0.11.1 patched in `vendor/candle-core` (the first gradient of a
 //! node is stored, not added into zeros; `vendor/README.md`).
@@ -46,7 +46,7 @@ pub mod reward;
 pub mod scorer;
 
 pub use backbone::{ArchConfig, Backbone};
-pub use checkpoint::{load, save, LoadOptions, LoadedModel, ModelMeta};
+pub use checkpoint::{load, save, InitMissing, LoadOptions, LoadedModel, ModelMeta};
 pub use error::{ModelError, Result};
 pub use generate::{ChatTemplate, GenerateError, GenerationConfig, Policy, Sample};
 pub use gguf::{GgufFile, GgufTokenizer};

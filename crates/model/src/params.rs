@@ -148,7 +148,7 @@ impl ParamStore {
         self.lock().source.clear();
     }
 
-    /// Saves every parameter under its name, atomically (temporary file, then rename).
+    /// Saves every parameter under its name, atomically ([`save_tensors_atomic`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let tensors: HashMap<String, Tensor> = self
             .lock()
@@ -202,23 +202,13 @@ impl ParamStore {
     }
 }
 
-/// Writes tensors as safetensors to `path` atomically.
+/// Writes tensors as safetensors to `path` atomically ([`rewardkit_io::write_file`]: a
+/// temporary file beside it, synced, then renamed; removed on failure), mode 0644 under the usual
+/// umask. Names and dtypes are kept as they are.
 pub fn save_tensors_atomic(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    candle_core::safetensors::save(tensors, &tmp)
-        .map_err(|e| ModelError::Weights(format!("{}: {e}", tmp.display())))?;
-    std::fs::rename(&tmp, path).map_err(|source| ModelError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    let bytes = safetensors::serialize(tensors, None)
+        .map_err(|e| ModelError::Weights(format!("{}: {e}", path.display())))?;
+    Ok(rewardkit_io::write_file(path, &bytes)?)
 }
 
 /// Values for a new parameter, from a stream named after it.

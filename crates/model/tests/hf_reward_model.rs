@@ -7,7 +7,7 @@ mod common;
 
 use candle_core::Device;
 use rewardkit_data::{Scorer, Text};
-use rewardkit_model::{load, LoadOptions, ModelScorer, Pooling};
+use rewardkit_model::{load, InitMissing, LoadOptions, ModelScorer, Pooling};
 
 #[test]
 fn hf_sequence_classifier_scores_like_transformers() {
@@ -62,12 +62,12 @@ fn scores_match(dir: &std::path::Path, inference: bool) {
 
 #[test]
 fn from_scratch_ignores_the_weights_and_is_seeded() {
-    // The same folder with `from_scratch`: every weight is initialised from the seed (none is
+    // The same folder with `InitMissing::All` (`--from-scratch`): every weight is initialised from the seed (none is
     // read), reproducibly, and differently for another seed.
     let dir = common::shared_models().join("tiny-llama-rm");
     let build = |seed: u64| {
         let options = LoadOptions {
-            from_scratch: true,
+            init_missing: InitMissing::All,
             seed,
             ..Default::default()
         };

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::Device;
 use rewardkit_data::PreferencePair;
-use rewardkit_model::{load, LoadOptions, LoadedModel, Rng};
+use rewardkit_model::{load, InitMissing, LoadOptions, LoadedModel, Rng};
 use rewardkit_train::{latest_checkpoint, train, Event, Run, Start, TrainConfig};
 
 fn shared_models() -> PathBuf {
@@ -35,6 +35,8 @@ fn model_dir() -> tempfile::TempDir {
 fn load_model(dir: &Path) -> LoadedModel {
     let options = LoadOptions {
         max_length: Some(32),
+        // A bare backbone for training: its value head is new.
+        init_missing: InitMissing::ValueHead,
         ..Default::default()
     };
     load(dir, &options, &Device::Cpu).unwrap()

@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 
 use rewardkit_data::SplitKey;
-use rewardkit_model::{LoadOptions, Pooling};
+use rewardkit_model::{InitMissing, LoadOptions, Pooling};
 use rewardkit_train::{Event, Run, RunConfig, Schedule, Start, TrainSummary};
 
 use super::data::{ReadArgs, SplitBy};
@@ -262,20 +262,34 @@ pub fn run(args: TrainArgs) -> anyhow::Result<u8> {
     let (train, eval) = load_data(&config, &args.read)?;
     let options = LoadOptions {
         pooling: config.pooling,
-        from_scratch: config.from_scratch,
+        // Training may start a new value head on a pretrained backbone, or everything.
+        init_missing: if config.from_scratch {
+            InitMissing::All
+        } else {
+            InitMissing::ValueHead
+        },
         seed: config.train.seed,
         max_length: Some(config.train.max_length),
         inference: false,
     };
     let model = rewardkit_model::load(&model_dir, &options, &candle_core::Device::Cpu)?;
     eprintln!(
-        "model {}: {} parameters, pooling {:?}; {} training pairs, {} held out",
+        "model {}: {} parameters, pooling {:?}, kernels {}; {} training pairs, {} held out",
         model_dir.display(),
         model.model.params().num_params(),
         model.meta.pooling,
+        rewardkit_model::ops::simd_level()?,
         train.len(),
         eval.len()
     );
+    if !model.initialised.is_empty() {
+        eprintln!(
+            "initialised {} tensor(s) from seed {}: {}",
+            model.initialised.len(),
+            config.train.seed,
+            model.initialised.join(", ")
+        );
+    }
     let stop = crate::signals::stop_on_signal();
     let run = Run {
         start: args.start(),

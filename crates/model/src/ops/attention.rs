@@ -1,0 +1,511 @@
+//! Multi-head attention: scores, masked softmax, dropout and the product with the values per
+//! (batch row, head), nothing of size `[b, h, t, t]` kept between the passes.
+
+use std::sync::Arc;
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+use super::{check_simd, dot, exp, masked_max, sum};
+use crate::nn::{DropoutDraw, Mode};
+
+/// What the attention kernels share: shapes, the key mask and the dropout draw.
+#[derive(Clone)]
+struct AttentionSpec {
+    batch: usize,
+    len: usize,
+    heads: usize,
+    head_dim: usize,
+    scale: f32,
+    causal: bool,
+    /// `[batch, len]`: 1 for keys that may be attended to, 0 for padding.
+    keys: Arc<Vec<f32>>,
+    dropout: Option<DropoutDraw>,
+}
+
+/// A `[b, t, h·d]` operand whose rows may be strided (a column slice of a wider tensor):
+/// the whole storage, the offset of element (0, 0, 0), and the batch and row strides.
+struct Rows<'a> {
+    data: &'a [f32],
+    start: usize,
+    batch_stride: usize,
+    row_stride: usize,
+}
+
+impl AttentionSpec {
+    fn rows<'a>(&self, s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<Rows<'a>> {
+        let CpuStorage::F32(data) = s else {
+            candle_core::bail!("{op}: only f32 is supported")
+        };
+        let want = [self.batch, self.len, self.heads * self.head_dim];
+        let stride = l.stride();
+        if l.dims() != want || stride[2] != 1 {
+            candle_core::bail!("{op}: expected a row-major {want:?} operand, got {l:?}");
+        }
+        Ok(Rows {
+            data,
+            start: l.start_offset(),
+            batch_stride: stride[0],
+            row_stride: stride[1],
+        })
+    }
+
+    /// Element (0, 0) of head `h` of batch row `b` in `r`, and its row stride.
+    fn head(&self, r: &Rows, b: usize, h: usize) -> (*const f32, usize) {
+        let i = r.start + b * r.batch_stride + h * self.head_dim;
+        (r.data[i..].as_ptr(), r.row_stride)
+    }
+
+    /// `p` (t×t) ← the attention probabilities of block `(b, h)` from its `q`, `k`: scaled
+    /// scores, masked, softmax by row. A query that may see no key attends uniformly to all of
+    /// them (what the additive −∞-like bias of the composed version gives).
+    fn probs(&self, p: &mut [f32], q: (*const f32, usize), k: (*const f32, usize), b: usize) {
+        let (t, d) = (self.len, self.head_dim);
+        // SAFETY: q and k point at t rows of d valid elements with the given row strides.
+        unsafe {
+            matmul(
+                t,
+                t,
+                d,
+                p.as_mut_ptr(),
+                t,
+                (q.0, q.1, 1),
+                (k.0, 1, k.1),
+                self.scale,
+            )
+        };
+        masked_softmax_rows(p, &self.keys[b * t..(b + 1) * t], self.causal);
+    }
+
+    /// `out` ← `p` with block `part`'s dropout mask applied (inverted dropout).
+    fn drop_into(&self, draw: &DropoutDraw, part: usize, p: &[f32], out: &mut [f32]) {
+        let mut rng = draw.rng(part);
+        let keep = 1.0 - draw.p;
+        let scale = (1.0 / keep) as f32;
+        for (o, &x) in out.iter_mut().zip(p) {
+            *o = if rng.uniform() < keep { x * scale } else { 0.0 };
+        }
+    }
+}
+
+multiversion! {
+    /// Softmax of each row of the t×t scores `p` over the keys where `keys` is non-zero (and, when
+    /// `causal`, not after the row's own position); a row that sees no key becomes uniform.
+    pub(super) fn masked_softmax_rows / masked_softmax_rows_base(p: &mut [f32], keys: &[f32], causal: bool) {
+        let t = keys.len();
+        for (i, row) in p.chunks_mut(t).enumerate() {
+            let visible = if causal { i + 1 } else { t };
+            let (seen, unseen) = row.split_at_mut(visible);
+            let max = masked_max(seen, keys);
+            if max == f32::NEG_INFINITY {
+                row.fill(1.0 / t as f32);
+                continue;
+            }
+            unseen.fill(0.0);
+            for (x, &k) in seen.iter_mut().zip(keys) {
+                *x = exp(*x - max) * k;
+            }
+            let inv = 1.0 / sum(seen);
+            seen.iter_mut().for_each(|x| *x *= inv);
+        }
+    }
+}
+
+multiversion! {
+    /// dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale, in place over `ds` (which holds dP), row by row
+    /// (length `t`); with dropout (`keep_scale`), dP is first masked where P' (`p_used`) is zero.
+    pub(super) fn attention_scores_bwd / attention_scores_bwd_base(ds: &mut [f32], p: &[f32], p_used: &[f32], t: usize, keep_scale: Option<f32>, scale: f32) {
+        for ((dr, pr), pdr) in ds.chunks_mut(t).zip(p.chunks(t)).zip(p_used.chunks(t)) {
+            if let Some(ks) = keep_scale {
+                // dropout's mask is `ks` where P' is non-zero; where P' is zero but P
+                // is not, it dropped the element. (Where P is zero, dS is zero anyway.)
+                for (x, &pd) in dr.iter_mut().zip(pdr) {
+                    *x = if pd != 0.0 { *x * ks } else { 0.0 };
+                }
+            }
+            let dot = dot(dr, pr);
+            for (x, &y) in dr.iter_mut().zip(pr) {
+                *x = y * (*x - dot) * scale;
+            }
+        }
+    }
+}
+
+/// `dst` (m×n, row stride `dst_rs`, column stride 1) ← `alpha · lhs · rhs`, with `lhs` (m×k)
+/// and `rhs` (k×n) given as (pointer, row stride, column stride). Single-threaded: the callers
+/// run one per (batch row, head) in parallel.
+///
+/// # Safety
+/// Every pointer must address the whole matrix its strides describe.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: (*const f32, usize, usize),
+    rhs: (*const f32, usize, usize),
+    alpha: f32,
+) {
+    gemm::gemm(
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        false,
+        lhs.0,
+        lhs.2 as isize,
+        lhs.1 as isize,
+        rhs.0,
+        rhs.2 as isize,
+        rhs.1 as isize,
+        0.0,
+        alpha,
+        false,
+        false,
+        false,
+        gemm::Parallelism::None,
+    )
+}
+
+/// A pointer into an output buffer, handed to the parallel blocks (each writes its own columns).
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: the blocks write disjoint elements.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+impl OutPtr {
+    /// The pointer `i` elements past the start of the buffer.
+    ///
+    /// # Safety
+    /// The pointer came from a live buffer of at least `i` elements (`i` may equal its length,
+    /// as [`pointer::add`] allows), and what is written through the result is written by no
+    /// other block at the same time.
+    unsafe fn at(self, i: usize) -> *mut f32 {
+        // SAFETY: the caller keeps `i` within the buffer.
+        unsafe { self.0.add(i) }
+    }
+}
+
+struct AttentionOp(AttentionSpec);
+struct AttentionBackward {
+    spec: AttentionSpec,
+    /// The upstream gradient, contiguous `[b, t, h·d]`.
+    grad: Tensor,
+}
+
+impl CustomOp3 for AttentionOp {
+    fn name(&self) -> &'static str {
+        "rk-attention"
+    }
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let a = &self.0;
+        let (q, k, v) = (
+            a.rows(s1, l1, self.name())?,
+            a.rows(s2, l2, self.name())?,
+            a.rows(s3, l3, self.name())?,
+        );
+        let (t, d, width) = (a.len, a.head_dim, a.heads * a.head_dim);
+        let mut out = vec![0f32; a.batch * t * width];
+        let dst = OutPtr(out.as_mut_ptr());
+        (0..a.batch * a.heads).into_par_iter().for_each_init(
+            || (vec![0f32; t * t], vec![0f32; t * t]),
+            |(p, dropped), block| {
+                let (b, h) = (block / a.heads, block % a.heads);
+                a.probs(p, a.head(&q, b, h), a.head(&k, b, h), b);
+                let p = match &a.dropout {
+                    Some(draw) => {
+                        a.drop_into(draw, block, p, dropped);
+                        &*dropped
+                    }
+                    None => &*p,
+                };
+                let v = a.head(&v, b, h);
+                // SAFETY: block (b, h) of `out` is t rows of d with row stride `width`, so
+                // `at`'s offset b·t·width + h·d is inside `out` (batch·t·width elements) and
+                // only this block writes those rows' columns h·d..(h + 1)·d.
+                unsafe {
+                    matmul(
+                        t,
+                        d,
+                        t,
+                        dst.at(b * t * width + h * d),
+                        width,
+                        (p.as_ptr(), t, 1),
+                        (v.0, v.1, 1),
+                        1.0,
+                    )
+                };
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from((a.batch, t, width))))
+    }
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let back = AttentionBackward {
+            spec: self.0.clone(),
+            grad: grad.contiguous()?,
+        };
+        let out = q.apply_op3_no_bwd(k, v, &back)?;
+        let n = q.elem_count();
+        let part = |i: usize| out.narrow(0, i * n, n)?.reshape(q.shape());
+        Ok((Some(part(0)?), Some(part(1)?), Some(part(2)?)))
+    }
+}
+
+impl CustomOp3 for AttentionBackward {
+    fn name(&self) -> &'static str {
+        "rk-attention-bwd"
+    }
+    /// Output (flat): `dq`, `dk`, `dv`, each contiguous `[b, t, h·d]`. Per block, with
+    /// P the probabilities (recomputed), P' = P ⊙ dropout and G the upstream gradient:
+    /// `dv = P'ᵀ G`, `dP = (G vᵀ) ⊙ dropout`, `dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale`,
+    /// `dq = dS k`, `dk = dSᵀ q`.
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let a = &self.spec;
+        let (q, k, v) = (
+            a.rows(s1, l1, self.name())?,
+            a.rows(s2, l2, self.name())?,
+            a.rows(s3, l3, self.name())?,
+        );
+        let (storage, layout) = self.grad.storage_and_layout();
+        let Storage::Cpu(g) = &*storage else {
+            candle_core::bail!("{}: the gradient is not on the CPU", self.name())
+        };
+        let g = a.rows(g, layout, self.name())?;
+        let (t, d, width) = (a.len, a.head_dim, a.heads * a.head_dim);
+        let n = a.batch * t * width;
+        let mut out = vec![0f32; 3 * n];
+        let dst = OutPtr(out.as_mut_ptr());
+        let keep_scale = a.dropout.as_ref().map(|draw| (1.0 / (1.0 - draw.p)) as f32);
+        (0..a.batch * a.heads).into_par_iter().for_each_init(
+            || (vec![0f32; t * t], vec![0f32; t * t], vec![0f32; t * t]),
+            |(p, dropped, ds), block| {
+                let (b, h) = (block / a.heads, block % a.heads);
+                let (qh, kh, vh, gh) = (
+                    a.head(&q, b, h),
+                    a.head(&k, b, h),
+                    a.head(&v, b, h),
+                    a.head(&g, b, h),
+                );
+                a.probs(p, qh, kh, b);
+                let p_used = match &a.dropout {
+                    Some(draw) => {
+                        a.drop_into(draw, block, p, dropped);
+                        &*dropped
+                    }
+                    None => &*p,
+                };
+                let at = b * t * width + h * d;
+                // SAFETY: every operand is t rows of d (or t) with the strides given, and
+                // block (b, h) of each output is t rows of d with row stride `width`: `at`'s
+                // offsets 2n + at and (below) at and n + at lie inside `out` (3n elements),
+                // and only this block writes those rows' columns h·d..(h + 1)·d.
+                unsafe {
+                    // dv = P'ᵀ G
+                    let pt = (p_used.as_ptr(), 1, t);
+                    matmul(t, d, t, dst.at(2 * n + at), width, pt, (gh.0, gh.1, 1), 1.0);
+                    // dP' = G vᵀ
+                    matmul(
+                        t,
+                        t,
+                        d,
+                        ds.as_mut_ptr(),
+                        t,
+                        (gh.0, gh.1, 1),
+                        (vh.0, 1, vh.1),
+                        1.0,
+                    );
+                }
+                attention_scores_bwd(ds, p, p_used, t, keep_scale, a.scale);
+                // SAFETY: as above.
+                unsafe {
+                    // dq = dS k, dk = dSᵀ q
+                    let ds = ds.as_ptr();
+                    matmul(t, d, t, dst.at(at), width, (ds, t, 1), (kh.0, kh.1, 1), 1.0);
+                    matmul(
+                        t,
+                        d,
+                        t,
+                        dst.at(n + at),
+                        width,
+                        (ds, 1, t),
+                        (qh.0, qh.1, 1),
+                        1.0,
+                    );
+                }
+            },
+        );
+        Ok((CpuStorage::F32(out), Shape::from(3 * n)))
+    }
+}
+
+/// Multi-head attention ([`crate::nn::Attention`]) fused on CPU: per (batch row, head), the
+/// scores, the masked softmax, dropout and the product with `v` in a block of t×t scratch;
+/// the backward pass recomputes the probabilities the same way (nothing of size `[b, h, t, t]`
+/// is kept between the passes).
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: &Tensor,
+    attn: &crate::nn::Attention,
+    mode: Mode,
+) -> candle_core::Result<Tensor> {
+    check_simd()?;
+    let (batch, len, width) = q.dims3()?;
+    if attn.heads == 0 || width % attn.heads != 0 {
+        candle_core::bail!("width {width} is not a multiple of {} heads", attn.heads);
+    }
+    let keys: Vec<f32> = (mask.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?)
+        .into_iter()
+        .map(|m| if m != 0 { 1.0 } else { 0.0 })
+        .collect();
+    if keys.len() != batch * len {
+        candle_core::bail!("mask {:?} does not match q {:?}", mask.dims(), q.dims());
+    }
+    let spec = AttentionSpec {
+        batch,
+        len,
+        heads: attn.heads,
+        head_dim: width / attn.heads,
+        scale: attn.scale as f32,
+        causal: attn.causal,
+        keys: Arc::new(keys),
+        dropout: attn.dropout.draw(mode),
+    };
+    // The kernels read rows with any stride but need each row's elements adjacent.
+    let rows = |x: &Tensor| -> candle_core::Result<Tensor> {
+        if x.stride()[2] == 1 {
+            Ok(x.clone())
+        } else {
+            x.contiguous()
+        }
+    };
+    rows(q)?.apply_op3(&rows(k)?, &rows(v)?, AttentionOp(spec))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::test_util::{max_diff, rand};
+    use candle_core::{Device, Var};
+
+    /// The fused attention against [`crate::nn::Attention::forward_composed`]: values and the
+    /// gradients of q, k and v, for right and left padding (left padding under a causal mask
+    /// leaves queries that see no key), with q, k, v column slices of one wider tensor (GPT-2),
+    /// and with dropout (the composed side applies the same masks, drawn from the same blocks).
+    #[test]
+    fn attention_matches_composed() {
+        // 19 keys: two full lanes of the kernels' reductions and a remainder.
+        let (b, t, heads, d) = (3, 19, 3, 4);
+        let w = heads * d;
+        let padded = |left: usize, right: usize| -> Vec<u32> {
+            (0..t)
+                .map(|i| u32::from(i >= left && i + right < t))
+                .collect()
+        };
+        let mask = Tensor::from_vec(
+            [padded(0, 0), padded(0, 5), padded(11, 0)].concat(),
+            (b, t),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let mode = Mode::Train { seed: 5, step: 2 };
+        for (causal, p) in [(false, 0.0), (true, 0.0), (false, 0.3), (true, 0.3)] {
+            let attn = crate::nn::Attention {
+                heads,
+                causal,
+                scale: 0.4,
+                dropout: crate::nn::Dropout::new(p, "test"),
+            };
+            let qkv = Var::from_tensor(&rand(&[b, t, 3 * w], 7, 1.5)).unwrap();
+            let part = |i: usize| qkv.as_tensor().narrow(2, i * w, w).unwrap();
+            let (q, k, v) = (part(0), part(1), part(2));
+            let fused = attention(&q, &k, &v, &mask, &attn, mode).unwrap();
+            let composed = match attn.dropout.draw(mode) {
+                None => attn.forward_composed(&q, &k, &v, &mask, mode).unwrap(),
+                Some(draw) => {
+                    let mut m = Vec::new();
+                    for block in 0..b * heads {
+                        let mut rng = draw.rng(block);
+                        m.extend((0..t * t).map(|_| {
+                            let kept = rng.uniform() < 1.0 - p;
+                            if kept {
+                                (1.0 / (1.0 - p)) as f32
+                            } else {
+                                0.0
+                            }
+                        }));
+                    }
+                    let m = Tensor::from_vec(m, (b, heads, t, t), &Device::Cpu).unwrap();
+                    let split = |x: &Tensor| crate::nn::split_heads(x, heads).unwrap();
+                    let bias = crate::nn::attention_bias(&mask, causal).unwrap();
+                    let scores = (split(&q).matmul(&split(&k).t().unwrap()).unwrap() * 0.4)
+                        .unwrap()
+                        .broadcast_add(&bias)
+                        .unwrap();
+                    let probs = crate::nn::softmax_last_dim_composed(&scores).unwrap();
+                    let out = (probs * m).unwrap().matmul(&split(&v)).unwrap();
+                    crate::nn::merge_heads(&out).unwrap()
+                }
+            };
+            let diff = max_diff(&fused, &composed);
+            assert!(
+                diff < 1e-5,
+                "causal {causal} p {p}: values differ by {diff}"
+            );
+            let r = rand(&[b, t, w], 8, 1.0);
+            let ga = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (composed * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (ga, gb) = (
+                ga.get(qkv.as_tensor()).unwrap(),
+                gb.get(qkv.as_tensor()).unwrap(),
+            );
+            let diff = max_diff(ga, gb);
+            assert!(
+                diff < 1e-5,
+                "causal {causal} p {p}: gradients differ by {diff}"
+            );
+            assert!(
+                ga.abs()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    > 1.0
+            );
+        }
+    }
+}
