@@ -569,7 +569,7 @@ impl Trainer<'_> {
             warmup_ratio: c.training.warmup_ratio,
             weight_decay: c.training.weight_decay,
             schedule: Schedule::Linear,
-            max_length: c.model.max_length,
+            max_length: Some(c.model.max_length),
             seed,
             log_every: 5,
             save_total_limit: 1,

@@ -41,8 +41,9 @@ pub struct TrainConfig {
     pub center_rewards_coefficient: Option<f64>,
     /// Use a pair's `margin` in the loss, `−logσ(Δ − m)`, when present.
     pub use_margin: bool,
-    /// Tokens per sequence at most.
-    pub max_length: usize,
+    /// Tokens per sequence at most; `None` = the model's own limit (its `rewardkit.json`, else
+    /// `max_position_embeddings`). The trainer's caller records the effective value here.
+    pub max_length: Option<usize>,
     /// Keep dropout active in training (TRL disables it by default: `disable_dropout=True`).
     pub dropout: bool,
     pub seed: u64,
@@ -76,7 +77,7 @@ impl Default for TrainConfig {
             max_grad_norm: 1.0,
             center_rewards_coefficient: None,
             use_margin: true,
-            max_length: 512,
+            max_length: None,
             dropout: false,
             seed: 42,
             log_every: 10,
@@ -94,7 +95,6 @@ impl TrainConfig {
         let positive = [
             ("batch_size", self.batch_size),
             ("grad_accum", self.grad_accum),
-            ("max_length", self.max_length),
             ("eval_batch_size", self.eval_batch_size),
             ("log_every", self.log_every),
         ];
@@ -102,6 +102,9 @@ impl TrainConfig {
             if v == 0 {
                 return Err(format!("{name} must be at least 1"));
             }
+        }
+        if self.max_length == Some(0) {
+            return Err("max_length must be at least 1".into());
         }
         if self.max_steps == Some(0) {
             return Err("max_steps must be at least 1 (leave it out to train for `epochs`)".into());

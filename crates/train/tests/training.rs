@@ -65,7 +65,7 @@ fn pairs(n: usize, seed: u64) -> Vec<PreferencePair> {
 fn config() -> TrainConfig {
     TrainConfig {
         batch_size: 8,
-        max_length: 32,
+        max_length: Some(32),
         learning_rate: 3e-3,
         warmup_steps: 2,
         log_every: 1,

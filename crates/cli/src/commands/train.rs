@@ -207,7 +207,9 @@ impl TrainArgs {
         if self.center_rewards_coefficient.is_some() {
             t.center_rewards_coefficient = self.center_rewards_coefficient;
         }
-        set!(self.max_length, t.max_length);
+        if self.max_length.is_some() {
+            t.max_length = self.max_length;
+        }
         t.dropout |= self.dropout;
         set!(self.seed, t.seed);
         set!(self.log_every, t.log_every);
@@ -269,10 +271,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<u8> {
             InitMissing::ValueHead
         },
         seed: config.train.seed,
-        max_length: Some(config.train.max_length),
+        max_length: config.train.max_length,
         inference: false,
     };
     let model = rewardkit_model::load(&model_dir, &options, &candle_core::Device::Cpu)?;
+    // What the run uses is what it records (and what a resume compares).
+    let mut config = config;
+    config.train.max_length = Some(model.meta.max_length);
     eprintln!(
         "model {}: {} parameters, pooling {:?}, kernels {}; {} training pairs, {} held out",
         model_dir.display(),
