@@ -3,8 +3,8 @@
 //! over-optimises under best-of-n (gold peaks inside the n range and falls while its own score
 //! keeps rising), one trained on unbiased labels does not.
 
+use rewardkit_demo::{run, DemoConfig, DemoReport, Training};
 use rewardkit_goodhart::analysis::SelectorCurve;
-use rewardkit_goodhart::demo::{run, DemoConfig, DemoReport, Training};
 
 /// The default world, labelers and training, with one proxy and one control (no ensemble, no
 /// retraining), a smaller held-out set and a pool of 100 prompts × 64 samples.
@@ -89,20 +89,5 @@ fn biased_proxy_overoptimises_and_unbiased_control_does_not() {
     assert!(r.labels.bias() > 0 && r.control_labels.bias() == 0);
     assert!(!r.audit.flags.is_empty());
     assert_eq!(r.story().len(), 6);
-}
 
-#[test]
-fn config_files_are_checked() {
-    // Unknown fields are refused; partial files keep the defaults of the rest.
-    assert!(serde_json::from_str::<DemoConfig>(r#"{"train_pair": 10}"#).is_err());
-    let c: DemoConfig = serde_json::from_str(r#"{"training": {"epochs": 1.5}}"#).unwrap();
-    assert_eq!(c.training.epochs, 1.5);
-    assert_eq!(c.training.batch_size, Training::default().batch_size);
-    let bad = DemoConfig {
-        ensemble: 0,
-        ..DemoConfig::default()
-    };
-    let out = tempfile::tempdir().unwrap();
-    let err = run(&bad, out.path(), &mut |_| {}).unwrap_err();
-    assert!(err.to_string().contains("ensemble"), "{err}");
 }
