@@ -573,6 +573,50 @@ mod tests {
     }
 
     #[test]
+    fn gold_from_answers_and_scores_grouped_by_prompt() {
+        let row = |id: &str, prompt: &str, response: &str, lp: Option<f64>| PoolRow {
+            prompt_id: id.into(),
+            prompt: prompt.into(),
+            response: response.into(),
+            logprob: lp,
+            ref_logprob: lp.map(|x| x - 1.0),
+            ..PoolRow::default()
+        };
+        let rows = vec![
+            row("a", "q1", "so #### 4", Some(-1.0)),
+            row("b", "q2", "it is 7", Some(-2.0)),
+            row("a", "q1", "#### 5", Some(-3.0)),
+        ];
+        let answers: HashMap<String, String> = [("q1", "4"), ("q2", "7")]
+            .map(|(q, a)| (q.into(), a.into()))
+            .into();
+        assert_eq!(gsm8k_gold(&rows, &answers), Ok(vec![1.0, 1.0, 0.0]));
+        let partial: HashMap<String, String> = [("q1".to_string(), "4".to_string())].into();
+        assert_eq!(gsm8k_gold(&rows, &partial), Err("q2"));
+
+        let groups = group_by_prompt(&rows);
+        assert_eq!(groups, vec![vec![0, 2], vec![1]]);
+        let pool = pool_scores(&rows, &groups, &[vec![0.1, 0.2, 0.3]], &[1.0, 1.0, 0.0]);
+        assert_eq!(pool.prompts[0].members, vec![vec![0.1, 0.3]]);
+        assert_eq!(pool.prompts[0].gold, vec![1.0, 0.0]);
+        assert_eq!(pool.prompts[0].ref_logp, Some(vec![-2.0, -4.0]));
+        let mut no_lp = rows.clone();
+        no_lp[1].ref_logprob = None;
+        assert!(has_logprobs(&rows) && !has_logprobs(&no_lp));
+        assert_eq!(
+            pool_scores(&no_lp, &groups, &[vec![0.0; 3]], &[0.0; 3]).prompts[1].logp,
+            None
+        );
+
+        let numbered = numbered_rows(&rows, &groups);
+        let samples: Vec<Option<usize>> = numbered.iter().map(|r| r.sample).collect();
+        assert_eq!(samples, [Some(0), Some(1), Some(0)]);
+        assert_eq!(numbered[1].response, "#### 5");
+        let (held, train) = split_prompts(&rows, 1.0, 0);
+        assert_eq!((held.len(), train.len()), (2, 0));
+    }
+
+    #[test]
     fn gold_pairs_prefer_the_better_sample() {
         let row = |id: &str, r: &str, gold: Option<f64>| PoolRow {
             prompt_id: id.into(),
