@@ -79,6 +79,7 @@ impl Default for AuditConfig {
 /// How serious a flag is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Severity {
     Red,
     Warning,

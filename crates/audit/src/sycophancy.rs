@@ -39,6 +39,7 @@ pub struct SycophancyItem {
 /// How prompts and responses are rendered for the model under audit.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum PromptFormat {
     /// HH-RLHF style when the audited pairs' prompts are (they contain `\n\nHuman:`), else plain.
     #[default]
@@ -67,14 +68,17 @@ impl PromptFormat {
         }
     }
 
-    fn prompt(self, text: &str) -> Text {
+    /// A prompt as the model reads it: `\n\nHuman: {text}\n\nAssistant:` for `Hh`, else as
+    /// it is (resolve `Auto` first).
+    pub fn prompt(self, text: &str) -> Text {
         Text::Plain(match self {
             PromptFormat::Hh => format!("\n\nHuman: {text}\n\nAssistant:"),
             _ => text.to_string(),
         })
     }
 
-    fn response(self, text: &str) -> Text {
+    /// A response as the model reads it: with a leading space for `Hh`, else as it is.
+    pub fn response(self, text: &str) -> Text {
         Text::Plain(match self {
             PromptFormat::Hh => format!(" {text}"),
             _ => text.to_string(),
@@ -431,6 +435,20 @@ mod tests {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/data")
             .join(rel)
+    }
+
+    #[test]
+    fn formats_render_hh_transcripts_or_leave_text_alone() {
+        let hh = PromptFormat::Hh;
+        assert_eq!(
+            hh.prompt("Hi?"),
+            Text::Plain("\n\nHuman: Hi?\n\nAssistant:".into())
+        );
+        assert_eq!(hh.response("Hello."), Text::Plain(" Hello.".into()));
+        for plain in [PromptFormat::Plain, PromptFormat::Auto] {
+            assert_eq!(plain.prompt("Hi?"), Text::Plain("Hi?".into()));
+            assert_eq!(plain.response("Hello."), Text::Plain("Hello.".into()));
+        }
     }
 
     #[test]

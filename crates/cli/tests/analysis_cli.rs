@@ -21,6 +21,29 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// Filters for what moves between runs: times, temporary folders, the shared data's place.
+fn settings() -> insta::Settings {
+    let mut s = insta::Settings::clone_current();
+    s.add_filter(r"/[^\s:]*?/shared/data/", "[DATA]/");
+    s.add_filter(r"/tmp/[^\s/]+/", "[TMP]/");
+    s.add_filter(r"in \d+\.\d s", "in [S] s");
+    s
+}
+
+/// An SVG plot, one element per line, coordinates filtered out: the snapshot keeps what the
+/// plot says (elements, colours, labels, titles, tick values), not where each pixel is.
+fn assert_svg_snapshot(name: &str, svg: &str) {
+    let mut s = settings();
+    s.add_filter(
+        r#" (x|y|x1|y1|x2|y2|cx|cy|width|height)="-?[0-9.]+""#,
+        r#" $1="_""#,
+    );
+    s.add_filter(r#"points="[^"]*""#, r#"points="…""#);
+    s.add_filter(r"translate\([^)]*\)", "translate(_)");
+    let lines = svg.replace("><", ">\n<");
+    s.bind(|| insta::assert_snapshot!(name, lines));
+}
+
 /// 200 HH-RLHF helpful-online pairs in TRL form (the audit's input), written to `dir`.
 fn small_data(dir: &std::path::Path) -> PathBuf {
     let path = dir.join("pairs.jsonl");
@@ -91,9 +114,13 @@ fn length_baseline_audit_flags_length_and_writes_the_report() {
     assert_eq!(report["scorer"], "baseline:length-chars");
     assert_eq!(report["probes"].as_array().unwrap().len(), 3);
     let md = std::fs::read_to_string(out.join("report.md")).unwrap();
-    assert!(md.starts_with("# Reward-model audit: baseline:length-chars"));
     let flags_at = md.find("## Flags").unwrap();
     assert!(flags_at < md.find("## Score against response features").unwrap());
+    settings().bind(|| insta::assert_snapshot!("audit_length_report_md", md));
+    for f in ["score_vs_length.svg", "correlations.svg", "probes.svg"] {
+        let svg = std::fs::read_to_string(out.join(f)).unwrap();
+        assert_svg_snapshot(&format!("audit_length_{}", f.replace('.', "_")), &svg);
+    }
 
     // --fail-on red turns the red flags into exit code 4.
     args.extend(["--fail-on", "red"]);
@@ -233,6 +260,10 @@ fn goodhart_curves_on_a_small_pool() {
     for f in ["report.json", "report.md", "goodhart.svg"] {
         assert!(out.join(f).is_file(), "{f}");
     }
+    let md = std::fs::read_to_string(out.join("report.md")).unwrap();
+    settings().bind(|| insta::assert_snapshot!("goodhart_curves_report_md", md));
+    let svg = std::fs::read_to_string(out.join("goodhart.svg")).unwrap();
+    assert_svg_snapshot("goodhart_curves_svg", &svg);
 
     // `label`: every prompt's gold-ordered pairs from the training part, the rest as a pool.
     let (pairs, held) = (
@@ -253,7 +284,34 @@ fn goodhart_curves_on_a_small_pool() {
     ]);
     assert!(o.status.success(), "{}", text(&o.stderr));
     let n_pairs = std::fs::read_to_string(&pairs).unwrap().lines().count();
-    let n_held = std::fs::read_to_string(&held).unwrap().lines().count();
+    let held_rows = std::fs::read_to_string(&held).unwrap();
+    let n_held = held_rows.lines().count();
+    // The held-out pool is in the pool-row schema: samples renumbered per prompt, what the
+    // input had kept (`logprob`, `ref_logprob`, `gold`), nothing absent written as null.
+    let line = held_rows.lines().next().unwrap();
+    let first: serde_json::Value = serde_json::from_str(line).unwrap();
+    let mut keys: Vec<&str> = first
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        [
+            "gold",
+            "logprob",
+            "prompt",
+            "prompt_id",
+            "ref_logprob",
+            "response",
+            "sample"
+        ]
+    );
+    assert!(line.starts_with("{\"prompt_id\":\"p"), "{line}");
+    assert!(!held_rows.contains("null"), "{held_rows}");
+    assert_eq!(first["sample"], 0);
     // Each prompt has golds {0, 1, 2, x} over 4 samples: 5 ordered pairs per prompt.
     assert_eq!(n_held % 4, 0);
     assert_eq!(

@@ -50,6 +50,42 @@ fn help_explains_commands_and_exit_codes() {
     insta::assert_snapshot!("eval_help", stdout(&o));
 }
 
+/// The flags whose values are library enums (`ValueEnum` behind each crate's `clap` feature):
+/// the value names a user types stay what they were.
+#[test]
+fn help_of_commands_with_enum_flags() {
+    for (name, args) in [
+        ("audit_help", &["audit", "--help"][..]),
+        ("data_stats_help", &["data", "stats", "--help"]),
+        ("data_split_help", &["data", "split", "--help"]),
+        ("goodhart_curves_help", &["goodhart", "curves", "--help"]),
+        ("generate_help", &["generate", "--help"]),
+    ] {
+        let o = run(args);
+        assert!(o.status.success(), "{name}: {}", stderr(&o));
+        insta::assert_snapshot!(name, stdout(&o));
+    }
+    // `goodhart curves` takes the audit's prompt formats but not `auto`.
+    let o = run(&[
+        "goodhart",
+        "curves",
+        "--pool",
+        "p",
+        "--proxy",
+        "m",
+        "--out",
+        "o",
+        "--prompt-format",
+        "auto",
+    ]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("[possible values: plain, hh]"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn data_stats_hh_accounts_for_every_row() {
     let path = shared("hh-rlhf/helpful-base/test.jsonl.gz");
@@ -236,9 +272,17 @@ fn eval_table_and_plot_on_a_small_score_file() {
     assert!(o.status.success(), "{}", stderr(&o));
     settings().bind(|| insta::assert_snapshot!("eval_table", stdout(&o)));
     let svg = std::fs::read_to_string(&plot).unwrap();
-    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
     // One bar per non-empty bin (five here), labelled with its count.
     assert_eq!(svg.matches("n=1<").count(), 5);
+    // The plot as a user sees it: elements, colours, labels and ticks (coordinates filtered).
+    let mut s = settings();
+    s.add_filter(
+        r#" (x|y|x1|y1|x2|y2|cx|cy|width|height)="-?[0-9.]+""#,
+        r#" $1="_""#,
+    );
+    s.add_filter(r#"points="[^"]*""#, r#"points="…""#);
+    s.add_filter(r"translate\([^)]*\)", "translate(_)");
+    s.bind(|| insta::assert_snapshot!("eval_reliability_svg", svg.replace("><", ">\n<")));
 }
 
 #[test]

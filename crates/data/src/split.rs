@@ -9,6 +9,7 @@ use crate::types::{PreferencePair, Text};
 /// What the split hashes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum SplitKey {
     /// The whole pair (prompt, chosen, rejected).
     #[default]

@@ -327,6 +327,80 @@ fn curve(
         .collect())
 }
 
+/// `report.json` of `rewardkit goodhart curves`: what was measured and the analysis.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct CurvesReport {
+    /// The pool file.
+    pub pool: String,
+    /// The proxy reward models, the first being "the proxy".
+    pub proxies: Vec<String>,
+    /// Where gold came from: `model:DIR`, `gsm8k:FILE` or the pool's `gold` field.
+    pub gold: String,
+    pub seconds: f64,
+    pub analysis: Analysis,
+}
+
+/// The mitigations measured against the plain proxy (member 0): the one selector set of
+/// `rewardkit goodhart curves` and `rewardkit demo`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mitigations {
+    /// The ensemble's members (empty: all of them); `None` for no ensemble rules (one proxy).
+    pub ensemble: Option<Vec<usize>>,
+    /// λ of the rule `mean − λ·var`.
+    pub lambda_var: f64,
+    /// λ of the rule `mean − λ·std`.
+    pub lambda_std: f64,
+    /// β of each KL-penalised proxy (these need the pool's log-probabilities).
+    pub kl_betas: Vec<f64>,
+}
+
+impl Mitigations {
+    /// The plain proxy, then the ensemble rules (mean, min, mean − λ·var, mean − λ·std), then
+    /// the KL-penalised proxy at each β; each with its label: `proxy`, `ensemble mean`, …,
+    /// `kl-penalised β=0.05`.
+    pub fn selectors(&self) -> Vec<(Selector, String)> {
+        let proxy = Selector::Proxy { member: 0 };
+        let mut out = vec![(proxy.clone(), proxy.label())];
+        if let Some(members) = &self.ensemble {
+            let rules = [
+                Combine::Mean,
+                Combine::Min,
+                Combine::MeanMinusVar {
+                    lambda: self.lambda_var,
+                },
+                Combine::MeanMinusStd {
+                    lambda: self.lambda_std,
+                },
+            ];
+            out.extend(rules.map(|combine| {
+                let label = format!("ensemble {}", combine.label());
+                let members = members.clone();
+                (Selector::Ensemble { combine, members }, label)
+            }));
+        }
+        out.extend(self.kl_betas.iter().map(|&beta| {
+            let s = Selector::KlPenalized { beta, member: 0 };
+            let label = s.label();
+            (s, label)
+        }));
+        out
+    }
+}
+
+/// [`analyze`] with a label of the caller's for each selector's curve.
+pub fn analyze_labelled(
+    pool: &PoolScores,
+    selectors: &[(Selector, String)],
+    ns: &[usize],
+) -> Result<Analysis, AnalysisError> {
+    let plain: Vec<Selector> = selectors.iter().map(|(s, _)| s.clone()).collect();
+    let mut analysis = analyze(pool, &plain, ns)?;
+    for (curve, (_, label)) in analysis.curves.iter_mut().zip(selectors) {
+        curve.label.clone_from(label);
+    }
+    Ok(analysis)
+}
+
 /// `R(d)` fitted to (√KL, value − value at n = 1); `points` starts at n = 1.
 fn fit(points: &[SelectorPoint], value: impl Fn(&SelectorPoint) -> f64) -> Option<RdFit> {
     let r0 = value(points.first()?);
@@ -573,6 +647,44 @@ mod tests {
                 ..
             })
         ));
+    }
+
+    #[test]
+    fn mitigations_are_the_proxy_the_four_ensemble_rules_and_the_kl_penalties() {
+        let m = Mitigations {
+            ensemble: Some(vec![0, 1]),
+            lambda_var: 0.5,
+            lambda_std: 2.0,
+            kl_betas: vec![0.1],
+        };
+        let labels: Vec<String> = m.selectors().into_iter().map(|(_, l)| l).collect();
+        assert_eq!(
+            labels,
+            [
+                "proxy",
+                "ensemble mean",
+                "ensemble min",
+                "ensemble mean-0.5*var",
+                "ensemble mean-2*std",
+                "kl-penalised β=0.1"
+            ]
+        );
+        assert_eq!(
+            m.selectors()[2].0,
+            Selector::Ensemble {
+                combine: Combine::Min,
+                members: vec![0, 1]
+            }
+        );
+        let single = Mitigations {
+            ensemble: None,
+            kl_betas: Vec::new(),
+            ..m
+        };
+        assert_eq!(
+            single.selectors(),
+            [(Selector::Proxy { member: 0 }, "proxy".to_string())]
+        );
     }
 
     #[test]

@@ -9,9 +9,11 @@
 //! - [`cycles`]: intransitive preferences and what they cost a Bradley-Terry fit;
 //! - [`analysis`]: a scored pool under several selectors (proxy, ensemble rules, KL penalty):
 //!   curves, fits, gold peaks and the gain of each mitigation;
-//! - [`world`]: the built-in world with a biased labeler;
-//! - [`demo`]: `rewardkit demo`, the world end to end (labels → proxy → audit → best-of-n →
-//!   mitigations).
+//! - [`pool`]: pools of samples (the pool-row schema), GSM8K gold, gold-labelled pairs;
+//! - [`story`]: what `rewardkit demo` reports, as plain types, and its story in a few lines.
+//!
+//! Everything here is plain numbers (no tensors, no candle): the demo that trains models in a
+//! built-in world and fills a [`story::DemoReport`] is the `rewardkit-demo` crate.
 //!
 //! ```
 //! use rewardkit_goodhart::bon::{bon_curve, default_ns, PromptPool};
@@ -32,7 +34,6 @@ pub mod analysis;
 pub mod bon;
 pub mod combine;
 pub mod cycles;
-pub mod demo;
 pub mod fit;
 pub mod pool;
-pub mod world;
+pub mod story;

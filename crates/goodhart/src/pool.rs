@@ -1,8 +1,11 @@
-//! Pools of policy samples for best-of-n: reading them, and checkable gold quality on GSM8K.
+//! Pools of policy samples for best-of-n: the prompts they are drawn for, the one pool-row schema
+//! ([`PoolRow`], written by `rewardkit generate` and `goodhart label`, read by `goodhart curves`),
+//! and checkable gold quality on GSM8K.
 //!
 //! Two layouts are read, recognised by their fields:
-//! - **`rewardkit generate` output**: one row per sample, `{prompt_id, prompt, sample, response,
-//!   logprob, logprob_model, ref_logprob?}` (and optionally `gold`);
+//! - **pool rows** ([`PoolRow`]): one row per sample, `{prompt_id, prompt, sample, response,
+//!   logprob, logprob_model, tokens, finished, ref_logprob?, gold?}` (all but `prompt_id`,
+//!   `prompt` and `response` optional);
 //! - **GSM8K `example_model_solutions.jsonl`**: one row per question, `{question, ground_truth,
 //!   <model>: {solution, is_correct}, …}`; each model's solution becomes a sample whose gold is
 //!   its `is_correct` label (real model solutions, labelled by the GSM8K authors).
@@ -12,33 +15,130 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use rewardkit_data::{for_each_record, DataError, RowError, RowErrorKind};
+use rewardkit_data::{for_each_record, json_type, DataError, RowError, RowErrorKind};
+use rewardkit_io::IoError;
+use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// One sample of a pool.
-#[derive(Debug, Clone, PartialEq)]
+use crate::analysis::{PoolScores, PromptScores};
+
+/// One sample of a pool: a JSONL row of `rewardkit generate` and `goodhart label --pool-out`
+/// (fields that are `None` are left out).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct PoolRow {
+    /// The prompt's id (a number in the prompts file is written as its text).
     pub prompt_id: String,
     pub prompt: String,
+    /// The sample's index among its prompt's samples.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sample: Option<usize>,
     pub response: String,
     /// log π(y|x) under the distribution the sample was drawn from.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub logprob: Option<f64>,
+    /// log π(y|x) under the policy model at temperature 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub logprob_model: Option<f64>,
+    /// Generated tokens, EOS included.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<usize>,
+    /// Whether generation ended with EOS.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finished: Option<bool>,
     /// log π_ref(y|x) under a reference model (for a KL penalty).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ref_logprob: Option<f64>,
     /// Gold quality when the pool carries it (GSM8K solutions: 1 correct, 0 not).
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gold: Option<f64>,
+}
+
+/// Writes pool rows as JSONL, atomically.
+pub fn write_pool(path: &Path, rows: &[PoolRow]) -> Result<(), IoError> {
+    rewardkit_io::write_file_with(path, |w| {
+        for row in rows {
+            serde_json::to_writer(&mut *w, row)?;
+            std::io::Write::write_all(w, b"\n")?;
+        }
+        Ok(())
+    })
+}
+
+/// One prompt to sample a pool for.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Prompt {
+    /// `id` of the record (a string or a number, as text), else its 0-based index.
+    pub id: String,
+    /// The user's message.
+    pub text: String,
+}
+
+/// Reads a prompts file (JSONL, JSON array, gzip or Parquet): one object per prompt with
+/// `prompt` (a string) and optionally `id` (a string or a number). A malformed record is an
+/// error naming its file and line; a file without prompts is an error.
+pub fn read_prompts(path: &Path) -> Result<Vec<Prompt>, DataError> {
+    let mut prompts = Vec::new();
+    for_each_record(path, |record| -> Result<(), DataError> {
+        let (location, obj) = record.into_result()?;
+        let parsed = (|| {
+            let text = match obj.get("prompt") {
+                Some(Value::String(s)) => s.clone(),
+                Some(v) => return Err(wrong_type("prompt", "a string", v)),
+                None => return Err(RowErrorKind::MissingField("prompt".into())),
+            };
+            let id = match obj.get("id") {
+                None | Some(Value::Null) => prompts.len().to_string(),
+                Some(Value::String(s)) => s.clone(),
+                Some(Value::Number(n)) => n.to_string(),
+                Some(v) => return Err(wrong_type("id", "a string or a number", v)),
+            };
+            Ok(Prompt { id, text })
+        })();
+        prompts.push(parsed.map_err(|kind| RowError { location, kind })?);
+        Ok(())
+    })?;
+    if prompts.is_empty() {
+        return Err(DataError::Empty {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(prompts)
+}
+
+fn wrong_type(field: &str, expected: &'static str, v: &Value) -> RowErrorKind {
+    RowErrorKind::WrongType {
+        field: field.into(),
+        expected,
+        found: json_type(v).into(),
+    }
 }
 
 fn string(obj: &Map<String, Value>, field: &str) -> Result<String, RowErrorKind> {
     match obj.get(field) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        Some(v) => Err(RowErrorKind::WrongType {
-            field: field.into(),
-            expected: "a string",
-            found: rewardkit_data::json_type(v).into(),
-        }),
+        Some(v) => Err(wrong_type(field, "a string", v)),
         None => Err(RowErrorKind::MissingField(field.into())),
+    }
+}
+
+/// An optional count (a non-negative integer).
+fn count(obj: &Map<String, Value>, field: &str) -> Result<Option<usize>, RowErrorKind> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => match v.as_u64().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) => Ok(Some(n)),
+            None => Err(wrong_type(field, "a non-negative integer", v)),
+        },
+    }
+}
+
+/// An optional boolean.
+fn flag(obj: &Map<String, Value>, field: &str) -> Result<Option<bool>, RowErrorKind> {
+    match obj.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(v) => Err(wrong_type(field, "a boolean", v)),
     }
 }
 
@@ -47,11 +147,7 @@ fn number(obj: &Map<String, Value>, field: &str) -> Result<Option<f64>, RowError
         None | Some(Value::Null) => Ok(None),
         Some(v) => match v.as_f64().filter(|x| x.is_finite()) {
             Some(x) => Ok(Some(x)),
-            None => Err(RowErrorKind::WrongType {
-                field: field.into(),
-                expected: "a finite number",
-                found: rewardkit_data::json_type(v).into(),
-            }),
+            None => Err(wrong_type(field, "a finite number", v)),
         },
     }
 }
@@ -82,9 +178,8 @@ fn parse_row(
                 prompt_id: format!("gsm8k:{line}"),
                 prompt: question.clone(),
                 response: solution,
-                logprob: None,
-                ref_logprob: None,
                 gold: Some(if correct { 1.0 } else { 0.0 }),
+                ..PoolRow::default()
             });
         }
         return Ok(());
@@ -92,8 +187,12 @@ fn parse_row(
     out.push(PoolRow {
         prompt_id: string(obj, "prompt_id")?,
         prompt: string(obj, "prompt")?,
+        sample: count(obj, "sample")?,
         response: string(obj, "response")?,
         logprob: number(obj, "logprob")?,
+        logprob_model: number(obj, "logprob_model")?,
+        tokens: count(obj, "tokens")?,
+        finished: flag(obj, "finished")?,
         ref_logprob: number(obj, "ref_logprob")?,
         gold: number(obj, "gold")?,
     });
@@ -234,6 +333,76 @@ pub fn gold_pairs(rows: &[PoolRow], groups: &[Vec<usize>]) -> Vec<rewardkit_data
     out
 }
 
+/// Splits a pool's prompts (groups of [`group_by_prompt`]) into held-out and training ones by
+/// [`held_out`]: `(held, train)`.
+pub fn split_prompts(
+    rows: &[PoolRow],
+    fraction: f64,
+    seed: u64,
+) -> (Vec<Vec<usize>>, Vec<Vec<usize>>) {
+    group_by_prompt(rows)
+        .into_iter()
+        .partition(|g| held_out(&rows[g[0]].prompt_id, fraction, seed))
+}
+
+/// The rows of `groups`, in order, each numbered as a sample of its prompt (0, 1, …).
+pub fn numbered_rows(rows: &[PoolRow], groups: &[Vec<usize>]) -> Vec<PoolRow> {
+    groups
+        .iter()
+        .flat_map(|g| {
+            g.iter().enumerate().map(|(k, &i)| PoolRow {
+                sample: Some(k),
+                ..rows[i].clone()
+            })
+        })
+        .collect()
+}
+
+/// Gold of each row from GSM8K's answers ([`gsm8k_answers`]): 1 when the row's final number is
+/// its question's answer, else 0. `Err` holds a prompt that has no answer.
+pub fn gsm8k_gold<'a>(
+    rows: &'a [PoolRow],
+    answers: &HashMap<String, String>,
+) -> Result<Vec<f64>, &'a str> {
+    rows.iter()
+        .map(|r| {
+            let want = answers.get(&r.prompt).ok_or(r.prompt.as_str())?;
+            Ok(f64::from(u8::from(
+                final_number(&r.response).as_ref() == Some(want),
+            )))
+        })
+        .collect()
+}
+
+/// Whether every row has both log-probabilities (what a KL-penalised selector needs).
+pub fn has_logprobs(rows: &[PoolRow]) -> bool {
+    rows.iter()
+        .all(|r| r.logprob.is_some() && r.ref_logprob.is_some())
+}
+
+/// The pool as [`crate::analysis`] reads it: per prompt (`groups`), each member's scores and
+/// gold (both indexed by row), and the log-probabilities when every row has them.
+pub fn pool_scores(
+    rows: &[PoolRow],
+    groups: &[Vec<usize>],
+    members: &[Vec<f64>],
+    gold: &[f64],
+) -> PoolScores {
+    let logprobs = has_logprobs(rows);
+    let pick = |v: &[f64], g: &[usize]| g.iter().map(|&i| v[i]).collect::<Vec<f64>>();
+    PoolScores {
+        prompts: groups
+            .iter()
+            .map(|g| PromptScores {
+                members: members.iter().map(|m| pick(m, g)).collect(),
+                gold: pick(gold, g),
+                logp: logprobs.then(|| g.iter().filter_map(|&i| rows[i].logprob).collect()),
+                ref_logp: logprobs.then(|| g.iter().filter_map(|&i| rows[i].ref_logprob).collect()),
+            })
+            .collect(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -319,14 +488,142 @@ mod tests {
     }
 
     #[test]
+    fn pool_rows_round_trip_and_leave_out_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pool.jsonl");
+        let rows = vec![
+            PoolRow {
+                prompt_id: "7".into(),
+                prompt: "q".into(),
+                sample: Some(0),
+                response: "r".into(),
+                logprob: Some(-1.5),
+                logprob_model: Some(-2.0),
+                tokens: Some(3),
+                finished: Some(true),
+                ref_logprob: None,
+                gold: None,
+            },
+            PoolRow {
+                prompt_id: "7".into(),
+                prompt: "q".into(),
+                response: "s".into(),
+                gold: Some(1.0),
+                ..PoolRow::default()
+            },
+        ];
+        write_pool(&p, &rows).unwrap();
+        let text = std::fs::read_to_string(&p).unwrap();
+        assert_eq!(
+            text,
+            "{\"prompt_id\":\"7\",\"prompt\":\"q\",\"sample\":0,\"response\":\"r\",\"logprob\":-1.5,\"logprob_model\":-2.0,\"tokens\":3,\"finished\":true}\n\
+             {\"prompt_id\":\"7\",\"prompt\":\"q\",\"response\":\"s\",\"gold\":1.0}\n"
+        );
+        assert_eq!(read_pool(&p).unwrap(), rows);
+        std::fs::write(
+            &p,
+            "{\"prompt_id\":1,\"prompt\":\"q\",\"response\":\"r\",\"tokens\":-1}\n",
+        )
+        .unwrap();
+        let msg = read_pool(&p).unwrap_err().to_string();
+        assert!(
+            msg.ends_with(
+                "pool.jsonl:1: field `tokens` should be a non-negative integer, found a number"
+            ),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn prompts_have_ids_and_bad_records_name_their_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("prompts.jsonl");
+        std::fs::write(
+            &p,
+            "{\"prompt\":\"a\"}\n{\"prompt\":\"b\",\"id\":\"x\"}\n{\"prompt\":\"c\",\"id\":12}\n",
+        )
+        .unwrap();
+        let got: Vec<(String, String)> = read_prompts(&p)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.id, p.text))
+            .collect();
+        let want = [("0", "a"), ("x", "b"), ("12", "c")];
+        assert_eq!(got, want.map(|(i, t)| (i.to_string(), t.to_string())));
+        for (body, error) in [
+            (
+                "{\"prompt\":\"a\"}\n{\"id\":1}\n",
+                "prompts.jsonl:2: missing field `prompt`",
+            ),
+            (
+                "{\"prompt\":[1]}\n",
+                "prompts.jsonl:1: field `prompt` should be a string, found an array",
+            ),
+            (
+                "{\"prompt\":\"a\",\"id\":true}\n",
+                "prompts.jsonl:1: field `id` should be a string or a number, found a boolean",
+            ),
+        ] {
+            std::fs::write(&p, body).unwrap();
+            let msg = read_prompts(&p).unwrap_err().to_string();
+            assert!(msg.ends_with(error), "{msg}");
+        }
+        std::fs::write(&p, "\n").unwrap();
+        assert!(matches!(read_prompts(&p), Err(DataError::Empty { .. })));
+    }
+
+    #[test]
+    fn gold_from_answers_and_scores_grouped_by_prompt() {
+        let row = |id: &str, prompt: &str, response: &str, lp: Option<f64>| PoolRow {
+            prompt_id: id.into(),
+            prompt: prompt.into(),
+            response: response.into(),
+            logprob: lp,
+            ref_logprob: lp.map(|x| x - 1.0),
+            ..PoolRow::default()
+        };
+        let rows = vec![
+            row("a", "q1", "so #### 4", Some(-1.0)),
+            row("b", "q2", "it is 7", Some(-2.0)),
+            row("a", "q1", "#### 5", Some(-3.0)),
+        ];
+        let answers: HashMap<String, String> = [("q1", "4"), ("q2", "7")]
+            .map(|(q, a)| (q.into(), a.into()))
+            .into();
+        assert_eq!(gsm8k_gold(&rows, &answers), Ok(vec![1.0, 1.0, 0.0]));
+        let partial: HashMap<String, String> = [("q1".to_string(), "4".to_string())].into();
+        assert_eq!(gsm8k_gold(&rows, &partial), Err("q2"));
+
+        let groups = group_by_prompt(&rows);
+        assert_eq!(groups, vec![vec![0, 2], vec![1]]);
+        let pool = pool_scores(&rows, &groups, &[vec![0.1, 0.2, 0.3]], &[1.0, 1.0, 0.0]);
+        assert_eq!(pool.prompts[0].members, vec![vec![0.1, 0.3]]);
+        assert_eq!(pool.prompts[0].gold, vec![1.0, 0.0]);
+        assert_eq!(pool.prompts[0].ref_logp, Some(vec![-2.0, -4.0]));
+        let mut no_lp = rows.clone();
+        no_lp[1].ref_logprob = None;
+        assert!(has_logprobs(&rows) && !has_logprobs(&no_lp));
+        assert_eq!(
+            pool_scores(&no_lp, &groups, &[vec![0.0; 3]], &[0.0; 3]).prompts[1].logp,
+            None
+        );
+
+        let numbered = numbered_rows(&rows, &groups);
+        let samples: Vec<Option<usize>> = numbered.iter().map(|r| r.sample).collect();
+        assert_eq!(samples, [Some(0), Some(1), Some(0)]);
+        assert_eq!(numbered[1].response, "#### 5");
+        let (held, train) = split_prompts(&rows, 1.0, 0);
+        assert_eq!((held.len(), train.len()), (2, 0));
+    }
+
+    #[test]
     fn gold_pairs_prefer_the_better_sample() {
         let row = |id: &str, r: &str, gold: Option<f64>| PoolRow {
             prompt_id: id.into(),
             prompt: format!("q{id}"),
             response: r.into(),
-            logprob: None,
-            ref_logprob: None,
             gold,
+            ..PoolRow::default()
         };
         let rows = vec![
             row("a", "right", Some(1.0)),

@@ -13,6 +13,7 @@ use crate::params::ParamStore;
 /// Which hidden state the value head reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Pooling {
     /// The first token (`[CLS]`).
     Cls,

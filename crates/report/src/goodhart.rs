@@ -4,7 +4,7 @@
 use std::fmt::Write;
 
 use rewardkit_goodhart::analysis::{Analysis, SelectorCurve};
-use rewardkit_goodhart::demo::{DemoReport, ModelSummary};
+use rewardkit_goodhart::story::{DemoReport, LabelStats, ModelSummary, StoryConfig};
 
 use crate::audit::audit_flags_text;
 use crate::svg::Plot;
@@ -147,15 +147,6 @@ fn pct(v: f64) -> String {
     }
 }
 
-/// Every trained model of the demo, in report order.
-fn models(r: &DemoReport) -> Vec<&ModelSummary> {
-    std::iter::once(&r.proxy)
-        .chain(&r.members)
-        .chain(r.rounds.iter().map(|x| &x.model))
-        .chain([&r.control])
-        .collect()
-}
-
 fn model_row(m: &ModelSummary) -> Vec<String> {
     vec![
         m.name.clone(),
@@ -236,13 +227,13 @@ fn curve_rows(a: &Analysis) -> (Vec<String>, Vec<Vec<String>>) {
 
 /// `rewardkit demo`'s terminal summary: the story, the models, the audit's flags, the curves
 /// and the mitigations.
-pub fn demo_text(r: &DemoReport) -> String {
+pub fn demo_text<C: StoryConfig>(r: &DemoReport<C>) -> String {
     let mut s = String::new();
     for line in r.story() {
         let _ = writeln!(s, "{line}");
     }
     let mut t = new_table(&MODEL_HEADER);
-    for m in models(r) {
+    for m in r.models() {
         t.add_row(model_row(m));
     }
     let _ = writeln!(s, "\nReward models (held-out pairs)\n{t}");
@@ -283,12 +274,12 @@ fn md_table(s: &mut String, header: &[&str], rows: &[Vec<String>]) {
 }
 
 /// `report.md` of `rewardkit demo`.
-pub fn demo_markdown(r: &DemoReport) -> String {
+pub fn demo_markdown<C: StoryConfig>(r: &DemoReport<C>) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
         "# Goodhart's law in the built-in world (seed {})\n",
-        r.config.seed
+        r.config.seed()
     );
     for line in r.story() {
         let _ = writeln!(s, "{}\n", line.trim_start());
@@ -296,7 +287,7 @@ pub fn demo_markdown(r: &DemoReport) -> String {
     let _ = writeln!(s, "![best-of-n curves](goodhart.svg)\n");
 
     let _ = writeln!(s, "## Labels\n");
-    let label_row = |name: &str, l: &rewardkit_goodhart::world::LabelStats| {
+    let label_row = |name: &str, l: &LabelStats| {
         vec![
             name.to_string(),
             l.total().to_string(),
@@ -327,19 +318,17 @@ pub fn demo_markdown(r: &DemoReport) -> String {
     );
 
     let _ = writeln!(s, "## Reward models\n");
+    let m = r.config.model();
     let _ = writeln!(
         s,
         "Tiny BERT ({} hidden, {} layers, {} heads, {} pooling) trained from scratch; accuracy on {} held-out pairs of fresh policy samples. *Prefers longer* / *agreeing*: among pairs of equal correctness, how often the model scores the longer / agreeing response higher (50% = indifferent).\n",
-        r.config.model.hidden_size,
-        r.config.model.layers,
-        r.config.model.heads,
-        serde_json::to_value(r.config.model.pooling)
-            .ok()
-            .and_then(|v| v.as_str().map(String::from))
-            .unwrap_or_default(),
-        r.config.eval_pairs
+        m.hidden_size,
+        m.layers,
+        m.heads,
+        m.pooling,
+        r.config.eval_pairs()
     );
-    let rows: Vec<Vec<String>> = models(r).into_iter().map(model_row).collect();
+    let rows: Vec<Vec<String>> = r.models().into_iter().map(model_row).collect();
     md_table(&mut s, &MODEL_HEADER, &rows);
     if !r.rounds.is_empty() {
         let _ = writeln!(s, "Iterative retraining:\n");

@@ -24,6 +24,7 @@ fn encode_err(e: tokenizers::Error) -> TokenizeError {
 /// How a (prompt, response) pair becomes one input sequence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum InputStyle {
     /// Encoders: a text pair, special tokens from the tokenizer's post-processor.
     Pair,

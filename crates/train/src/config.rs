@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 /// Learning-rate decay after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Schedule {
     /// Linear decay to 0 at the last step (transformers' default).
     Linear,

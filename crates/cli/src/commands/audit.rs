@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use rewardkit_audit::run::Severity;
 use rewardkit_audit::{AuditConfig, AuditReport, Plan, Probe, PromptFormat};
@@ -57,7 +57,7 @@ pub struct AuditArgs {
     /// How sycophancy prompts are written for the model [default: auto, i.e. HH-RLHF
     /// transcripts when the audited prompts are].
     #[arg(long, value_enum)]
-    prompt_format: Option<FormatArg>,
+    prompt_format: Option<PromptFormat>,
     /// Probes to run, comma-separated [default: all]: filler, flattering_opener, hedges,
     /// bullet_list, bold, repeat_sentence, apology, overconfident.
     #[arg(long, value_delimiter = ',', value_parser = parse_probe)]
@@ -85,23 +85,10 @@ pub struct AuditArgs {
     export_requests: Option<PathBuf>,
     /// Exit with code 4 when a flag of this severity (or worse) is raised.
     #[arg(long, value_enum)]
-    fail_on: Option<FailOn>,
+    fail_on: Option<Severity>,
     /// Print report.json on stdout instead of the summary.
     #[arg(long)]
     json: bool,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FormatArg {
-    Auto,
-    Plain,
-    Hh,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum FailOn {
-    Red,
-    Warning,
 }
 
 fn parse_probe(s: &str) -> Result<Probe, String> {
@@ -132,11 +119,7 @@ impl AuditArgs {
             s.max_items = n;
         }
         if let Some(f) = self.prompt_format {
-            s.format = match f {
-                FormatArg::Auto => PromptFormat::Auto,
-                FormatArg::Plain => PromptFormat::Plain,
-                FormatArg::Hh => PromptFormat::Hh,
-            };
+            s.format = f;
         }
         if !self.probes.is_empty() {
             c.probes.clone_from(&self.probes);
@@ -224,11 +207,9 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
     } else {
         print_text(&rewardkit_report::audit_flags_text(&report))?;
     }
+    // Severities order from the worst (red) down.
     let worst = report.flags.iter().map(|f| f.severity).min();
-    let fail = matches!(
-        (args.fail_on, worst),
-        (Some(FailOn::Red), Some(Severity::Red)) | (Some(FailOn::Warning), Some(_))
-    );
+    let fail = matches!((args.fail_on, worst), (Some(bar), Some(w)) if w <= bar);
     Ok(if fail { EXIT_FLAGGED } else { 0 })
 }
 

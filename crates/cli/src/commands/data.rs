@@ -109,23 +109,6 @@ fn parse_format(s: &str) -> Result<Format, String> {
     s.parse()
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-pub enum StyleArg {
-    /// Encoder input: prompt and response as a text pair.
-    Pair,
-    /// Decoder input: prompt + response + EOS.
-    Sequence,
-}
-
-impl From<StyleArg> for InputStyle {
-    fn from(s: StyleArg) -> Self {
-        match s {
-            StyleArg::Pair => InputStyle::Pair,
-            StyleArg::Sequence => InputStyle::Sequence,
-        }
-    }
-}
-
 #[derive(Args)]
 pub struct StatsArgs {
     /// Preference files: .jsonl, .jsonl.gz, .json (array) or .parquet.
@@ -142,7 +125,7 @@ pub struct StatsArgs {
     tokenizer: Option<PathBuf>,
     /// How inputs are built when counting tokens.
     #[arg(long, value_enum, default_value = "pair")]
-    style: StyleArg,
+    style: InputStyle,
     /// Maximum input length in tokens, to count what would be truncated.
     #[arg(long, default_value_t = 512)]
     max_length: usize,
@@ -158,6 +141,8 @@ struct StatsOutput<'a> {
     tokens: Option<&'a TokenLengthStats>,
 }
 
+/// `train --split-by` (the library's [`SplitKey`] serves `data split --by`; this copy goes when
+/// train.rs takes `SplitKey` too).
 #[derive(Clone, Copy, ValueEnum)]
 pub enum SplitBy {
     /// Hash the whole pair.
@@ -181,7 +166,7 @@ pub struct SplitArgs {
     seed: u64,
     /// What the hash is taken of.
     #[arg(long, value_enum, default_value = "pair")]
-    by: SplitBy,
+    by: SplitKey,
     /// Where to write the training pairs (JSONL).
     #[arg(long)]
     train_out: PathBuf,
@@ -203,7 +188,7 @@ fn stats(args: StatsArgs) -> anyhow::Result<()> {
     let stats = DataStats::of(&data);
     let tokens = match &args.tokenizer {
         Some(path) => {
-            let tok = RewardTokenizer::from_path(path, args.style.into())?;
+            let tok = RewardTokenizer::from_path(path, args.style)?;
             Some(TokenLengthStats::of(&tok, &data.pairs, args.max_length)?)
         }
         None => None,
@@ -232,10 +217,7 @@ fn split(args: SplitArgs) -> anyhow::Result<()> {
     let config = SplitConfig {
         eval_fraction: args.eval_fraction,
         seed: args.seed,
-        key: match args.by {
-            SplitBy::Pair => SplitKey::Pair,
-            SplitBy::Prompt => SplitKey::Prompt,
-        },
+        key: args.by,
     };
     let (train, eval) = config.split(data.pairs);
     for (path, pairs) in [(&args.train_out, &train), (&args.eval_out, &eval)] {

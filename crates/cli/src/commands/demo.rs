@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use indicatif::ProgressBar;
 
-use rewardkit_goodhart::demo::{run as run_demo, DemoConfig, DemoEvent};
+use rewardkit_demo::{run as run_demo, DemoConfig, DemoEvent};
 
 use super::{print_json, print_text, read_config, write_atomic};
 

@@ -6,9 +6,8 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::Args;
-use serde::Serialize;
 
-use rewardkit_data::{for_each_record, json_type, DataError, RowError, RowErrorKind};
+use rewardkit_goodhart::pool::{read_prompts, write_pool, PoolRow};
 use rewardkit_model::{GenerationConfig, Policy};
 
 #[derive(Args)]
@@ -25,7 +24,8 @@ pub struct GenerateArgs {
     /// Responses per prompt.
     #[arg(long, default_value_t = 4)]
     n: usize,
-    /// The pool: JSONL, one row per sample with `prompt_id`, `prompt`, `sample`, `response`,
+    /// The pool: JSONL, one row per sample with `prompt_id` (the prompt's id as a string),
+    /// `prompt`, `sample`, `response`,
     /// `logprob` (under the distribution sampled from), `logprob_model` (under the model at
     /// temperature 1), `tokens` (generated tokens, EOS included) and `finished` (ended with
     /// EOS). Written atomically.
@@ -55,61 +55,6 @@ pub struct GenerateArgs {
     batch_size: usize,
 }
 
-/// One row of the pool.
-#[derive(Serialize)]
-struct PoolRow<'a> {
-    prompt_id: &'a serde_json::Value,
-    prompt: &'a str,
-    sample: usize,
-    response: &'a str,
-    logprob: f64,
-    logprob_model: f64,
-    tokens: usize,
-    finished: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    ref_logprob: Option<f64>,
-}
-
-/// `(id, prompt)` per line of the prompts file.
-fn read_prompts(path: &std::path::Path) -> anyhow::Result<Vec<(serde_json::Value, String)>> {
-    let mut prompts = Vec::new();
-    for_each_record(path, |record| -> Result<(), DataError> {
-        let (location, obj) = record.into_result()?;
-        let wrong = |field: &str, expected, v: &serde_json::Value| RowErrorKind::WrongType {
-            field: field.into(),
-            expected,
-            found: json_type(v).into(),
-        };
-        let prompt = match obj.get("prompt") {
-            Some(serde_json::Value::String(s)) => s.clone(),
-            Some(v) => Err(RowError {
-                location: location.clone(),
-                kind: wrong("prompt", "a string", v),
-            })?,
-            None => Err(RowError {
-                location: location.clone(),
-                kind: RowErrorKind::MissingField("prompt".into()),
-            })?,
-        };
-        let id = match obj.get("id") {
-            None | Some(serde_json::Value::Null) => prompts.len().into(),
-            Some(v @ (serde_json::Value::String(_) | serde_json::Value::Number(_))) => v.clone(),
-            Some(v) => Err(RowError {
-                location,
-                kind: wrong("id", "a string or a number", v),
-            })?,
-        };
-        prompts.push((id, prompt));
-        Ok(())
-    })?;
-    if prompts.is_empty() {
-        Err(DataError::Empty {
-            path: path.to_path_buf(),
-        })?;
-    }
-    Ok(prompts)
-}
-
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let config = GenerationConfig {
         max_new_tokens: args.max_new_tokens,
@@ -123,7 +68,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .with_context(|| format!("loading {}", args.model.display()))?;
     let formatted = prompts
         .iter()
-        .map(|(_, p)| policy.format_prompt(p))
+        .map(|p| policy.format_prompt(&p.text))
         .collect::<Result<Vec<_>, _>>()
         .with_context(|| format!("{}: formatting prompts", args.model.display()))?;
     eprintln!(
@@ -167,7 +112,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             pb.set_message("reference log-probs");
             let mut out = Vec::with_capacity(samples.len());
             for s in &samples {
-                let prompt = reference.format_prompt(&prompts[s.prompt_index].1)?;
+                let prompt = reference.format_prompt(&prompts[s.prompt_index].text)?;
                 let lp = match same_vocab {
                     true => reference.sequence_logprob_ids(&prompt, &s.token_ids)?,
                     false => reference.sequence_logprob(&prompt, &s.text, s.finished)?,
@@ -180,25 +125,26 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
     };
 
-    let mut buf = Vec::new();
-    for (s, ref_logprob) in samples.iter().zip(ref_logprobs) {
-        let (id, prompt) = &prompts[s.prompt_index];
-        let row = PoolRow {
-            prompt_id: id,
-            prompt,
-            sample: s.sample_index,
-            response: &s.text,
-            logprob: s.logprob,
-            logprob_model: s.logprob_model,
-            tokens: s.token_ids.len(),
-            finished: s.finished,
-            ref_logprob,
-        };
-        serde_json::to_writer(&mut buf, &row)?;
-        buf.push(b'\n');
-    }
-    super::write_atomic(&args.out, &buf)
-        .with_context(|| format!("writing {}", args.out.display()))?;
+    let rows: Vec<PoolRow> = samples
+        .iter()
+        .zip(ref_logprobs)
+        .map(|(s, ref_logprob)| {
+            let prompt = &prompts[s.prompt_index];
+            PoolRow {
+                prompt_id: prompt.id.clone(),
+                prompt: prompt.text.clone(),
+                sample: Some(s.sample_index),
+                response: s.text.clone(),
+                logprob: Some(s.logprob),
+                logprob_model: Some(s.logprob_model),
+                tokens: Some(s.token_ids.len()),
+                finished: Some(s.finished),
+                ref_logprob,
+                gold: None,
+            }
+        })
+        .collect();
+    write_pool(&args.out, &rows)?;
     eprintln!("wrote {} rows to {}", samples.len(), args.out.display());
     Ok(())
 }

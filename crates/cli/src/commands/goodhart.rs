@@ -5,12 +5,14 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 
 use anyhow::Context;
+use clap::builder::{PossibleValuesParser, TypedValueParser};
+use rewardkit_audit::PromptFormat;
 use rewardkit_data::{Scorer, Text};
-use rewardkit_goodhart::analysis::{analyze, PoolScores, PromptScores, Selector};
+use rewardkit_goodhart::analysis::{analyze_labelled, CurvesReport, Mitigations};
 use rewardkit_goodhart::bon::default_ns;
-use rewardkit_goodhart::combine::Combine;
 use rewardkit_goodhart::pool::{
-    final_number, gold_pairs, group_by_prompt, gsm8k_answers, held_out, read_pool, PoolRow,
+    gold_pairs, group_by_prompt, gsm8k_answers, gsm8k_gold, has_logprobs, numbered_rows,
+    pool_scores, read_pool, split_prompts, write_pool,
 };
 
 use super::{load_for_scoring, print_json, print_text, write_atomic};
@@ -46,8 +48,8 @@ pub struct CurvesArgs {
     gsm8k_answers: Option<PathBuf>,
     /// How prompts are shown to the reward models: as they are, or as HH-RLHF transcripts
     /// (`\n\nHuman: …\n\nAssistant:`) for models trained on HH-RLHF.
-    #[arg(long, value_enum, default_value = "plain")]
-    prompt_format: PromptFormatArg,
+    #[arg(long, default_value = "plain", value_parser = plain_or_hh())]
+    prompt_format: PromptFormat,
     /// λ of the ensemble rules mean − λ·var and mean − λ·std.
     #[arg(long, default_value_t = 1.0)]
     lambda: f64,
@@ -68,10 +70,12 @@ pub struct CurvesArgs {
     json: bool,
 }
 
-#[derive(Clone, Copy, clap::ValueEnum)]
-enum PromptFormatArg {
-    Plain,
-    Hh,
+/// The audit's prompt formats without `auto` (a pool's prompts are bare user messages).
+fn plain_or_hh() -> impl TypedValueParser<Value = PromptFormat> {
+    PossibleValuesParser::new(["plain", "hh"]).map(|s| match s.as_str() {
+        "hh" => PromptFormat::Hh,
+        _ => PromptFormat::Plain,
+    })
 }
 
 #[derive(Args)]
@@ -101,28 +105,13 @@ pub fn run(cmd: GoodhartCommand) -> anyhow::Result<()> {
     }
 }
 
-fn pool_row_json(r: &PoolRow, sample: usize) -> serde_json::Value {
-    serde_json::json!({
-        "prompt_id": r.prompt_id,
-        "prompt": r.prompt,
-        "sample": sample,
-        "response": r.response,
-        "logprob": r.logprob,
-        "ref_logprob": r.ref_logprob,
-        "gold": r.gold,
-    })
-}
-
 fn label(args: LabelArgs) -> anyhow::Result<()> {
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.heldout_fraction),
         "--heldout-fraction must be in [0, 1]"
     );
     let rows = read_pool(&args.pool)?;
-    let groups = group_by_prompt(&rows);
-    let (held, train): (Vec<Vec<usize>>, Vec<Vec<usize>>) = groups
-        .into_iter()
-        .partition(|g| held_out(&rows[g[0]].prompt_id, args.heldout_fraction, args.seed));
+    let (held, train) = split_prompts(&rows, args.heldout_fraction, args.seed);
     let pairs = gold_pairs(&rows, &train);
     let mut buf = Vec::new();
     for p in &pairs {
@@ -133,14 +122,7 @@ fn label(args: LabelArgs) -> anyhow::Result<()> {
         buf.push(b'\n');
     }
     write_atomic(&args.pairs_out, &buf)?;
-    let mut buf = Vec::new();
-    for g in &held {
-        for (k, &i) in g.iter().enumerate() {
-            serde_json::to_writer(&mut buf, &pool_row_json(&rows[i], k))?;
-            buf.push(b'\n');
-        }
-    }
-    write_atomic(&args.pool_out, &buf)?;
+    write_pool(&args.pool_out, &numbered_rows(&rows, &held))?;
     eprintln!(
         "{} prompts: {} training prompts gave {} gold-labelled pairs ({}); {} held-out prompts ({} samples) in {}",
         train.len() + held.len(),
@@ -181,18 +163,10 @@ fn curves(args: CurvesArgs) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let rows = read_pool(&args.pool)?;
     let groups = group_by_prompt(&rows);
+    let format = args.prompt_format;
     let inputs: Vec<(Text, Text)> = rows
         .iter()
-        .map(|r| match args.prompt_format {
-            PromptFormatArg::Plain => (
-                Text::Plain(r.prompt.clone()),
-                Text::Plain(r.response.clone()),
-            ),
-            PromptFormatArg::Hh => (
-                Text::Plain(format!("\n\nHuman: {}\n\nAssistant:", r.prompt)),
-                Text::Plain(format!(" {}", r.response)),
-            ),
-        })
+        .map(|r| (format.prompt(&r.prompt), format.response(&r.response)))
         .collect();
     eprintln!(
         "pool {}: {} prompts, {} samples",
@@ -212,17 +186,9 @@ fn curves(args: CurvesArgs) -> anyhow::Result<()> {
         )
     } else if let Some(path) = &args.gsm8k_answers {
         let answers = gsm8k_answers(path)?;
-        let gold = rows
-            .iter()
-            .map(|r| {
-                let want = answers.get(&r.prompt).with_context(|| {
-                    format!("{}: no GSM8K answer for {:?}", path.display(), r.prompt)
-                })?;
-                Ok(f64::from(u8::from(
-                    final_number(&r.response).as_ref() == Some(want),
-                )))
-            })
-            .collect::<anyhow::Result<_>>()?;
+        let gold = gsm8k_gold(&rows, &answers).map_err(|prompt| {
+            anyhow::anyhow!("{}: no GSM8K answer for {prompt:?}", path.display())
+        })?;
         (gold, format!("gsm8k:{}", path.display()))
     } else {
         let gold = rows
@@ -234,51 +200,32 @@ fn curves(args: CurvesArgs) -> anyhow::Result<()> {
             )?;
         (gold, "pool `gold` field".into())
     };
-    let has_logprobs = rows
-        .iter()
-        .all(|r| r.logprob.is_some() && r.ref_logprob.is_some());
-    let pick = |v: &[f64], g: &[usize]| g.iter().map(|&i| v[i]).collect::<Vec<f64>>();
-    let pool = PoolScores {
-        prompts: groups
-            .iter()
-            .map(|g| PromptScores {
-                members: members.iter().map(|m| pick(m, g)).collect(),
-                gold: pick(&gold, g),
-                logp: has_logprobs.then(|| g.iter().filter_map(|&i| rows[i].logprob).collect()),
-                ref_logp: has_logprobs
-                    .then(|| g.iter().filter_map(|&i| rows[i].ref_logprob).collect()),
-            })
-            .collect(),
-    };
-    let mut selectors = vec![Selector::Proxy { member: 0 }];
-    if members.len() > 1 {
-        let l = args.lambda;
-        selectors.extend(
-            [
-                Combine::Mean,
-                Combine::Min,
-                Combine::MeanMinusVar { lambda: l },
-                Combine::MeanMinusStd { lambda: l },
-            ]
-            .map(Selector::ensemble),
-        );
+    let pool = pool_scores(&rows, &groups, &members, &gold);
+    let selectors = Mitigations {
+        ensemble: (members.len() > 1).then(Vec::new),
+        lambda_var: args.lambda,
+        lambda_std: args.lambda,
+        kl_betas: if has_logprobs(&rows) {
+            args.kl_beta.clone()
+        } else {
+            Vec::new()
+        },
     }
-    if has_logprobs {
-        selectors.extend(
-            args.kl_beta
-                .iter()
-                .map(|&beta| Selector::KlPenalized { beta, member: 0 }),
-        );
-    }
+    .selectors();
     let n_max = groups.iter().map(Vec::len).min().unwrap_or(1);
-    let analysis = analyze(&pool, &selectors, &default_ns(n_max))?;
-    let report = serde_json::json!({
-        "pool": args.pool.display().to_string(),
-        "proxies": args.proxies.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
-        "gold": gold_source,
-        "seconds": started.elapsed().as_secs_f64(),
-        "analysis": analysis,
-    });
+    let analysis = analyze_labelled(&pool, &selectors, &default_ns(n_max))?;
+    let report = CurvesReport {
+        pool: args.pool.display().to_string(),
+        proxies: args
+            .proxies
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect(),
+        gold: gold_source.clone(),
+        seconds: started.elapsed().as_secs_f64(),
+        analysis,
+    };
+    let analysis = &report.analysis;
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("creating {}", args.out.display()))?;
     write_atomic(
@@ -288,9 +235,9 @@ fn curves(args: CurvesArgs) -> anyhow::Result<()> {
     let title = format!("Best-of-n on {}", args.pool.display());
     write_atomic(
         &args.out.join("goodhart.svg"),
-        rewardkit_report::goodhart_svg(&analysis, &title).as_bytes(),
+        rewardkit_report::goodhart_svg(analysis, &title).as_bytes(),
     )?;
-    let md = rewardkit_report::analysis_markdown(&analysis, &title, &gold_source);
+    let md = rewardkit_report::analysis_markdown(analysis, &title, &gold_source);
     write_atomic(&args.out.join("report.md"), md.as_bytes())?;
     eprintln!(
         "wrote report.json, report.md and goodhart.svg to {} ({:.0} s)",

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use rewardkit_data::{PreferencePair, Rng};
+pub use rewardkit_goodhart::story::{LabelRule, LabelStats};
 
 /// The world: its configuration and the items drawn from its seed.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -143,18 +144,6 @@ impl Default for LabelerConfig {
     }
 }
 
-/// Which step of the labeler's rule decided a label.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LabelRule {
-    Noise,
-    Longer,
-    Agreeing,
-    Flattery,
-    Correctness,
-    Coin,
-}
-
 impl LabelerConfig {
     /// No biases; the default noise stays (labelers make mistakes).
     pub fn unbiased() -> Self {
@@ -186,43 +175,6 @@ impl LabelerConfig {
             return (x.correct, LabelRule::Correctness);
         }
         (rng.uniform() < 0.5, LabelRule::Coin)
-    }
-}
-
-/// How the labels of [`World::preference_pairs`] were decided. `noise + longer + agreeing +
-/// flattery + correctness + coin` is the number of pairs; `equal_correctness` counts the pairs
-/// whose responses were both correct or both wrong (decided by noise, a bias or the coin).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct LabelStats {
-    pub noise: usize,
-    pub longer: usize,
-    pub agreeing: usize,
-    pub flattery: usize,
-    pub correctness: usize,
-    pub coin: usize,
-    pub equal_correctness: usize,
-}
-
-impl LabelStats {
-    /// Labels a bias decided.
-    pub fn bias(&self) -> usize {
-        self.longer + self.agreeing + self.flattery
-    }
-
-    /// All labels.
-    pub fn total(&self) -> usize {
-        self.noise + self.bias() + self.correctness + self.coin
-    }
-
-    fn count(&mut self, rule: LabelRule) {
-        match rule {
-            LabelRule::Noise => self.noise += 1,
-            LabelRule::Longer => self.longer += 1,
-            LabelRule::Agreeing => self.agreeing += 1,
-            LabelRule::Flattery => self.flattery += 1,
-            LabelRule::Correctness => self.correctness += 1,
-            LabelRule::Coin => self.coin += 1,
-        }
     }
 }
 
@@ -495,7 +447,7 @@ impl World {
                     b = self.sample_response(item, &mut rng);
                 }
                 let (a_wins, rule) = labeler.judge(&a, &b, &mut rng);
-                stats.count(rule);
+                stats.record(rule);
                 stats.equal_correctness += usize::from(a.attrs.correct == b.attrs.correct);
                 let (chosen, rejected) = if a_wins { (a, b) } else { (b, a) };
                 let mut pair = PreferencePair::new(

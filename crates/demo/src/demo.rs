@@ -1,22 +1,5 @@
-//! `rewardkit demo`: Goodhart's law end to end in the built-in [`crate::world`], from a seed,
-//! with nothing downloaded.
-//!
-//! 1. **Labels**: a labeler that sometimes prefers the longer or the agreeing answer labels
-//!    pairs of policy samples ([`LabelStats`] counts the labels a bias decided).
-//! 2. **Proxy**: a tiny BERT, trained from scratch on those labels, is measured on held-out
-//!    pairs against the labels and against gold (correctness), and audited
-//!    ([`rewardkit_audit`]): the bias in the labels shows up as flags.
-//! 3. **Best-of-n**: a pool of policy samples is scored by the proxy, by an ensemble (the
-//!    proxy and K − 1 members trained on bootstrap resamples with other seeds), by proxies
-//!    retrained on gold labels of the proxy's own best-of-n picks (iterative retraining), and by
-//!    a control trained on an unbiased labeler. [`crate::analysis`] turns the pool into curves:
-//!    proxy reward keeps rising while gold peaks and falls.
-//! 4. **Mitigations**: gold at the n the proxy favours, for every selector, against the plain
-//!    proxy.
-//!
-//! KL-penalised selection is not part of the demo: it needs a reference policy, which the world
-//! does not have (it is covered by real pools with log-probabilities, see
-//! [`crate::analysis::Selector::KlPenalized`]).
+//! The demo's run: the world's labels, the models trained on them, their audit, the pool and
+//! its curves (see the crate's documentation).
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
@@ -33,10 +16,16 @@ use rewardkit_model::{
 use rewardkit_tokenize::Encoded;
 use rewardkit_train::{train, Event, Run, Schedule, TrainConfig, TrainError};
 
-use crate::analysis::{analyze, Analysis, AnalysisError, PoolScores, PromptScores, Selector};
-use crate::bon::default_ns;
-use crate::combine::Combine;
-use crate::world::{LabelStats, LabelerConfig, Response, World, WorldConfig};
+use rewardkit_goodhart::analysis::{
+    analyze_labelled, AnalysisError, Mitigations, PoolScores, PromptScores, Selector,
+};
+use rewardkit_goodhart::bon::default_ns;
+use rewardkit_goodhart::story::{
+    ModelDescription, ModelSummary, RoundSummary, StoryConfig, Timings,
+};
+use rewardkit_io::IoError;
+
+use crate::world::{Item, LabelerConfig, Response, World, WorldConfig};
 
 /// Everything the demo does; every field has a default (the values `rewardkit demo` runs).
 ///
@@ -205,82 +194,39 @@ pub enum DemoError {
     Audit(#[from] AuditError),
     #[error(transparent)]
     Analysis(#[from] AnalysisError),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Io(#[from] IoError),
 }
 
-/// One trained reward model and how it ranks held-out pairs.
-#[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct ModelSummary {
-    pub name: String,
-    /// Its folder (`final/` of its training run).
-    pub dir: PathBuf,
-    pub train_pairs: usize,
-    pub steps: usize,
-    pub train_seconds: f64,
-    /// Share of held-out pairs ranked as the biased labeler ranked them (its own draws).
-    pub label_accuracy: f64,
-    /// Share of held-out pairs with exactly one correct response where it ranks that one higher.
-    pub gold_accuracy: f64,
-    /// Among held-out pairs of equal correctness and different lengths: share where it scores
-    /// the longer response higher (0.5 = no length preference).
-    pub prefers_longer: f64,
-    /// Among pairs of equal correctness where exactly one response agrees with the user: share
-    /// where it scores the agreeing one higher.
-    pub prefers_agreeing: f64,
-}
+/// The whole result of a demo run: [`rewardkit_goodhart::story::DemoReport`] with this
+/// crate's configuration.
+pub type DemoReport = rewardkit_goodhart::story::DemoReport<DemoConfig>;
 
-/// One round of iterative retraining.
-#[derive(Serialize, Clone, Debug, PartialEq)]
-pub struct RoundSummary {
-    pub round: usize,
-    /// Gold pairs added: the previous proxy's best-of-n pick against a random sample.
-    pub new_pairs: usize,
-    /// Share of the previous proxy's picks that were correct.
-    pub pick_gold: f64,
-    /// Of the new pairs, how often the gold labeler preferred the random sample to the pick.
-    pub pick_lost: f64,
-    pub model: ModelSummary,
-}
+impl StoryConfig for DemoConfig {
+    fn seed(&self) -> u64 {
+        self.seed
+    }
 
-/// Seconds spent in each stage.
-#[derive(Serialize, Clone, Debug, Default, PartialEq)]
-pub struct Timings {
-    pub labels: f64,
-    pub training: f64,
-    pub held_out: f64,
-    pub audit: f64,
-    pub pool_scoring: f64,
-    pub retraining: f64,
-    pub analysis: f64,
-    pub total: f64,
-}
+    fn labeler_biases(&self) -> (f64, f64) {
+        (self.labeler.prefer_longer, self.labeler.prefer_agreeing)
+    }
 
-/// The whole result of a demo run.
-#[derive(Serialize, Clone, Debug)]
-pub struct DemoReport {
-    pub config: DemoConfig,
-    pub items: usize,
-    pub vocabulary: usize,
-    /// How the proxy's training labels were decided.
-    pub labels: LabelStats,
-    /// How the control's labels were decided.
-    pub control_labels: LabelStats,
-    /// The proxy (member 0), the other ensemble members, and the control.
-    pub proxy: ModelSummary,
-    pub members: Vec<ModelSummary>,
-    pub control: ModelSummary,
-    pub rounds: Vec<RoundSummary>,
-    pub audit: AuditReport,
-    /// Curves of every selector over the pool. Pool members: 0 is the proxy, 0..K the
-    /// ensemble, then one per retraining round, the control last. Selectors: the proxy, the
-    /// four ensemble rules, each retrained proxy, the control.
-    pub analysis: Analysis,
-    pub timings: Timings,
+    fn eval_pairs(&self) -> usize {
+        self.eval_pairs
+    }
+
+    fn model(&self) -> ModelDescription {
+        let m = &self.model;
+        ModelDescription {
+            hidden_size: m.hidden_size,
+            layers: m.layers,
+            heads: m.heads,
+            pooling: serde_json::to_value(m.pooling)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default(),
+        }
+    }
 }
 
 /// A held-out pair with what the world knows about it.
@@ -315,13 +261,14 @@ fn write_model_folder(world: &World, shape: &ModelShape, dir: &Path) -> Result<(
         "initializer_range": 0.02,
         "pad_token_id": 0,
     });
-    let io = |path: PathBuf| move |source| DemoError::Io { path, source };
-    std::fs::create_dir_all(dir).map_err(io(dir.to_path_buf()))?;
-    for (name, value) in [("config.json", config), ("tokenizer.json", tokenizer)] {
-        let path = dir.join(name);
-        let text = serde_json::to_string_pretty(&value).expect("JSON values serialise");
-        std::fs::write(&path, text).map_err(io(path.clone()))?;
-    }
+    rewardkit_io::write_dir(dir, |tmp| {
+        for (name, value) in [("config.json", &config), ("tokenizer.json", &tokenizer)] {
+            rewardkit_io::write_file_with(&tmp.join(name), |w| {
+                serde_json::to_writer_pretty(w, value).map_err(std::io::Error::from)
+            })?;
+        }
+        Ok::<(), IoError>(())
+    })?;
     Ok(())
 }
 
@@ -443,21 +390,13 @@ pub fn run(
     // 6. Curves.
     let t = Instant::now();
     let k = config.ensemble;
-    let mut selectors = vec![(Selector::Proxy { member: 0 }, "proxy".to_string())];
-    for combine in [
-        Combine::Mean,
-        Combine::Min,
-        Combine::MeanMinusVar {
-            lambda: config.lambda_var,
-        },
-        Combine::MeanMinusStd {
-            lambda: config.lambda_std,
-        },
-    ] {
-        let members = (0..k).collect();
-        let name = format!("ensemble {}", combine.label());
-        selectors.push((Selector::Ensemble { combine, members }, name));
+    let mut selectors = Mitigations {
+        ensemble: Some((0..k).collect()),
+        lambda_var: config.lambda_var,
+        lambda_std: config.lambda_std,
+        kl_betas: Vec::new(),
     }
+    .selectors();
     for r in 0..config.rounds {
         let name = format!("retrained, round {}", r + 1);
         selectors.push((Selector::Proxy { member: k + r }, name));
@@ -469,11 +408,7 @@ pub fn run(
         },
         "control (unbiased labels)".into(),
     ));
-    let (selectors, names): (Vec<Selector>, Vec<String>) = selectors.into_iter().unzip();
-    let mut analysis = analyze(&scores, &selectors, &default_ns(config.samples_per_prompt))?;
-    for (curve, name) in analysis.curves.iter_mut().zip(names) {
-        curve.label = name;
-    }
+    let analysis = analyze_labelled(&scores, &selectors, &default_ns(config.samples_per_prompt))?;
     timings.analysis = t.elapsed().as_secs_f64();
     timings.total = started.elapsed().as_secs_f64();
 
@@ -578,10 +513,7 @@ impl Trainer<'_> {
         let out = self.models_dir.join(name);
         if out.exists() {
             // A rerun starts afresh: an old checkpoint must not be resumed or mixed in.
-            std::fs::remove_dir_all(&out).map_err(|source| DemoError::Io {
-                path: out.clone(),
-                source,
-            })?;
+            std::fs::remove_dir_all(&out).map_err(IoError::at(&out))?;
         }
         let stage = format!("training {name}");
         let mut started = false;
@@ -839,7 +771,7 @@ fn round_pairs(
 
 /// Scores every pool sample with every model (encoded once; the models share the tokenizer).
 fn score_pool(
-    pool: &[(crate::world::Item, Vec<Response>)],
+    pool: &[(Item, Vec<Response>)],
     models: &[&LoadedModel],
     batch_size: usize,
     progress: &mut dyn FnMut(DemoEvent),
@@ -883,102 +815,4 @@ fn score_pool(
         })
         .collect();
     Ok(PoolScores { prompts })
-}
-
-fn pct(v: f64) -> String {
-    if v.is_nan() {
-        "–".into()
-    } else {
-        format!("{:.0}%", 100.0 * v)
-    }
-}
-
-impl DemoReport {
-    /// The demo's story in a few lines, with this run's numbers: the bias in the labels, the
-    /// bias in the reward model, gold falling while the proxy rises, what helps.
-    pub fn story(&self) -> Vec<String> {
-        let (l, c) = (&self.labels, &self.config.labeler);
-        let mut lines = vec![format!(
-            "1. Labels: {} pairs of policy answers to {} questions, from a labeler who picks the longer answer {} of the time and the one agreeing with the user {}: {} labels ({}) were decided by a bias ({} by length, {} by agreement), {} by correctness.",
-            l.total(),
-            self.items,
-            pct(c.prefer_longer),
-            pct(c.prefer_agreeing),
-            l.bias(),
-            pct(l.bias() as f64 / l.total().max(1) as f64),
-            l.longer,
-            l.agreeing,
-            l.correctness,
-        )];
-        let (p, k) = (&self.proxy, &self.control);
-        lines.push(format!(
-            "2. Reward model: the proxy trained on them picks the correct answer in {} of held-out pairs with one (the control, trained on unbiased labels: {}); of two equally correct answers it prefers the longer {} of the time (control {}) and the agreeing one {} (control {}).",
-            pct(p.gold_accuracy),
-            pct(k.gold_accuracy),
-            pct(p.prefers_longer),
-            pct(k.prefers_longer),
-            pct(p.prefers_agreeing),
-            pct(k.prefers_agreeing),
-        ));
-        let flags: Vec<String> = self
-            .audit
-            .flags
-            .iter()
-            .map(|f| {
-                let severity = match f.severity {
-                    rewardkit_audit::Severity::Red => "red",
-                    rewardkit_audit::Severity::Warning => "warning",
-                };
-                format!("{} ({severity})", f.subject)
-            })
-            .collect();
-        lines.push(if flags.is_empty() {
-            "3. Audit: no flags.".into()
-        } else {
-            format!("3. Audit of the proxy flags: {}.", flags.join(", "))
-        });
-        let a = &self.analysis;
-        let curve_line = |c: &crate::analysis::SelectorCurve| {
-            let (first, last) = (&c.points[0], &c.points[c.points.len() - 1]);
-            let fitted = c
-                .gold_fit
-                .as_ref()
-                .and_then(|f| f.n_star)
-                .map_or(String::new(), |n| format!(", fitted peak n* ≈ {n:.0}"));
-            format!(
-                "gold goes {:.3} (n = 1) → {:.3} at n = {} (√KL {:.2}{fitted}) → {:.3} at n = {}",
-                first.gold, c.gold_peak.gold, c.gold_peak.n, c.gold_peak.sqrt_kl, last.gold, last.n
-            )
-        };
-        let proxy = &a.curves[0];
-        let (first, last) = (&proxy.points[0], &proxy.points[proxy.points.len() - 1]);
-        lines.push(format!(
-            "4. Best-of-n over {} prompts × {} samples: the proxy's score rises {:.2} → {:.2} while {}: {:.3} lost to over-optimisation.",
-            a.prompts, a.samples_per_prompt, first.proxy, last.proxy, curve_line(proxy), proxy.gold_fall
-        ));
-        if let Some(control) = a.curves.last().filter(|_| a.curves.len() > 1) {
-            lines.push(format!(
-                "   Control (unbiased labels): {}.",
-                curve_line(control)
-            ));
-        }
-        let mut gains: Vec<&crate::analysis::SelectorCurve> = a.curves[1..].iter().collect();
-        gains.sort_by(|x, y| y.gain_at_favourite.total_cmp(&x.gain_at_favourite));
-        let listed: Vec<String> = gains
-            .iter()
-            .map(|g| {
-                format!(
-                    "{} {:.3} ({:+.3})",
-                    g.label, g.gold_at_favourite, g.gain_at_favourite
-                )
-            })
-            .collect();
-        lines.push(format!(
-            "5. Mitigations at n = {} (where the proxy's own score is highest), gold against {:.3} for the plain proxy: {}.",
-            a.favourite_n,
-            a.baseline_gold_at_favourite,
-            listed.join("; ")
-        ));
-        lines
-    }
 }

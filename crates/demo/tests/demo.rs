@@ -3,8 +3,8 @@
 //! over-optimises under best-of-n (gold peaks inside the n range and falls while its own score
 //! keeps rising), one trained on unbiased labels does not.
 
+use rewardkit_demo::{run, DemoConfig, DemoReport, Timings, Training};
 use rewardkit_goodhart::analysis::SelectorCurve;
-use rewardkit_goodhart::demo::{run, DemoConfig, DemoReport, Training};
 
 /// The default world, labelers and training, with one proxy and one control (no ensemble, no
 /// retraining), a smaller held-out set and a pool of 100 prompts × 64 samples.
@@ -89,6 +89,43 @@ fn biased_proxy_overoptimises_and_unbiased_control_does_not() {
     assert!(r.labels.bias() > 0 && r.control_labels.bias() == 0);
     assert!(!r.audit.flags.is_empty());
     assert_eq!(r.story().len(), 6);
+
+    snapshots(&r);
+}
+
+/// What a user reads, as they read it: the story, `report.md`, the terminal summary, the
+/// plot, and the audit's `report.md`. The run is deterministic for its seed (one thread, the
+/// same weights at every SIMD level); only times move, and they are zeroed here.
+fn snapshots(r: &DemoReport) {
+    let mut r = r.clone();
+    r.timings = Timings::default();
+    for m in std::iter::once(&mut r.proxy)
+        .chain(&mut r.members)
+        .chain(r.rounds.iter_mut().map(|x| &mut x.model))
+        .chain([&mut r.control])
+    {
+        m.train_seconds = 0.0;
+    }
+    r.audit.timing.scoring_seconds = 0.0;
+    r.audit.timing.analysis_seconds = 0.0;
+    insta::assert_snapshot!("demo_story", r.story().join("\n"));
+    insta::assert_snapshot!("demo_report_md", rewardkit_report::demo_markdown(&r));
+    insta::assert_snapshot!("demo_text", rewardkit_report::demo_text(&r));
+    insta::assert_snapshot!(
+        "demo_audit_report_md",
+        rewardkit_report::audit_markdown(&r.audit)
+    );
+    let svg = rewardkit_report::goodhart_svg(&r.analysis, "Best-of-n in the built-in world");
+    let mut settings = insta::Settings::clone_current();
+    // Coordinates move with any change of scale or layout; the elements, colours, labels and
+    // tick values are what the plot says.
+    settings.add_filter(
+        r#" (x|y|x1|y1|x2|y2|cx|cy|width|height)="-?[0-9.]+""#,
+        r#" $1="_""#,
+    );
+    settings.add_filter(r#"points="[^"]*""#, r#"points="…""#);
+    settings.add_filter(r"translate\([^)]*\)", "translate(#)");
+    settings.bind(|| insta::assert_snapshot!("demo_goodhart_svg", svg.replace("><", ">\n<")));
 }
 
 #[test]
