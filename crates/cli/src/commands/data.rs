@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, Subcommand, ValueEnum};
+use clap::{Args, Subcommand};
 
 use rewardkit_data::{load, DataStats, Dataset, Format, LoadOptions, SplitConfig, SplitKey};
 use rewardkit_tokenize::{InputStyle, RewardTokenizer, TokenLengthStats};
@@ -139,16 +139,6 @@ struct StatsOutput<'a> {
     #[serde(flatten)]
     stats: &'a DataStats,
     tokens: Option<&'a TokenLengthStats>,
-}
-
-/// `train --split-by` (the library's [`SplitKey`] serves `data split --by`; this copy goes when
-/// train.rs takes `SplitKey` too).
-#[derive(Clone, Copy, ValueEnum)]
-pub enum SplitBy {
-    /// Hash the whole pair.
-    Pair,
-    /// Hash the prompt: all pairs of a prompt land on the same side.
-    Prompt,
 }
 
 #[derive(Args)]

@@ -4,40 +4,14 @@ use std::ops::ControlFlow;
 use std::path::PathBuf;
 
 use anyhow::Context;
-use clap::{Args, ValueEnum};
+use clap::Args;
 
 use rewardkit_data::SplitKey;
 use rewardkit_model::{InitMissing, LoadOptions, Pooling};
 use rewardkit_train::{Event, Run, RunConfig, Schedule, Start, TrainSummary};
 
-use super::data::{ReadArgs, SplitBy};
+use super::data::ReadArgs;
 use super::{print_json, print_text};
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum PoolingArg {
-    Cls,
-    Mean,
-    Last,
-    Pooler,
-}
-
-impl From<PoolingArg> for Pooling {
-    fn from(p: PoolingArg) -> Self {
-        match p {
-            PoolingArg::Cls => Pooling::Cls,
-            PoolingArg::Mean => Pooling::Mean,
-            PoolingArg::Last => Pooling::Last,
-            PoolingArg::Pooler => Pooling::Pooler,
-        }
-    }
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum ScheduleArg {
-    Linear,
-    Cosine,
-    Constant,
-}
 
 #[derive(Args)]
 pub struct TrainArgs {
@@ -56,7 +30,7 @@ pub struct TrainArgs {
     /// Which hidden state the value head reads (default: cls for encoders, last for decoders,
     /// or what the checkpoint says).
     #[arg(long, value_enum)]
-    pooling: Option<PoolingArg>,
+    pooling: Option<Pooling>,
     /// Training preference files.
     #[arg(long, num_args = 1..)]
     data: Vec<PathBuf>,
@@ -73,7 +47,7 @@ pub struct TrainArgs {
     split_seed: Option<u64>,
     /// What the split hashes.
     #[arg(long, value_enum)]
-    split_by: Option<SplitBy>,
+    split_by: Option<SplitKey>,
     /// Output folder: checkpoint-N/, final/, metrics.jsonl.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -109,7 +83,7 @@ pub struct TrainArgs {
     #[arg(long)]
     warmup_ratio: Option<f64>,
     #[arg(long, value_enum)]
-    schedule: Option<ScheduleArg>,
+    schedule: Option<Schedule>,
     /// Clip the global gradient norm (0 = off).
     #[arg(long)]
     max_grad_norm: Option<f64>,
@@ -162,8 +136,8 @@ impl TrainArgs {
             c.model = Some(m.clone());
         }
         c.from_scratch |= self.from_scratch;
-        if let Some(p) = self.pooling {
-            c.pooling = Some(p.into());
+        if self.pooling.is_some() {
+            c.pooling = self.pooling;
         }
         if !self.data.is_empty() {
             c.data.clone_from(&self.data);
@@ -176,12 +150,7 @@ impl TrainArgs {
         }
         set!(self.eval_fraction, c.split.eval_fraction);
         set!(self.split_seed, c.split.seed);
-        if let Some(b) = self.split_by {
-            c.split.key = match b {
-                SplitBy::Pair => SplitKey::Pair,
-                SplitBy::Prompt => SplitKey::Prompt,
-            };
-        }
+        set!(self.split_by, c.split.key);
         if let Some(o) = &self.out {
             c.out = Some(o.clone());
         }
@@ -196,13 +165,7 @@ impl TrainArgs {
         set!(self.weight_decay, t.weight_decay);
         set!(self.warmup_steps, t.warmup_steps);
         set!(self.warmup_ratio, t.warmup_ratio);
-        if let Some(s) = self.schedule {
-            t.schedule = match s {
-                ScheduleArg::Linear => Schedule::Linear,
-                ScheduleArg::Cosine => Schedule::Cosine,
-                ScheduleArg::Constant => Schedule::Constant,
-            };
-        }
+        set!(self.schedule, t.schedule);
         set!(self.max_grad_norm, t.max_grad_norm);
         if self.center_rewards_coefficient.is_some() {
             t.center_rewards_coefficient = self.center_rewards_coefficient;
