@@ -2,6 +2,7 @@
 //! `../shared/data`: a length scorer is flagged on length and by the filler and repetition probes;
 //! a "great question" bonus is caught by the flattery probe and the sycophancy audit; a noise
 //! scorer is flagged on nothing in (nearly) all seeds.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use std::convert::Infallible;
 use std::path::PathBuf;

@@ -4,6 +4,10 @@
 //! Exit codes: 0 success, 1 failure, 2 bad command line, 3 bad input data (the message names the
 //! file and line), 4 `audit --fail-on` found a flag.
 
+// The binary is where printing belongs: results on stdout, logs and progress on stderr (the
+// workspace lints forbid printing everywhere else).
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod commands;
 mod progress;
 mod signals;

@@ -1,5 +1,6 @@
 //! `rewardkit audit`, `goodhart` and `data cycles` as a user runs them, on the real data in
 //! `../shared/data`.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use std::path::PathBuf;
 use std::process::{Command, Output};

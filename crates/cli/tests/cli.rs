@@ -1,5 +1,6 @@
 //! The real `rewardkit` binary, run as a user runs it; what it prints is snapshotted with insta
 //! (temporary paths and the shared-data prefix filtered out).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -1,6 +1,7 @@
 //! `rewardkit train`, `score` and `eval --model` as a user runs them, on the tiny random models in
 //! `../shared/models` (made with transformers) and a synthetic rule a model can learn: chosen
 //! responses mention `t7`, rejected ones `t9` (the tokenizer is tiny-llama-rm's `t0`…`t999`).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};

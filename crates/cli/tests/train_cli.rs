@@ -1,6 +1,7 @@
 //! `rewardkit train` against what is already in its output folder: a finished run is never mixed
 //! with a new one, a signal stops at a checkpoint that resumes exactly, and `--resume` refuses a
 //! checkpoint of another run (other hyperparameters, data or starting model).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

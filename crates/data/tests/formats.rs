@@ -1,4 +1,5 @@
 //! Each layout, each file kind, and each error, on small hand-written files.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

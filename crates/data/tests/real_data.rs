@@ -1,4 +1,5 @@
 //! The real public data sets in `../shared/data` (see its README for sources and licences).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

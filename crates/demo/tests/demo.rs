@@ -2,6 +2,7 @@
 //! retraining), with the claims of the full run: a reward model trained on biased labels
 //! over-optimises under best-of-n (gold peaks inside the n range and falls while its own score
 //! keeps rising), one trained on unbiased labels does not.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use rewardkit_demo::{run, DemoConfig, DemoReport, Timings, Training};
 use rewardkit_goodhart::analysis::SelectorCurve;

@@ -1,6 +1,7 @@
 //! Each metric against values worked out by hand. The decimal digits were computed with Python's
 //! `math` module from the definitions in the crate docs (independently of this code); the
 //! worked-out arithmetic is in the comments.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use rewardkit_eval::{
     brier, calibration_of, evaluate, fit_temperature, log_loss, stats, Accuracy, Metric, ScoredPair,

@@ -1,4 +1,5 @@
 //! Score files: reading, errors with line numbers, and the round trip through `write_scores`.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use rewardkit_data::{PairScores, PreferencePair};
 use rewardkit_eval::{read_scores, write_scores, EvalError};

@@ -3,6 +3,7 @@
 //! gradient of a subtracted or divided operand is stored negated. These checks hold the patch
 //! to closed-form gradients, on a graph where one input reaches the loss along four paths
 //! (fan-in, where the later gradients are added) and through both rules that negate.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use candle_core::{Device, Tensor, Var};
 

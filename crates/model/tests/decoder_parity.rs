@@ -5,6 +5,7 @@
 //! the fixture's random-init `GPT2Model` / `LlamaModel` / `Qwen2Model` (see
 //! `../shared/MODELS.md`). The second row is right-padded and masked; only real positions are
 //! compared.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! from SmolLM2-135M-Instruct (GGUF, fetched by `scripts/fetch-models.sh`) against
 //! `../shared/models/smollm2-reference.json` (transformers' greedy continuations on the
 //! dequantised weights).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

@@ -5,6 +5,7 @@
 //! `../shared/MODELS.md`) give real weights; the expected gradients come from mathematics, not
 //! from transformers: `d softplus(−Δ) / dΔ = −σ(−Δ)` in closed form, and central finite
 //! differences of the loss for the autograd gradients of individual weights.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

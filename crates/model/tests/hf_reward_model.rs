@@ -2,6 +2,7 @@
 //! with a `score` head, saved with transformers 5.24) loaded through the public `load` path and
 //! scored as transformers does: on the plain `prompt + response` ids, no EOS appended, pooled at
 //! the last non-pad token. Reference scores: `../shared/models/tiny-llama-rm/reference.json`.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

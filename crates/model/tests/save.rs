@@ -1,6 +1,7 @@
 //! A saved model folder: every file written atomically through rewardkit-io, readable by
 //! everyone (0644 under the usual umask), the weights under their names and dtypes, and the
 //! folder loads back to the same model.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! architecture, more layers than the weights hold, a bare backbone without a value head) and
 //! tensors the model would not read. Only training (`InitMissing`) may initialise, and the load
 //! says what it initialised.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

@@ -6,6 +6,7 @@
 //! and applies `score` (no bias). Left padding has no transformers reference: it must give the
 //! same scores (pad keys masked, the last real token pooled; RoPE only sees relative positions,
 //! so the mask-derived positions matter for GPT-2, which `decoder_parity.rs` checks).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 mod common;
 

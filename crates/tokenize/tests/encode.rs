@@ -1,6 +1,7 @@
 //! Input building, truncation, padding and bucketing, on two real tokenizer pipelines: the
 //! WordLevel tokenizer shipped with `../shared/models/tiny-llama-rm` (made with transformers) and
 //! a BERT-style WordPiece `tokenizer.json` written out here.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use std::path::PathBuf;
 

@@ -1,6 +1,7 @@
 //! Training end to end on a tiny BERT (`../shared/models/tiny-bert`, random weights made with
 //! transformers) with the WordLevel tokenizer of `tiny-llama-rm` (tokens `t0`…`t999`), on a
 //! synthetic preference rule the model can learn: chosen responses mention `t7`, rejected ones `t9`.
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! Helpers shared by the CLI tests: the real binary, the tiny models of `../shared/models`, and
 //! synthetic preference data a model can learn (chosen responses mention `t7`, rejected `t9`).
 #![allow(dead_code)] // each test binary uses its own subset
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

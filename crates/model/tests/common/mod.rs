@@ -1,6 +1,7 @@
 #![allow(dead_code)]
 //! Shared helpers for the model tests: the fixtures in `../shared/models` (made with PyTorch
 //! 2.15 / transformers 5.24, see `../shared/MODELS.md`).
+#![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use std::path::PathBuf;
 
