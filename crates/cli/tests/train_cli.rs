@@ -285,6 +285,12 @@ fn sigint_saves_a_checkpoint_that_resumes_to_the_same_weights() {
 }
 
 #[test]
+fn train_help_explains_every_flag() {
+    let o = ok(run(&["train", "--help"]));
+    insta::assert_snapshot!("train_help", String::from_utf8_lossy(&o.stdout));
+}
+
+#[test]
 fn max_steps_zero_is_a_bad_command_line() {
     let o = run(&[
         "train",

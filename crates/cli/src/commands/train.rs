@@ -63,6 +63,7 @@ pub struct TrainArgs {
     /// it (or --resume) a non-empty --out is refused, so two runs never mix.
     #[arg(long)]
     overwrite: bool,
+    /// Passes over the training pairs; fractions allowed (default 1).
     #[arg(long)]
     epochs: Option<f64>,
     /// Stop after this many optimizer steps (at least 1; overrides --epochs).
@@ -74,14 +75,19 @@ pub struct TrainArgs {
     /// Micro-batches per optimizer step.
     #[arg(long)]
     grad_accum: Option<usize>,
+    /// Peak learning rate of AdamW (default 2e-5, TRL's).
     #[arg(long)]
     lr: Option<f64>,
+    /// Decoupled weight decay; biases and norms are never decayed (default 0).
     #[arg(long)]
     weight_decay: Option<f64>,
+    /// Steps of linear warmup from 0 (default 0: --warmup-ratio decides).
     #[arg(long)]
     warmup_steps: Option<usize>,
+    /// Share of all steps spent warming up, in [0, 1], when --warmup-steps is 0 (default 0).
     #[arg(long)]
     warmup_ratio: Option<f64>,
+    /// Learning-rate decay after warmup (default linear).
     #[arg(long, value_enum)]
     schedule: Option<Schedule>,
     /// Clip the global gradient norm (0 = off).
@@ -90,7 +96,8 @@ pub struct TrainArgs {
     /// TRL's center_rewards_coefficient.
     #[arg(long)]
     center_rewards_coefficient: Option<f64>,
-    /// Tokens per sequence at most (the prompt's start is cut first, then the response's end).
+    /// Tokens per sequence at most (the prompt's start is cut first, then the response's end);
+    /// default: the model's own limit (its rewardkit.json, else max_position_embeddings).
     #[arg(long)]
     max_length: Option<usize>,
     /// Keep dropout on while training (off by default, as in TRL).
@@ -99,6 +106,7 @@ pub struct TrainArgs {
     /// Seed of initialisation, data order and dropout.
     #[arg(long)]
     seed: Option<u64>,
+    /// Write a metrics.jsonl line (and a progress line) every N steps (default 10).
     #[arg(long)]
     log_every: Option<usize>,
     /// Evaluate every N steps (and always at the end).
