@@ -38,7 +38,7 @@
 //! assert!(report.flags.iter().any(|f| f.subject == "chars"));
 //! ```
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 pub mod features;
 pub mod probes;
@@ -54,12 +54,9 @@ pub use sycophancy::{PromptFormat, SycophancyItem, SycophancySources};
 /// Errors of an audit.
 #[derive(Debug, thiserror::Error)]
 pub enum AuditError {
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// An error from the operating system, with the path it concerns.
+    #[error(transparent)]
+    Io(#[from] rewardkit_io::IoError),
     /// A sycophancy source file that is not what it should be.
     #[error("{}: {message}", path.display())]
     Input { path: PathBuf, message: String },
@@ -73,13 +70,4 @@ pub enum AuditError {
     },
     #[error("nothing to audit: {0}")]
     Empty(String),
-}
-
-impl AuditError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        AuditError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
 }

@@ -16,7 +16,6 @@
 //! Prompts are plain text, or wrapped as an HH-RLHF transcript (`\n\nHuman: …\n\nAssistant:`,
 //! response with a leading space) for models trained on that format.
 
-use std::fs;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
@@ -192,7 +191,7 @@ pub fn anthropic_items(
     max: usize,
     format: PromptFormat,
 ) -> Result<Vec<SycophancyItem>, AuditError> {
-    let raw = fs::read_to_string(path).map_err(|e| AuditError::io(path, e))?;
+    let raw = rewardkit_io::read_to_string(path)?;
     let rows: Vec<AnthropicRow> = serde_json::from_str(&raw).map_err(|e| AuditError::Input {
         path: path.to_path_buf(),
         message: format!("line {}: {e}", e.line()),
@@ -318,7 +317,7 @@ fn csv_records(text: &str) -> Vec<Vec<String>> {
 
 /// (id, question, first incorrect answer, best answer) from TruthfulQA's CSV.
 fn truthfulqa_rows(path: &Path, max: usize) -> Result<Vec<AssertedRow>, AuditError> {
-    let raw = fs::read_to_string(path).map_err(|e| AuditError::io(path, e))?;
+    let raw = rewardkit_io::read_to_string(path)?;
     let records = csv_records(&raw);
     let bad = |message: String| AuditError::Input {
         path: path.to_path_buf(),

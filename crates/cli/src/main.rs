@@ -134,10 +134,29 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::from(flagged),
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", message(&e));
             ExitCode::from(exit_code(&e) as u8)
         }
     }
+}
+
+/// The error and its causes, `: `-separated, each said once: a cause whose text the previous
+/// one already ends with (`PATH: No such file…` over `No such file…`) is not repeated.
+fn message(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    let mut previous = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if previous.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+        previous = text;
+    }
+    out
 }
 
 /// The reader of stdout went away (`rewardkit … | head`): not a failure.
@@ -150,8 +169,15 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Bad input data (a malformed file, a missing field) is told apart from other failures.
+/// Bad input data (a malformed file, a missing field) is told apart from other failures; an
+/// error from the operating system (a missing file, a failed read) is a failure, whichever
+/// crate's error carries it.
 fn exit_code(e: &anyhow::Error) -> Exit {
+    if e.chain()
+        .any(|c| c.is::<std::io::Error>() || c.is::<rewardkit_io::IoError>())
+    {
+        return Exit::Failure;
+    }
     for cause in e.chain() {
         if cause.is::<Usage>()
             || cause

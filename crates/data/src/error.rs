@@ -35,11 +35,15 @@ pub struct RowError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
-    #[error("{}: {source}", path.display())]
-    Io {
+    /// An error from the operating system (a missing file, a failed read): not the data's fault.
+    #[error(transparent)]
+    Io(#[from] rewardkit_io::IoError),
+    /// Compressed data that does not decompress (a truncated or damaged `.gz`).
+    #[error("{}: damaged or truncated compressed data after line {lines_read}: {message}", path.display())]
+    Corrupt {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        lines_read: u64,
+        message: String,
     },
     #[error(transparent)]
     Row(#[from] RowError),
@@ -57,15 +61,6 @@ pub enum DataError {
     Empty { path: PathBuf },
     #[error("{0}")]
     Config(String),
-}
-
-impl DataError {
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        DataError::Io {
-            path: path.into(),
-            source,
-        }
-    }
 }
 
 /// A short name for the JSON type of a value, for error messages.

@@ -6,7 +6,9 @@
 //!
 //! - **Layouts** ([`Format`]): TRL (`prompt`/`chosen`/`rejected`, plain or conversational),
 //!   HH-RLHF transcripts (split at the last Assistant turn), labelled pairwise with ties (PandaLM).
-//! - **Files**: `.jsonl`, `.jsonl.gz`, `.json` arrays, Parquet — recognised from their content.
+//! - **Files**: `.jsonl`, `.jsonl.gz`, `.json` arrays, Parquet — recognised from their content,
+//!   read as one stream (`-` is standard input; pipes work). Records are parsed strictly: a key
+//!   given twice, or a bare `NaN`, is an error naming `FILE:LINE`.
 //! - **Nothing is lost**: a malformed record is an error naming `FILE:LINE`, or with
 //!   [`LoadOptions::skip_invalid`] a counted, listed drop; identical and duplicate pairs are
 //!   dropped with a reason, and `rows_read == pairs + dropped` always holds.
@@ -27,6 +29,7 @@
 pub mod error;
 pub mod format;
 pub mod hh;
+pub mod json;
 pub mod load;
 pub mod records;
 pub mod rng;

@@ -2,16 +2,21 @@
 //! each with the location it came from. Format is recognised from the content (gzip and Parquet
 //! magic bytes, `[` for a JSON array), not only from the file name.
 //!
-//! Blank lines in JSONL are not records and are skipped.
+//! Blank lines in JSONL are not records and are skipped. A UTF-8 byte-order mark at the start
+//! is skipped. Records are parsed strictly ([`crate::json`]): a key given twice is an error.
 
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, Cursor, Read, Seek};
 use std::path::Path;
 
+use rewardkit_io::{open_input, InputReader, IoError, STDIN};
+
+use parquet::file::reader::{FileReader, SerializedFileReader};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{DataError, RowError, RowErrorKind};
+use crate::json::{describe_error, parse_value};
 use crate::types::Location;
 
 /// One record and where it was read from. `object` is `Err` for a malformed record.
@@ -50,36 +55,43 @@ pub enum FileKind {
     Parquet,
 }
 
-const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
 const PARQUET_MAGIC: &[u8; 4] = b"PAR1";
+const BOM: &[u8; 3] = b"\xef\xbb\xbf";
 
-/// Calls `f` on every record of `path`, in file order. Stops at the first error `f` returns.
-/// File-level problems (unreadable file, broken gzip, a JSON array that does not parse) are
-/// returned as `DataError`; a malformed record is passed to `f` as `Record { object: Err(..) }`.
+/// A stream with the bytes peeked at its start put back in front.
+type Peeked = std::io::Chain<Cursor<Vec<u8>>, InputReader>;
+
+/// Calls `f` on every record of `path` (`-` is standard input), in file order. Stops at the
+/// first error `f` returns. The input is opened once and read as a stream (pipes and
+/// `/dev/stdin` work); gzip is recognised by its magic bytes, a UTF-8 byte-order mark is
+/// skipped. File-level problems (unreadable file, broken gzip, a JSON array that does not
+/// parse) are returned as `DataError`; a malformed record is passed to `f` as
+/// `Record { object: Err(..) }`.
 pub fn for_each_record<E: From<DataError>>(
     path: &Path,
     mut f: impl FnMut(Record) -> Result<(), E>,
 ) -> Result<FileKind, E> {
-    let mut file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut magic = [0u8; 4];
-    let n = read_up_to(&mut file, &mut magic).map_err(|e| DataError::io(path, e))?;
-    drop(file);
-    if n == 4 && &magic == PARQUET_MAGIC {
-        read_parquet(path, &mut f)?;
+    let mut input = open_input(path).map_err(DataError::from)?;
+    let mut head = Vec::with_capacity(4);
+    (&mut input)
+        .take(4)
+        .read_to_end(&mut head)
+        .map_err(|e| read_error(path, e, 0))?;
+    if head == PARQUET_MAGIC {
+        read_parquet(path, Cursor::new(head).chain(input), &mut f)?;
         return Ok(FileKind::Parquet);
     }
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader: Box<dyn Read> = if n >= 2 && magic[..2] == GZIP_MAGIC {
-        Box::new(flate2::read::MultiGzDecoder::new(file))
-    } else {
-        Box::new(file)
-    };
-    let mut reader = BufReader::with_capacity(1 << 16, reader);
+    if head.starts_with(BOM) {
+        head.drain(..BOM.len());
+    }
+    let mut reader: Peeked = Cursor::new(head).chain(input);
     // Peek at the first non-whitespace byte: `[` means one JSON array, anything else JSONL.
     // Whole buffers of leading whitespace are consumed; the lines they held are counted.
     let mut lines_before = 0u64;
     let first = loop {
-        let buf = reader.fill_buf().map_err(|e| DataError::io(path, e))?;
+        let buf = reader
+            .fill_buf()
+            .map_err(|e| read_error(path, e, lines_before))?;
         if buf.is_empty() {
             break None;
         }
@@ -104,15 +116,24 @@ pub fn for_each_record<E: From<DataError>>(
     }
 }
 
-fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..])? {
-            0 => break,
-            k => n += k,
+/// An error while reading the stream: from the OS (exit 1), or from decompression of damaged
+/// or truncated data (bad input, naming the last line read).
+fn read_error(path: &Path, e: std::io::Error, lines_read: u64) -> DataError {
+    use std::io::ErrorKind;
+    let from_data = e.raw_os_error().is_none()
+        && matches!(
+            e.kind(),
+            ErrorKind::InvalidData | ErrorKind::InvalidInput | ErrorKind::UnexpectedEof
+        );
+    if from_data {
+        DataError::Corrupt {
+            path: path.to_path_buf(),
+            lines_read,
+            message: e.to_string(),
         }
+    } else {
+        DataError::Io(IoError::new(path, e))
     }
-    Ok(n)
 }
 
 fn read_json_lines<E: From<DataError>>(
@@ -127,7 +148,7 @@ fn read_json_lines<E: From<DataError>>(
         buf.clear();
         let n = reader
             .read_until(b'\n', &mut buf)
-            .map_err(|e| DataError::io(path, e))?;
+            .map_err(|e| read_error(path, e, line_no))?;
         if n == 0 {
             return Ok(());
         }
@@ -147,18 +168,8 @@ fn read_json_lines<E: From<DataError>>(
         if text.is_empty() {
             continue;
         }
-        let value = serde_json::from_str::<Value>(text)
-            .map_err(|e| RowErrorKind::InvalidJson(json_error_message(&e)));
+        let value = parse_value(text).map_err(RowErrorKind::InvalidJson);
         f(Record::new(location, value))?;
-    }
-}
-
-/// serde_json's message without its "at line 1 column N" suffix, with the column kept.
-fn json_error_message(e: &serde_json::Error) -> String {
-    let msg = e.to_string();
-    match msg.rfind(" at line ") {
-        Some(i) => format!("{} (column {})", &msg[..i], e.column()),
-        None => msg,
     }
 }
 
@@ -168,16 +179,25 @@ fn read_json_array<E: From<DataError>>(
     lines_before: u64,
     f: &mut impl FnMut(Record) -> Result<(), E>,
 ) -> Result<(), E> {
-    let mut text = String::new();
+    let mut bytes = Vec::new();
     reader
-        .read_to_string(&mut text)
-        .map_err(|e| DataError::io(path, e))?;
+        .read_to_end(&mut bytes)
+        .map_err(|e| read_error(path, e, lines_before))?;
+    let invalid = |line: usize, message: String| DataError::InvalidFile {
+        path: path.to_path_buf(),
+        line: line + lines_before as usize,
+        message,
+    };
+    let text = match String::from_utf8(bytes) {
+        Ok(t) => t,
+        Err(e) => {
+            let at = e.utf8_error().valid_up_to();
+            let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+            return Err(invalid(line, format!("not UTF-8: {}", e.utf8_error())).into());
+        }
+    };
     let elements: Vec<&RawValue> =
-        serde_json::from_str(&text).map_err(|e| DataError::InvalidFile {
-            path: path.to_path_buf(),
-            line: e.line() + lines_before as usize,
-            message: json_error_message(&e),
-        })?;
+        serde_json::from_str(&text).map_err(|e| invalid(e.line(), describe_error(&text, &e)))?;
     // Each element borrows from `text`: its offset gives the line it starts on.
     let base = text.as_ptr() as usize;
     let mut line = 1 + lines_before;
@@ -189,24 +209,64 @@ fn read_json_array<E: From<DataError>>(
             .filter(|&&b| b == b'\n')
             .count() as u64;
         scanned = offset;
-        let value = serde_json::from_str::<Value>(raw.get())
-            .map_err(|e| RowErrorKind::InvalidJson(e.to_string()));
+        let value = parse_value(raw.get()).map_err(RowErrorKind::InvalidJson);
         f(Record::new(Location::line(path, line), value))?;
     }
     Ok(())
 }
 
+/// Parquet needs to seek (its index is at the end): a regular file is reopened and read in
+/// place; anything else (a pipe, standard input, gzip-compressed Parquet) is read into memory.
 fn read_parquet<E: From<DataError>>(
     path: &Path,
+    mut stream: Peeked,
     f: &mut impl FnMut(Record) -> Result<(), E>,
 ) -> Result<(), E> {
-    use parquet::file::reader::{FileReader, SerializedFileReader};
     let parquet_err = |e: parquet::errors::ParquetError| DataError::Parquet {
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
-    let reader = SerializedFileReader::new(file).map_err(parquet_err)?;
+    match seekable_parquet(path) {
+        Some(file) => {
+            let reader = SerializedFileReader::new(file).map_err(parquet_err)?;
+            parquet_rows(path, &reader, f)
+        }
+        None => {
+            let mut bytes = Vec::new();
+            stream
+                .read_to_end(&mut bytes)
+                .map_err(|e| read_error(path, e, 0))?;
+            let reader =
+                SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(parquet_err)?;
+            parquet_rows(path, &reader, f)
+        }
+    }
+}
+
+/// `path` opened again when it is a regular file that starts with Parquet's magic (not gzip).
+fn seekable_parquet(path: &Path) -> Option<File> {
+    if path.as_os_str() == STDIN {
+        return None;
+    }
+    let mut file = File::open(path).ok()?;
+    if !file.metadata().ok()?.is_file() {
+        return None;
+    }
+    let mut magic = [0u8; 4];
+    file.read_exact(&mut magic).ok()?;
+    file.rewind().ok()?;
+    (&magic == PARQUET_MAGIC).then_some(file)
+}
+
+fn parquet_rows<R: parquet::file::reader::ChunkReader + 'static, E: From<DataError>>(
+    path: &Path,
+    reader: &SerializedFileReader<R>,
+    f: &mut impl FnMut(Record) -> Result<(), E>,
+) -> Result<(), E> {
+    let parquet_err = |e: parquet::errors::ParquetError| DataError::Parquet {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
     let rows = reader.get_row_iter(None).map_err(parquet_err)?;
     for (i, row) in rows.enumerate() {
         let row = row.map_err(parquet_err)?;

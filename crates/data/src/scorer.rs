@@ -90,6 +90,10 @@ pub struct ScoreTable {
     scores: HashMap<(Text, Text), f64>,
 }
 
+/// The largest score magnitude a [`ScoreTable`] accepts: the difference of any two such scores
+/// is finite.
+pub const MAX_SCORE: f64 = f64::MAX / 2.0;
+
 /// An item a [`ScoreTable`] has no score for.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{table}: no score for response {response:?} to prompt {prompt:?}")]
@@ -120,6 +124,14 @@ impl ScoreTable {
                         }
                     })?,
                 };
+                if score.abs() > MAX_SCORE {
+                    return Err(RowErrorKind::InvalidValue {
+                        field: "score".into(),
+                        message: format!(
+                            "{score:e} is too large: differences of scores beyond ±{MAX_SCORE:e} overflow"
+                        ),
+                    });
+                }
                 Ok((prompt, response, score))
             };
             let (prompt, response, score) = row().map_err(|kind| RowError {

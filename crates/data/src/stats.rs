@@ -48,7 +48,14 @@ pub fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     let pos = q.clamp(0.0, 1.0) * (sorted.len() - 1) as f64;
     let lo = pos.floor() as usize;
     let hi = pos.ceil() as usize;
-    sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
+    let (a, b, t) = (sorted[lo], sorted[hi], pos - lo as f64);
+    let step = b - a;
+    if step.is_finite() {
+        a + step * t
+    } else {
+        // Values of opposite signs near f64::MAX: their difference overflows, this does not.
+        a * (1.0 - t) + b * t
+    }
 }
 
 /// Length distributions of prompts and responses.

@@ -93,17 +93,28 @@ pub enum Position {
     Row(u64),
 }
 
+/// How a file is named in messages: its path, or `<stdin>` for `-`.
+fn file_name(file: &Path) -> Arc<str> {
+    if file.as_os_str() == "-" {
+        "<stdin>".into()
+    } else {
+        file.display().to_string().into()
+    }
+}
+
 impl Location {
+    /// A line of `file` (`-` is named `<stdin>`).
     pub fn line(file: &Path, line: u64) -> Self {
         Location {
-            file: file.display().to_string().into(),
+            file: file_name(file),
             position: Position::Line(line),
         }
     }
 
+    /// A row of `file` (`-` is named `<stdin>`).
     pub fn row(file: &Path, row: u64) -> Self {
         Location {
-            file: file.display().to_string().into(),
+            file: file_name(file),
             position: Position::Row(row),
         }
     }

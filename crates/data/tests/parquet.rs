@@ -91,3 +91,25 @@ fn parquet_missing_column_names_the_row() {
         )
     );
 }
+
+#[test]
+fn parquet_that_cannot_be_seeked_is_read_from_memory() {
+    // Gzip-compressed Parquet is a stream, like a pipe: it is read into memory, not refused.
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("p.parquet");
+    write_parquet(
+        &plain,
+        &[("chosen", vec!["a", "c"]), ("rejected", vec!["b", "d"])],
+    );
+    let gz = dir.path().join("p.parquet.gz");
+    let mut enc = flate2::write::GzEncoder::new(
+        std::fs::File::create(&gz).unwrap(),
+        flate2::Compression::fast(),
+    );
+    std::io::Write::write_all(&mut enc, &std::fs::read(&plain).unwrap()).unwrap();
+    enc.finish().unwrap();
+    let data = load(&[&gz], &LoadOptions::default()).unwrap();
+    assert_eq!(data.report.rows_read, 2);
+    assert_eq!(data.pairs[1].chosen, Text::Plain("c".into()));
+    assert_eq!(data.pairs[1].source.position, Position::Row(2));
+}

@@ -16,7 +16,9 @@ use rewardkit_data::{
 use crate::metric::ScoredPair;
 use crate::EvalError;
 
-/// Reads a score file. A malformed line is an error naming `FILE:LINE`.
+/// Reads a score file (`-` is standard input). A malformed line is an error naming
+/// `FILE:LINE`; so is a pair whose gap `chosen_score − rejected_score` is not a finite number
+/// (scores like ±1e308), since every metric is computed from gaps.
 pub fn read_scores(path: &Path) -> Result<Vec<ScoredPair>, EvalError> {
     let mut out = Vec::new();
     for_each_record(path, |record| -> Result<(), EvalError> {
@@ -52,6 +54,7 @@ fn parse_scores(obj: &Map<String, Value>) -> Result<ScoredPair, RowErrorKind> {
     };
     let chosen = score("chosen_score")?;
     let rejected = score("rejected_score")?;
+    check_gap(chosen, rejected)?;
     let tie = match obj.get("tie") {
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
@@ -79,6 +82,26 @@ fn parse_scores(obj: &Map<String, Value>) -> Result<ScoredPair, RowErrorKind> {
         rejected,
         tie,
         subset,
+    })
+}
+
+/// The largest reward gap accepted: gaps within ±`MAX_GAP` have a finite mean, standard
+/// deviation and median (the std of values in [−B, B] is at most √2·B).
+pub const MAX_GAP: f64 = f64::MAX / 2.0;
+
+/// The reward gap of two finite scores overflows when they are of opposite signs and near
+/// `f64::MAX`: an error, not an infinite gap (or a std that is).
+pub fn check_gap(chosen: f64, rejected: f64) -> Result<(), RowErrorKind> {
+    let gap = chosen - rejected;
+    if gap.abs() <= MAX_GAP {
+        return Ok(());
+    }
+    Err(RowErrorKind::InvalidValue {
+        field: "rejected_score".into(),
+        message: format!(
+            "the gap chosen_score − rejected_score ({chosen:e} − {rejected:e}) overflows: \
+             gaps beyond ±{MAX_GAP:e} cannot be averaged"
+        ),
     })
 }
 

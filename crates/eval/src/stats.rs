@@ -3,8 +3,17 @@
 /// z for a two-sided 95% interval of the normal distribution.
 pub const Z95: f64 = 1.959_963_984_540_054;
 
+/// The mean; finite whenever every value is (a sum that overflows is taken again of `x / n`).
 pub fn mean(x: &[f64]) -> Option<f64> {
-    (!x.is_empty()).then(|| x.iter().sum::<f64>() / x.len() as f64)
+    if x.is_empty() {
+        return None;
+    }
+    let n = x.len() as f64;
+    let m = x.iter().sum::<f64>() / n;
+    if m.is_finite() || x.iter().any(|v| !v.is_finite()) {
+        return Some(m);
+    }
+    Some(x.iter().map(|v| v / n).sum())
 }
 
 /// Sample standard deviation (n − 1); `None` for fewer than two values.
@@ -14,7 +23,21 @@ pub fn sample_std(x: &[f64]) -> Option<f64> {
     }
     let m = mean(x)?;
     let ss: f64 = x.iter().map(|v| (v - m) * (v - m)).sum();
-    Some((ss / (x.len() - 1) as f64).sqrt())
+    let sd = (ss / (x.len() - 1) as f64).sqrt();
+    if sd.is_finite() || x.iter().any(|v| !v.is_finite()) {
+        return Some(sd);
+    }
+    // Squares of huge deviations overflow: scale by the largest deviation first.
+    let scale = x
+        .iter()
+        .map(|v| (v / 2.0 - m / 2.0).abs())
+        .fold(0.0, f64::max);
+    let ss: f64 = x
+        .iter()
+        .map(|v| (v / 2.0 - m / 2.0) / scale)
+        .map(|d| d * d)
+        .sum();
+    Some((ss / (x.len() - 1) as f64).sqrt() * scale * 2.0)
 }
 
 /// 95% Wilson score interval for `k` successes in `n` trials (Wilson 1927).
@@ -48,5 +71,27 @@ pub fn softplus(x: f64) -> f64 {
         x + (-x).exp().ln_1p()
     } else {
         x.exp().ln_1p()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mean_and_std_of_huge_values_stay_finite() {
+        let x = [1.5e308, 1.5e308, -1.0e308];
+        let m = mean(&x).unwrap();
+        assert!((m / (1.0e308 / 1.5) - 1.0).abs() < 1e-12, "{m}");
+        let sd = sample_std(&x).unwrap();
+        // The same values scaled down by 1e300 have the same std, scaled down.
+        let y: Vec<f64> = x.iter().map(|v| v * 1e-300).collect();
+        let expect = sample_std(&y).unwrap() * 1e300;
+        assert!(
+            sd.is_finite() && (sd / expect - 1.0).abs() < 1e-12,
+            "{sd} vs {expect}"
+        );
+        // Ordinary values are computed as before.
+        assert_eq!(mean(&[1.0, 2.0, 4.0]), Some(7.0 / 3.0));
     }
 }

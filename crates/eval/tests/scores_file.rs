@@ -85,3 +85,37 @@ fn written_scores_read_back() {
     assert!(back[1].tie);
     assert_eq!(back[1].chosen, 1e-9);
 }
+
+#[test]
+fn a_gap_that_overflows_is_an_error_naming_the_line() {
+    let (_d, path) = write(concat!(
+        r#"{"chosen_score": 1e308, "rejected_score": 1e308}"#,
+        "\n",
+        r#"{"chosen_score": 1e308, "rejected_score": -1e308}"#,
+        "\n"
+    ));
+    let msg = read_scores(&path).unwrap_err().to_string();
+    assert!(
+        msg.starts_with(&format!(
+            "{}:2: field `rejected_score`: the gap",
+            path.display()
+        )),
+        "{msg}"
+    );
+    assert!(msg.contains("overflows"), "{msg}");
+    // Huge scores whose gaps are finite give finite metrics (no inf, no NaN).
+    let (_d, path) = write(concat!(
+        r#"{"chosen_score": 1e308, "rejected_score": 2e307}"#,
+        "\n",
+        r#"{"chosen_score": -1.5e308, "rejected_score": -7e307}"#,
+        "\n",
+        r#"{"chosen_score": 1e308, "rejected_score": 2e307}"#,
+        "\n"
+    ));
+    let report = rewardkit_eval::evaluate(&read_scores(&path).unwrap());
+    let gap = &report.overall.gap;
+    for v in [gap.mean, gap.std, gap.median] {
+        assert!(v.unwrap().is_finite(), "{gap:?}");
+    }
+    assert_eq!(gap.median, Some(1e308 - 2e307));
+}

@@ -47,8 +47,16 @@ const TOKEN_TYPE_CONTROL: i64 = 3;
 impl GgufFile {
     /// Reads the header (metadata and tensor index) of a GGUF file.
     pub fn open(path: &Path) -> Result<Self> {
-        let mut reader = Self::reader(path)?;
-        let content = Content::read(&mut reader).map_err(|e| ModelError::Gguf {
+        Self::read_header(path, &mut Self::reader(path)?)
+    }
+
+    /// Reads the header from any seekable reader (bytes in memory, for tests and fuzzing);
+    /// `path` names it in errors and is where tensor data would be read from.
+    pub fn read_header<R: std::io::Read + std::io::Seek>(
+        path: &Path,
+        reader: &mut R,
+    ) -> Result<Self> {
+        let content = Content::read(reader).map_err(|e| ModelError::Gguf {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;

@@ -66,19 +66,19 @@ pub struct AuditArgs {
     #[arg(long)]
     probe_samples: Option<usize>,
     /// Pairs audited at most, a seeded sample when there are more [default: 1000].
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     max_pairs: Option<usize>,
-    /// Bootstrap resamples per interval [default: 1000].
-    #[arg(long)]
+    /// Bootstrap resamples per interval (at least 100) [default: 1000].
+    #[arg(long, value_parser = at_least_100)]
     bootstrap: Option<usize>,
     /// Seed of sampling, probe phrases and bootstrap [default: 0].
     #[arg(long)]
     seed: Option<u64>,
     /// Sequences per forward pass with --model.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
     batch_size: usize,
     /// Tokens per sequence at most with --model (default: the model's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     max_length: Option<usize>,
     /// Only write every (prompt, response) the audit would score, as JSONL, and exit.
     #[arg(long)]
@@ -89,6 +89,13 @@ pub struct AuditArgs {
     /// Print report.json on stdout instead of the summary.
     #[arg(long)]
     json: bool,
+}
+
+fn at_least_100(s: &str) -> Result<usize, String> {
+    match super::at_least_one(s)? {
+        n if n < 100 => Err(format!("must be at least 100, got {n}")),
+        n => Ok(n),
+    }
 }
 
 fn parse_probe(s: &str) -> Result<Probe, String> {

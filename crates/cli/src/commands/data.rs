@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::{Args, Subcommand};
 
 use rewardkit_data::{load, DataStats, Dataset, Format, LoadOptions, SplitConfig, SplitKey};
@@ -33,7 +32,7 @@ pub struct CyclesArgs {
     #[command(flatten)]
     read: ReadArgs,
     /// MM iterations per Bradley-Terry fit at most.
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = super::at_least_one)]
     iterations: usize,
     /// Print JSON instead of a summary.
     #[arg(long)]
@@ -111,7 +110,8 @@ fn parse_format(s: &str) -> Result<Format, String> {
 
 #[derive(Args)]
 pub struct StatsArgs {
-    /// Preference files: .jsonl, .jsonl.gz, .json (array) or .parquet.
+    /// Preference files: .jsonl, .jsonl.gz, .json (array) or .parquet; `-` reads standard
+    /// input.
     #[arg(required = true)]
     files: Vec<PathBuf>,
     #[command(flatten)]
@@ -127,7 +127,7 @@ pub struct StatsArgs {
     #[arg(long, value_enum, default_value = "pair")]
     style: InputStyle,
     /// Maximum input length in tokens, to count what would be truncated.
-    #[arg(long, default_value_t = 512)]
+    #[arg(long, default_value_t = 512, value_parser = super::at_least_one)]
     max_length: usize,
     /// Print JSON on stdout instead of a table (every dropped row is listed).
     #[arg(long)]
@@ -148,8 +148,8 @@ pub struct SplitArgs {
     files: Vec<PathBuf>,
     #[command(flatten)]
     read: ReadArgs,
-    /// Share of pairs that go to the eval file.
-    #[arg(long, default_value_t = 0.2)]
+    /// Share of pairs that go to the eval file, in [0, 1].
+    #[arg(long, default_value_t = 0.2, value_parser = super::fraction)]
     eval_fraction: f64,
     /// Seed of the hash; another seed gives another split.
     #[arg(long, default_value_t = 0)]
@@ -216,7 +216,7 @@ fn split(args: SplitArgs) -> anyhow::Result<()> {
             serde_json::to_writer(&mut buf, p)?;
             buf.write_all(b"\n")?;
         }
-        write_atomic(path, &buf).with_context(|| format!("writing {}", path.display()))?;
+        write_atomic(path, &buf)?;
     }
     eprintln!(
         "wrote {} train pairs to {} and {} eval pairs to {}",

@@ -2,7 +2,6 @@
 
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use rewardkit_data::{score_pairs, Scorer};
@@ -17,7 +16,8 @@ use super::{print_json, print_text, write_atomic};
 #[command(group = clap::ArgGroup::new("source").required(true).args(["scores", "baseline", "model"]))]
 pub struct EvalArgs {
     /// A score file: one JSON object per pair with `chosen_score` and `rejected_score`, and
-    /// optionally `subset` (string) and `tie` (boolean). Any model can write one.
+    /// optionally `subset` (string) and `tie` (boolean). Any model can write one. `-` reads
+    /// standard input.
     #[arg(long)]
     scores: Option<PathBuf>,
     /// Score the pairs of --data with a heuristic instead of a model: `length` (characters),
@@ -28,10 +28,10 @@ pub struct EvalArgs {
     #[arg(long, requires = "data")]
     model: Option<PathBuf>,
     /// Sequences per forward pass with --model.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
     batch_size: usize,
     /// Tokens per sequence at most with --model (default: the model's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     max_length: Option<usize>,
     /// Preference files to score (each file is a subset unless its rows name one).
     #[arg(long, num_args = 1..)]
@@ -165,7 +165,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     if let Some(path) = &args.plot {
         let title = format!("Reliability · {scorer}");
         let svg = rewardkit_report::reliability_svg(&summary.report.overall.calibration, &title);
-        write_atomic(path, svg.as_bytes()).with_context(|| format!("plot {}", path.display()))?;
+        write_atomic(path, svg.as_bytes())?;
         eprintln!("wrote reliability diagram to {}", path.display());
     }
     if args.json {

@@ -22,7 +22,7 @@ pub struct GenerateArgs {
     #[arg(long)]
     prompts: PathBuf,
     /// Responses per prompt.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 4, value_parser = super::at_least_one)]
     n: usize,
     /// The pool: JSONL, one row per sample with `prompt_id` (the prompt's id as a string),
     /// `prompt`, `sample`, `response`,
@@ -51,7 +51,7 @@ pub struct GenerateArgs {
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Sequences per forward pass.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = 8, value_parser = super::at_least_one)]
     batch_size: usize,
 }
 

@@ -57,10 +57,10 @@ pub struct CurvesArgs {
     #[arg(long, value_delimiter = ',', default_values_t = [0.05, 0.2])]
     kl_beta: Vec<f64>,
     /// Sequences per forward pass.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
     batch_size: usize,
     /// Tokens per sequence at most (default: each model's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     max_length: Option<usize>,
     /// Folder for report.json, report.md and goodhart.svg.
     #[arg(long)]
@@ -91,7 +91,7 @@ pub struct LabelArgs {
     #[arg(long)]
     pool_out: PathBuf,
     /// Share of prompts held out for best-of-n.
-    #[arg(long, default_value_t = 0.5)]
+    #[arg(long, default_value_t = 0.5, value_parser = super::fraction)]
     heldout_fraction: f64,
     /// Seed of the prompt split.
     #[arg(long, default_value_t = 0)]

@@ -37,14 +37,32 @@ pub fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Reads a config file: TOML when the name ends in `.toml`, JSON otherwise.
+/// Reads a config file (`-` is standard input; a byte-order mark is skipped): TOML when the
+/// name ends in `.toml`, JSON otherwise.
 pub fn read_config<T: serde::de::DeserializeOwned>(path: &Path, what: &str) -> anyhow::Result<T> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = rewardkit_io::read_to_string(path)?;
     if path.extension().is_some_and(|e| e == "toml") {
         toml::from_str(&text).with_context(|| format!("{}: invalid {what}", path.display()))
     } else {
         serde_json::from_str(&text).with_context(|| format!("{}: invalid {what}", path.display()))
+    }
+}
+
+/// clap's parser for counts that must be at least 1 (`--batch-size 0` is a bad command line).
+pub fn at_least_one(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(0) => Err("must be at least 1".into()),
+        Ok(n) => Ok(n),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// clap's parser for a share in [0, 1].
+pub fn fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!("must be between 0 and 1, got {v}")),
+        Err(e) => Err(e.to_string()),
     }
 }
 

@@ -3,7 +3,6 @@
 use std::io::Write;
 use std::path::PathBuf;
 
-use anyhow::Context;
 use clap::Args;
 
 use rewardkit_data::{for_each_record, text_field, DataError, RowError};
@@ -14,17 +13,18 @@ pub struct ScoreArgs {
     #[arg(long)]
     model: PathBuf,
     /// JSONL (or JSON array, gzip, Parquet) rows with `prompt` (optional) and `response`, each a
-    /// string or a list of {role, content} messages. Other fields are passed through.
+    /// string or a list of {role, content} messages. Other fields are passed through. `-` reads
+    /// standard input.
     #[arg(long)]
     input: PathBuf,
     /// Write the scored rows here instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
     /// Sequences per forward pass (rows are sorted by length first).
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
     batch_size: usize,
     /// Tokens per sequence at most (default: the model's).
-    #[arg(long)]
+    #[arg(long, value_parser = super::at_least_one)]
     max_length: Option<usize>,
 }
 
@@ -62,8 +62,7 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     }
     match &args.output {
         Some(path) => {
-            super::write_atomic(path, &buf)
-                .with_context(|| format!("writing {}", path.display()))?;
+            super::write_atomic(path, &buf)?;
             eprintln!(
                 "wrote {} scored rows to {}",
                 buf.iter().filter(|&&b| b == b'\n').count(),

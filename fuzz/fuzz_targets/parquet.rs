@@ -1,0 +1,20 @@
+//! Parquet files: the input is made to start with Parquet's magic `PAR1`.
+#![no_main]
+#[path = "common.rs"]
+mod common;
+
+use libfuzzer_sys::fuzz_target;
+use rewardkit_data::Format;
+
+fuzz_target!(|data: &[u8]| {
+    let Some((&selector, body)) = data.split_first() else {
+        return;
+    };
+    let mut bytes = Vec::with_capacity(body.len() + 4);
+    if !body.starts_with(b"PAR1") {
+        bytes.extend_from_slice(b"PAR1");
+    }
+    bytes.extend_from_slice(body);
+    let formats = [None, Some(Format::Trl), Some(Format::Pairwise)];
+    common::load_checked(&bytes, "in.parquet", &common::options(selector, &formats));
+});
