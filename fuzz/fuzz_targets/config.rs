@@ -1,4 +1,5 @@
-//! Config files: the training config and the audit config, as TOML and as JSON.
+//! Config files: the run config (`train --config`, which holds the training config), the
+//! training config alone and the audit config, as TOML and as JSON.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -13,6 +14,16 @@ fuzz_target!(|data: &[u8]| {
         let _ = toml::from_str::<rewardkit_train::TrainConfig>(&again);
     }
     let _ = serde_json::from_str::<rewardkit_train::TrainConfig>(text);
+    for toml in [true, false] {
+        if let Ok(run) = rewardkit_train::RunConfig::parse(text, toml, "fuzz") {
+            // A config that parses survives a round trip through JSON (values JSON cannot hold,
+            // such as a NaN decay, fail to read back instead).
+            let json = serde_json::to_string(&run).expect("serialise");
+            if let Ok(again) = rewardkit_train::RunConfig::parse(&json, false, "fuzz") {
+                assert_eq!(again, run);
+            }
+        }
+    }
     let _ = toml::from_str::<rewardkit_audit::AuditConfig>(text);
     let _ = serde_json::from_str::<rewardkit_audit::AuditConfig>(text);
 });
