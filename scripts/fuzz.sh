@@ -189,8 +189,8 @@ unset CARGO_TARGET_DIR  # cargo-fuzz builds into fuzz/target
 summary=()
 failed=0
 for t in "${targets[@]}"; do
-  mkdir -p "artifacts/$t"
-  log="artifacts/$t/fuzz.log"
+  mkdir -p "artifacts/$t" logs
+  log="logs/$t.log"  # not in artifacts/: cargo-fuzz takes the newest file there as the crash
   # shellcheck disable=SC2046
   cargo fuzz build --release --debug-assertions -s "$sanitizer" $(features "$t") "$t" >"$log.build" 2>&1 \
     || { cat "$log.build" >&2; exit 1; }

@@ -226,21 +226,42 @@ fn read_parquet<E: From<DataError>>(
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    match seekable_parquet(path) {
-        Some(file) => {
-            let reader = SerializedFileReader::new(file).map_err(parquet_err)?;
-            parquet_rows(path, &reader, f)
-        }
+    let file = seekable_parquet(path);
+    let bytes = match file {
+        Some(_) => None,
         None => {
             let mut bytes = Vec::new();
             stream
                 .read_to_end(&mut bytes)
                 .map_err(|e| read_error(path, e, 0))?;
-            let reader =
-                SerializedFileReader::new(bytes::Bytes::from(bytes)).map_err(parquet_err)?;
+            Some(bytes::Bytes::from(bytes))
+        }
+    };
+    // The parquet crate panics on some malformed files (found by fuzzing: a dictionary page
+    // missing, "Decoder for dict should have been set"): such a file is bad input, not a crash.
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match (file, bytes) {
+        (Some(file), _) => {
+            let reader = SerializedFileReader::new(file).map_err(parquet_err)?;
             parquet_rows(path, &reader, f)
         }
-    }
+        (None, Some(bytes)) => {
+            let reader = SerializedFileReader::new(bytes).map_err(parquet_err)?;
+            parquet_rows(path, &reader, f)
+        }
+        (None, None) => unreachable!("one of the two is set above"),
+    }));
+    outcome.unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown".into());
+        Err(DataError::Parquet {
+            path: path.to_path_buf(),
+            message: format!("malformed file (the Parquet reader failed: {message})"),
+        }
+        .into())
+    })
 }
 
 /// `path` opened again when it is a regular file that starts with Parquet's magic (not gzip).

@@ -113,3 +113,21 @@ fn parquet_that_cannot_be_seeked_is_read_from_memory() {
     assert_eq!(data.pairs[1].chosen, Text::Plain("c".into()));
     assert_eq!(data.pairs[1].source.position, Position::Row(2));
 }
+
+#[test]
+fn a_malformed_parquet_file_found_by_fuzzing_is_an_error_not_a_panic() {
+    // fuzz/parquet crash e83aa62f: the parquet crate panics ("Decoder for dict should have been
+    // set") on this file; reading it must give a Parquet error naming the file.
+    let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/fuzz-parquet-dict-decoder.parquet");
+    let err = load(&[&path], &LoadOptions::default()).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        matches!(err, rewardkit_data::DataError::Parquet { .. }),
+        "{msg}"
+    );
+    assert!(
+        msg.starts_with(&format!("{}: cannot read Parquet", path.display())),
+        "{msg}"
+    );
+}
