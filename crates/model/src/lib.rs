@@ -49,6 +49,7 @@ pub mod params;
 pub mod policy_io;
 pub mod reward;
 pub mod scorer;
+pub mod word_tokenizer;
 
 pub use backbone::{ArchConfig, Backbone};
 pub use causal_lm::{CausalLm, LmCache, ResponseBatch, TokenLogprobs};
@@ -61,3 +62,4 @@ pub use params::ParamStore;
 pub use reward::{Pooling, RewardModel};
 pub use rewardkit_data::Rng;
 pub use scorer::ModelScorer;
+pub use word_tokenizer::word_level_tokenizer;
