@@ -284,6 +284,9 @@ fn s_device(slots: &[Slot]) -> &candle_core::Device {
 /// them (applied by [`AdamW::step`], so clipping copies nothing).
 pub struct Grads {
     by_id: HashMap<candle_core::TensorId, Tensor>,
+    /// The ids in the order they were first accumulated (the optimizer's parameter order), so
+    /// that the norm is summed in the same order in every run.
+    order: Vec<candle_core::TensorId>,
     scale: f64,
 }
 
@@ -291,6 +294,7 @@ impl Default for Grads {
     fn default() -> Self {
         Grads {
             by_id: HashMap::new(),
+            order: Vec::new(),
             scale: 1.0,
         }
     }
@@ -312,7 +316,10 @@ impl Grads {
                 let id = var.as_tensor().id();
                 let sum = match self.by_id.remove(&id) {
                     Some(prev) => (prev + g)?,
-                    None => g,
+                    None => {
+                        self.order.push(id);
+                        g
+                    }
                 };
                 self.by_id.insert(id, sum);
             }
@@ -330,10 +337,12 @@ impl Grads {
         self.scale
     }
 
-    /// The global L2 norm of all gradients (before the clipping factor), summed in f64.
+    /// The global L2 norm of all gradients (before the clipping factor), summed in f64 in the
+    /// order the parameters were accumulated (a hash map's order would change the last bits
+    /// from run to run).
     pub fn norm(&self) -> Result<f64, TrainError> {
         let mut ss = 0.0f64;
-        for g in self.by_id.values() {
+        for g in self.order.iter().filter_map(|id| self.by_id.get(id)) {
             ss += with_f32(g, |v| {
                 Ok(v.par_chunks(1 << 14)
                     .map(|c| c.iter().map(|&x| (x as f64) * (x as f64)).sum::<f64>())
