@@ -57,6 +57,12 @@ enum Command {
     /// Sample responses to prompts from a policy model (a pool for best-of-n), with their
     /// log-probabilities (and a reference model's, for a KL penalty).
     Generate(commands::generate::GenerateArgs),
+    /// Supervised fine-tuning of a decoder on (prompt, response) rows: cross-entropy on the
+    /// response tokens, with train's checkpoints, resume and signals.
+    Sft(Box<commands::sft::SftArgs>),
+    /// On-policy RL of a decoder against a reward model (or an ensemble, or a baseline) with a
+    /// KL penalty to a frozen reference: RLOO/GRPO advantages, PPO clipping, exact resume.
+    Rl(Box<commands::rl::RlArgs>),
     /// Goodhart's law end to end in a built-in world: biased labels, a biased reward model and
     /// its audit, gold falling while proxy reward rises under best-of-n, and which mitigation
     /// helps. Nothing is downloaded; deterministic from --seed. Uses one thread unless
@@ -127,6 +133,12 @@ fn main() -> ExitCode {
             flagged = code;
         }),
         Command::Generate(args) => commands::generate::run(args),
+        Command::Sft(args) => commands::sft::run(*args).map(|code| {
+            flagged = code;
+        }),
+        Command::Rl(args) => commands::rl::run(*args).map(|code| {
+            flagged = code;
+        }),
         Command::Goodhart(cmd) => commands::goodhart::run(cmd),
         Command::Demo(args) => commands::demo::run(args),
     };
@@ -182,6 +194,9 @@ fn exit_code(e: &anyhow::Error) -> Exit {
         if cause.is::<Usage>()
             || cause
                 .downcast_ref::<rewardkit_train::TrainError>()
+                .is_some_and(|t| t.is_usage())
+            || cause
+                .downcast_ref::<rewardkit_rl::RlError>()
                 .is_some_and(|t| t.is_usage())
         {
             return Exit::Usage;

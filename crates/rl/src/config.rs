@@ -232,7 +232,7 @@ impl SftConfig {
     }
 }
 
-fn parse_config<T: serde::de::DeserializeOwned>(
+pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
     text: &str,
     toml: bool,
     origin: &str,

@@ -34,22 +34,26 @@
 
 pub mod advantage;
 pub mod config;
+pub mod data;
 pub mod error;
 pub mod event;
 pub mod kl;
 pub mod ppo;
 pub mod reward;
 pub mod rollout;
+pub mod run_config;
 pub mod run_dir;
 pub mod sft;
 pub mod trainer;
 
 pub use config::{RlConfig, SftConfig};
+pub use data::read_sft_rows;
 pub use error::RlError;
 pub use event::Event;
 pub use kl::KlEstimator;
 pub use reward::{Completion, EnsembleReward, FnReward, Gsm8kGold, Reward, ScorerReward};
 pub use rewardkit_train::{OptimConfig, Schedule, Start};
 pub use rollout::Rollout;
+pub use run_config::{RlRunConfig, SftRunConfig};
 pub use sft::{sft, SftRow, SftRun, SftStepLog, SftSummary};
 pub use trainer::{rl, RlPrompt, RlRun, RlSession, RlStepLog, RlSummary, StepOutput, StopReason};

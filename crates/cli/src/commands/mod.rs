@@ -4,7 +4,10 @@ pub mod demo;
 pub mod eval;
 pub mod generate;
 pub mod goodhart;
+pub mod policy_args;
+pub mod rl;
 pub mod score;
+pub mod sft;
 pub mod train;
 
 use std::io::Write;

@@ -1,0 +1,386 @@
+//! `rewardkit rl`: on-policy RL of a decoder against a reward model (or an ensemble, or a
+//! baseline scorer), with a KL penalty to a frozen reference.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+
+use rewardkit_eval::Baseline;
+use rewardkit_goodhart::combine::Combine;
+use rewardkit_model::{LoadedModel, ModelScorer, Policy};
+use rewardkit_rl::{
+    EnsembleReward, Gsm8kGold, KlEstimator, Reward, RlPrompt, RlRun, RlRunConfig, RlStepLog,
+    ScorerReward,
+};
+
+use super::policy_args::{read_run_config, resume_command, OptimArgs, StartArgs};
+use super::print_json;
+
+/// How the scores of several reward models become one reward.
+#[derive(Clone, Copy, ValueEnum)]
+enum CombineRule {
+    Mean,
+    Min,
+    /// mean − λ·variance (λ from --lambda).
+    MeanMinusVar,
+    /// mean − λ·standard deviation (λ from --lambda).
+    MeanMinusStd,
+}
+
+#[derive(Args)]
+pub struct RlArgs {
+    /// A run config (TOML or JSON) with the fields of this command (`model`, `reference`,
+    /// `prompts`, `raw_prompts`, `reward_models`, `reward_baseline`, `combine`,
+    /// `reward_batch_size`, `gold_gsm8k`, `gold_model`, `out`, and `[rl]`: every setting of
+    /// rewardkit_rl::RlConfig); flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// The policy: a GGUF file (Llama family, e.g. SmolLM2) or an HF causal-LM folder (e.g.
+    /// `sft`'s final/).
+    #[arg(long, env = "REWARDKIT_POLICY")]
+    model: Option<PathBuf>,
+    /// The frozen reference of the KL penalty (default: --model, loaded again). It must share
+    /// the policy's vocabulary.
+    #[arg(long, env = "REWARDKIT_REF_MODEL")]
+    reference: Option<PathBuf>,
+    /// Prompt files: JSONL (or JSON array, gzip, Parquet) with `prompt` (the user's message) and
+    /// optionally `id`.
+    #[arg(long, num_args = 1..)]
+    prompts: Vec<PathBuf>,
+    /// Feed the prompts as they are; by default a model with a chat template gets each prompt
+    /// as a user turn in its chat format (the reward always sees the plain prompt).
+    #[arg(long)]
+    raw_prompts: bool,
+    /// A reward model folder (repeat for an ensemble, combined by --combine). The reward of a
+    /// sample is its score of (prompt, response).
+    #[arg(long = "reward-model", num_args = 1..)]
+    reward_models: Vec<PathBuf>,
+    /// A baseline scorer as the reward instead of a model: length (characters), length-words,
+    /// random[:SEED].
+    #[arg(long, conflicts_with = "reward_models")]
+    reward_baseline: Option<String>,
+    /// How an ensemble's scores become one reward (Coste et al. 2023).
+    #[arg(long, value_enum)]
+    combine: Option<CombineRule>,
+    /// λ of mean-minus-var and mean-minus-std (default 1).
+    #[arg(long, default_value_t = 1.0)]
+    lambda: f64,
+    /// Sequences per reward-model forward pass (default 16).
+    #[arg(long, value_parser = super::at_least_one)]
+    reward_batch_size: Option<usize>,
+    /// Gold, logged per step: GSM8K's final-number check against this answers file
+    /// (`question`, `answer` ending in `#### N`); the prompts must be its questions.
+    #[arg(long, conflicts_with = "gold_model")]
+    gold_gsm8k: Option<PathBuf>,
+    /// Gold, logged per step: the mean score of this reward model on the same samples.
+    #[arg(long)]
+    gold_model: Option<PathBuf>,
+    /// Output folder: checkpoint-N/, final/ (an HF causal-LM folder), metrics.jsonl (one line
+    /// per step: step, proxy_mean, proxy_std, reward_mean, kl, sqrt_kl, kl_k3, entropy,
+    /// response_length, finished, clip_fraction, gold, loss, grad_norm, learning_rate, seconds).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    start: StartArgs,
+    /// B: prompts per step (default 8).
+    #[arg(long, value_parser = super::at_least_one)]
+    prompts_per_step: Option<usize>,
+    /// k: samples per prompt, at least 2 (default 4).
+    #[arg(long)]
+    samples_per_prompt: Option<usize>,
+    /// New tokens per sample at most, EOS included (default 32).
+    #[arg(long, value_parser = super::at_least_one)]
+    max_new_tokens: Option<usize>,
+    /// Sampling temperature, > 0 (default 1); the objective's log-probabilities use it too.
+    #[arg(long)]
+    temperature: Option<f64>,
+    /// Nucleus sampling in (0, 1] (default 1: off).
+    #[arg(long)]
+    top_p: Option<f64>,
+    /// β, the weight of the KL penalty to the reference (default 0.05).
+    #[arg(long)]
+    beta: Option<f64>,
+    /// Where the KL enters: k1-in-reward (r − β·Σ k1 per sequence, as TRL's PPO/RLOO and
+    /// OpenRLHF; unbiased, higher variance) or k3-in-loss (β·k3 per token in the loss, as GRPO;
+    /// low variance, biased). Default k1-in-reward.
+    #[arg(long, value_enum)]
+    kl_estimator: Option<KlEstimator>,
+    /// Divide each prompt's RLOO advantages by the std of its k rewards (GRPO).
+    #[arg(long)]
+    group_std: bool,
+    /// μ: PPO passes over each step's samples (default 1).
+    #[arg(long, value_parser = super::at_least_one)]
+    ppo_epochs: Option<usize>,
+    /// Optimizer steps per pass: the samples are split into this many minibatches (default 1).
+    #[arg(long, value_parser = super::at_least_one)]
+    minibatches: Option<usize>,
+    /// ε of the PPO clip: ratios are kept in [1 − ε, 1 + ε] (default 0.2).
+    #[arg(long)]
+    clip_range: Option<f64>,
+    /// Whiten the scores over each step's samples (before the KL penalty).
+    #[arg(long)]
+    whiten_rewards: bool,
+    /// Clip the scores to [−C, C] first.
+    #[arg(long)]
+    reward_clip: Option<f64>,
+    /// Steps: each samples B × k responses, scores them and updates (default 100).
+    #[arg(long, value_parser = super::at_least_one)]
+    max_steps: Option<usize>,
+    /// Stop once a step's mean KL exceeds this many nats per sequence.
+    #[arg(long)]
+    target_kl: Option<f64>,
+    /// Sequences per policy forward pass (memory only; default 16).
+    #[arg(long, value_parser = super::at_least_one)]
+    forward_batch_size: Option<usize>,
+    #[command(flatten)]
+    optim: OptimArgs,
+    /// Seed of the prompt order, the samples and the minibatches (default 42).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Save a checkpoint every N steps (and always at the end).
+    #[arg(long)]
+    save_every: Option<usize>,
+    /// Print the summary as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+impl RlArgs {
+    fn resolve(&self) -> anyhow::Result<RlRunConfig> {
+        let mut c = match &self.config {
+            Some(p) => read_run_config(p, RlRunConfig::parse)?,
+            None => RlRunConfig::default(),
+        };
+        let path = |flag: &Option<PathBuf>, field: &mut Option<PathBuf>| {
+            if flag.is_some() {
+                field.clone_from(flag);
+            }
+        };
+        path(&self.model, &mut c.model);
+        path(&self.reference, &mut c.reference);
+        path(&self.gold_gsm8k, &mut c.gold_gsm8k);
+        path(&self.gold_model, &mut c.gold_model);
+        path(&self.out, &mut c.out);
+        if !self.prompts.is_empty() {
+            c.prompts.clone_from(&self.prompts);
+        }
+        if !self.reward_models.is_empty() {
+            c.reward_models.clone_from(&self.reward_models);
+        }
+        if self.reward_baseline.is_some() {
+            c.reward_baseline.clone_from(&self.reward_baseline);
+        }
+        c.raw_prompts |= self.raw_prompts;
+        if let Some(rule) = self.combine {
+            let lambda = self.lambda;
+            c.combine = Some(match rule {
+                CombineRule::Mean => Combine::Mean,
+                CombineRule::Min => Combine::Min,
+                CombineRule::MeanMinusVar => Combine::MeanMinusVar { lambda },
+                CombineRule::MeanMinusStd => Combine::MeanMinusStd { lambda },
+            });
+        }
+        c.reward_batch_size = self
+            .reward_batch_size
+            .unwrap_or(c.reward_batch_size.max(16));
+        let r = &mut c.rl;
+        macro_rules! set {
+            ($($flag:ident),*) => { $( if let Some(v) = self.$flag { r.$flag = v; } )* };
+        }
+        set!(
+            prompts_per_step,
+            samples_per_prompt,
+            max_new_tokens,
+            temperature,
+            top_p,
+            beta,
+            kl_estimator,
+            ppo_epochs,
+            minibatches,
+            clip_range,
+            max_steps,
+            forward_batch_size,
+            seed,
+            save_every
+        );
+        r.group_std |= self.group_std;
+        r.whiten_rewards |= self.whiten_rewards;
+        if self.reward_clip.is_some() {
+            r.reward_clip = self.reward_clip;
+        }
+        if self.target_kl.is_some() {
+            r.target_kl = self.target_kl;
+        }
+        self.optim.apply(&mut r.optim);
+        r.validate()
+            .map_err(|e| crate::Usage(format!("invalid RL configuration: {e}")))?;
+        Ok(c)
+    }
+}
+
+fn usage(m: &str) -> anyhow::Error {
+    crate::Usage(m.into()).into()
+}
+
+/// The prompts of every file, formatted for the policy unless `raw`.
+fn read_prompts(config: &RlRunConfig, policy: &Policy) -> anyhow::Result<Vec<RlPrompt>> {
+    let mut prompts = Vec::new();
+    for path in &config.prompts {
+        for p in rewardkit_goodhart::pool::read_prompts(path)? {
+            let input = if policy.chat_template().is_some() && !config.raw_prompts {
+                policy.format_prompt(&p.text)?
+            } else {
+                p.text.clone()
+            };
+            prompts.push(RlPrompt {
+                input,
+                prompt: p.text,
+            });
+        }
+    }
+    Ok(prompts)
+}
+
+fn load_models(dirs: &[PathBuf]) -> anyhow::Result<Vec<LoadedModel>> {
+    dirs.iter()
+        .map(|d| {
+            super::load_for_scoring(d, None).with_context(|| format!("loading {}", d.display()))
+        })
+        .collect()
+}
+
+pub fn run(args: RlArgs) -> anyhow::Result<u8> {
+    let c = args.resolve()?;
+    let model = c
+        .model
+        .clone()
+        .ok_or_else(|| usage("no model: pass --model (or `model` in --config)"))?;
+    let out = c
+        .out
+        .clone()
+        .ok_or_else(|| usage("no output folder: pass --out DIR (or `out` in --config)"))?;
+    if c.prompts.is_empty() {
+        return Err(usage(
+            "no prompts: pass --prompts FILE… (or `prompts` in --config)",
+        ));
+    }
+    if c.reward_models.is_empty() && c.reward_baseline.is_none() {
+        return Err(usage(
+            "no reward: pass --reward-model DIR… or --reward-baseline",
+        ));
+    }
+    if c.reward_models.len() > 1 && c.combine.is_none() {
+        return Err(usage("several reward models need --combine"));
+    }
+    let policy = Policy::load(&model).with_context(|| format!("loading {}", model.display()))?;
+    let reference_path = c.reference.clone().unwrap_or_else(|| model.clone());
+    let reference = Policy::load(&reference_path)
+        .with_context(|| format!("loading {}", reference_path.display()))?;
+    let prompts = read_prompts(&c, &policy)?;
+    let models = load_models(&c.reward_models)?;
+    let scorers: Vec<ModelScorer> = models
+        .iter()
+        .map(|m| ModelScorer {
+            model: m,
+            batch_size: c.reward_batch_size,
+        })
+        .collect();
+    let baseline = c
+        .reward_baseline
+        .as_deref()
+        .map(Baseline::parse)
+        .transpose()
+        .map_err(|e| usage(&format!("--reward-baseline: {e}")))?;
+    let mut reward: Box<dyn Reward> = match (&baseline, scorers.len()) {
+        (Some(b), _) => Box::new(ScorerReward(b)),
+        (None, 1) => Box::new(ScorerReward(&scorers[0])),
+        (None, _) => Box::new(EnsembleReward {
+            members: &scorers,
+            combine: c.combine.unwrap_or(Combine::Mean),
+        }),
+    };
+    let gold_models = load_models(c.gold_model.as_slice())?;
+    let gold_scorer = gold_models.first().map(|m| ModelScorer {
+        model: m,
+        batch_size: c.reward_batch_size,
+    });
+    let (mut gsm8k, mut gold_model);
+    let gold: Option<&mut dyn Reward> = match (&c.gold_gsm8k, &gold_scorer) {
+        (Some(path), _) => {
+            gsm8k = Gsm8kGold::new(rewardkit_goodhart::pool::gsm8k_answers(path)?);
+            Some(&mut gsm8k)
+        }
+        (None, Some(s)) => {
+            gold_model = ScorerReward(s);
+            Some(&mut gold_model)
+        }
+        (None, None) => None,
+    };
+    eprintln!(
+        "policy {}: {} parameters; {} prompts; reward {}",
+        model.display(),
+        policy.params().num_params(),
+        prompts.len(),
+        reward.name()
+    );
+    let run = RlRun {
+        prompts: &prompts,
+        out: Some(&out),
+        start: args.start.start(),
+        stop: Some(crate::signals::stop_on_signal()),
+    };
+    let pb = crate::progress::bar(0, "steps");
+    let summary = rewardkit_rl::rl(
+        &policy,
+        &reference,
+        &c.rl,
+        &run,
+        reward.as_mut(),
+        gold,
+        |e| super::sft::on_event(&pb, e, step_line),
+    )?;
+    pb.finish_and_clear();
+    let interrupted = summary.stop == rewardkit_rl::StopReason::Interrupted;
+    if interrupted {
+        eprintln!(
+            "interrupted at step {}; resume with:\n  {}",
+            summary.steps,
+            resume_command()
+        );
+    } else if let Some(dir) = &summary.final_dir {
+        eprintln!(
+            "{} steps in {:.1} s ({:?}); final policy in {}",
+            summary.steps,
+            summary.seconds,
+            summary.stop,
+            dir.display()
+        );
+    }
+    if args.json {
+        print_json(&summary)?;
+    }
+    Ok(if interrupted {
+        super::train::INTERRUPTED
+    } else {
+        0
+    })
+}
+
+fn step_line(s: &RlStepLog) -> (usize, String) {
+    let gold = s.gold.map(|g| format!(" gold {g:.3}")).unwrap_or_default();
+    let text = format!(
+        "step {}/{}: proxy {:.3} ± {:.3}{gold} KL {:.3} (√ {:.3}) entropy {:.3} length {:.1} clip {:.2} ({:.1} s)",
+        s.step,
+        s.total_steps,
+        s.proxy_mean,
+        s.proxy_std,
+        s.kl,
+        s.sqrt_kl,
+        s.entropy,
+        s.response_length,
+        s.clip_fraction,
+        s.generate_s + s.score_s + s.update_s
+    );
+    (s.step, text)
+}
