@@ -61,6 +61,8 @@ fn help_of_commands_with_enum_flags() {
         ("data_split_help", &["data", "split", "--help"]),
         ("goodhart_curves_help", &["goodhart", "curves", "--help"]),
         ("generate_help", &["generate", "--help"]),
+        ("sft_help", &["sft", "--help"]),
+        ("rl_help", &["rl", "--help"]),
     ] {
         let o = run(args);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
