@@ -130,6 +130,35 @@ fn sft_then_rl_on_a_tiny_decoder() {
         "the first samples come from the reference itself"
     );
     assert!(out.join("final/model.safetensors").exists());
+    // A config file with the same settings gives the same run as the flags (timings aside).
+    let toml = d.path().join("rl.toml");
+    std::fs::write(
+        &toml,
+        format!(
+            "model = {:?}\nprompts = [{:?}]\nreward_models = [{:?}]\ngold_model = {:?}\n\
+             out = {:?}\n[rl]\nmax_steps = 3\nprompts_per_step = 2\nsamples_per_prompt = 2\n\
+             max_new_tokens = 4\n[rl.optim]\nlearning_rate = 1e-3\n",
+            s(&sft.join("final")),
+            s(&prompts),
+            s(&rm),
+            s(&rm),
+            s(&d.path().join("rl-config"))
+        ),
+    )
+    .unwrap();
+    ok(run(&["rl", "--config", &s(&toml), "--threads", "1"]));
+    let strip = |mut v: Vec<serde_json::Value>| {
+        for l in &mut v {
+            for k in ["generate_s", "score_s", "update_s", "elapsed_s"] {
+                l.as_object_mut().unwrap().remove(k);
+            }
+        }
+        v
+    };
+    assert_eq!(
+        strip(lines(&d.path().join("rl-config/metrics.jsonl"))),
+        strip(log.clone())
+    );
     // A resume with another β belongs to another run: refused, exit 2, nothing touched.
     let args = rl_args(&["--resume", "--beta", "0.5"]);
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());

@@ -38,10 +38,9 @@ impl Default for SftConfig {
             epochs: 1.0,
             max_steps: None,
             max_length: None,
-            optim: OptimConfig {
-                learning_rate: 1e-4,
-                ..OptimConfig::default()
-            },
+            // Exactly OptimConfig's defaults, so an `[sft.optim]` table that sets some fields gets
+            // the same values for the others as no table at all.
+            optim: OptimConfig::default(),
             seed: 42,
             log_every: 1,
             save_every: 0,
@@ -116,6 +115,25 @@ pub struct RlConfig {
     pub save_total_limit: usize,
 }
 
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config file that sets one optimizer field gets the defaults of the others, the same as
+    /// a file without the table (the flags' defaults).
+    #[test]
+    fn partial_optimizer_tables_keep_the_defaults() {
+        let c: RlConfig = toml::from_str("[optim]\nlearning_rate = 0.5\n").unwrap();
+        let want = OptimConfig {
+            learning_rate: 0.5,
+            ..RlConfig::default().optim
+        };
+        assert_eq!(c.optim, want);
+        let c: SftConfig = toml::from_str("[optim]\nlearning_rate = 0.5\n").unwrap();
+        assert_eq!(c.optim.schedule, SftConfig::default().optim.schedule);
+    }
+}
+
 impl Default for RlConfig {
     fn default() -> Self {
         RlConfig {
@@ -135,11 +153,8 @@ impl Default for RlConfig {
             max_steps: 100,
             target_kl: None,
             forward_batch_size: 16,
-            optim: OptimConfig {
-                learning_rate: 1e-5,
-                schedule: rewardkit_train::Schedule::Constant,
-                ..OptimConfig::default()
-            },
+            // OptimConfig's defaults (see SftConfig's).
+            optim: OptimConfig::default(),
             seed: 42,
             save_every: 0,
             save_total_limit: 2,

@@ -34,7 +34,7 @@ impl StartArgs {
 /// AdamW, its schedule and clipping.
 #[derive(Args, Clone)]
 pub struct OptimArgs {
-    /// Peak learning rate of AdamW.
+    /// Peak learning rate of AdamW (default 2e-5).
     #[arg(long)]
     lr: Option<f64>,
     /// Decoupled weight decay; biases and norms are never decayed (default 0).
@@ -46,7 +46,7 @@ pub struct OptimArgs {
     /// Share of all optimizer steps spent warming up, in [0, 1], when --warmup-steps is 0.
     #[arg(long, value_parser = super::fraction)]
     warmup_ratio: Option<f64>,
-    /// Learning-rate decay after warmup.
+    /// Learning-rate decay after warmup, over all optimizer steps (default linear).
     #[arg(long, value_enum)]
     schedule: Option<Schedule>,
     /// Clip the global gradient norm (0 = off; default 1).
