@@ -115,25 +115,6 @@ pub struct RlConfig {
     pub save_total_limit: usize,
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A config file that sets one optimizer field gets the defaults of the others, the same as
-    /// a file without the table (the flags' defaults).
-    #[test]
-    fn partial_optimizer_tables_keep_the_defaults() {
-        let c: RlConfig = toml::from_str("[optim]\nlearning_rate = 0.5\n").unwrap();
-        let want = OptimConfig {
-            learning_rate: 0.5,
-            ..RlConfig::default().optim
-        };
-        assert_eq!(c.optim, want);
-        let c: SftConfig = toml::from_str("[optim]\nlearning_rate = 0.5\n").unwrap();
-        assert_eq!(c.optim.schedule, SftConfig::default().optim.schedule);
-    }
-}
-
 impl Default for RlConfig {
     fn default() -> Self {
         RlConfig {
@@ -256,5 +237,24 @@ pub(crate) fn parse_config<T: serde::de::DeserializeOwned>(
         ::toml::from_str(text).map_err(|e| format!("{origin}: invalid config: {e}"))
     } else {
         serde_json::from_str(text).map_err(|e| format!("{origin}: invalid config: {e}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A config file that sets one optimizer field gets the defaults of the others, the same as
+    /// a file without the table (the flags' defaults).
+    #[test]
+    fn partial_optimizer_tables_keep_the_defaults() {
+        let c: RlConfig = toml::from_str("[optim]\nlearning_rate = 0.5\n").unwrap();
+        let want = OptimConfig {
+            learning_rate: 0.5,
+            ..RlConfig::default().optim
+        };
+        assert_eq!(c.optim, want);
+        let c: SftConfig = toml::from_str("[optim]\nlearning_rate = 0.5\n").unwrap();
+        assert_eq!(c.optim.schedule, SftConfig::default().optim.schedule);
     }
 }
