@@ -4,6 +4,11 @@
 //! (run by `bench/rl-step.sh`). Prints one JSON line per step and a summary.
 #![allow(clippy::unwrap_used, clippy::print_stdout)] // a benchmark: the panic is the report, stdout the result
 
+// The binary's allocator (bench/rl-step.sh sets MIMALLOC_PURGE_DELAY=-1 as the binary does):
+// with the system allocator a third of the time goes to the kernel zeroing pages.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use rewardkit_model::{word_level_tokenizer, ArchConfig, Policy};
 use rewardkit_rl::{Completion, FnReward, OptimConfig, RlConfig, RlPrompt, RlSession};
 
