@@ -165,3 +165,70 @@ impl Reward for Gsm8kGold {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A scorer that scores a response by its length times a factor.
+    struct Times(f64);
+
+    impl Scorer for Times {
+        type Error = std::convert::Infallible;
+        fn score_batch(&self, items: &[(&Text, &Text)]) -> Result<Vec<f64>, Self::Error> {
+            Ok(items
+                .iter()
+                .map(|(_, r)| self.0 * r.char_len() as f64)
+                .collect())
+        }
+        fn name(&self) -> String {
+            format!("times{}", self.0)
+        }
+    }
+
+    fn rows<'a>(prompt: &'a str, responses: &'a [&'a str]) -> Vec<Completion<'a>> {
+        responses
+            .iter()
+            .map(|r| Completion {
+                prompt_index: 0,
+                prompt,
+                response: r,
+                finished: true,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn scorers_ensembles_and_gsm8k_gold() {
+        let c = rows("q", &["ab", "abcd"]);
+        let one = Times(1.0);
+        assert_eq!(ScorerReward(&one).score(&c).unwrap(), vec![2.0, 4.0]);
+        let members = [Times(1.0), Times(3.0)];
+        let mut min = EnsembleReward {
+            members: &members,
+            combine: Combine::Min,
+        };
+        assert_eq!(min.score(&c).unwrap(), vec![2.0, 4.0]);
+        let mut mean = EnsembleReward {
+            members: &members,
+            combine: Combine::MeanMinusStd { lambda: 1.0 },
+        };
+        // Members 2 and 6: mean 4, population std 2.
+        assert_eq!(mean.score(&c).unwrap()[0], 2.0);
+        let answers = HashMap::from([("What is 2 + 3?".to_string(), "5".to_string())]);
+        let mut gold = Gsm8kGold::new(answers);
+        let c = rows("What is 2 + 3?", &["2 + 3 = 5", "It is 6.", "#### 5"]);
+        assert_eq!(gold.score(&c).unwrap(), vec![1.0, 0.0, 1.0]);
+        let e = gold
+            .score(&rows("Unknown?", &["5"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no GSM8K answer"), "{e}");
+        // A reward answering with the wrong count, or a NaN, is refused by name.
+        let mut nan = FnReward::new("nan", |r: &[Completion]| Ok(vec![f64::NAN; r.len()]));
+        let e = checked(&mut nan, &rows("q", &["a"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nan") && e.contains("NaN"), "{e}");
+    }
+}
