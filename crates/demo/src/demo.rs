@@ -261,14 +261,10 @@ fn write_model_folder(world: &World, shape: &ModelShape, dir: &Path) -> Result<(
         "initializer_range": 0.02,
         "pad_token_id": 0,
     });
-    rewardkit_io::write_dir(dir, |tmp| {
-        for (name, value) in [("config.json", &config), ("tokenizer.json", &tokenizer)] {
-            rewardkit_io::write_file_with(&tmp.join(name), |w| {
-                serde_json::to_writer_pretty(w, value).map_err(std::io::Error::from)
-            })?;
-        }
-        Ok::<(), IoError>(())
-    })?;
+    crate::decoder::write_json_folder(
+        dir,
+        &[("config.json", &config), ("tokenizer.json", &tokenizer)],
+    )?;
     Ok(())
 }
 

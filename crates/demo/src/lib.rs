@@ -37,6 +37,7 @@
 //! assert!(stats.longer > 0);
 //! ```
 
+pub mod decoder;
 mod demo;
 pub mod world;
 
