@@ -18,10 +18,11 @@ use serde::{Deserialize, Serialize};
 use rewardkit_data::Rng;
 
 use crate::backbone::ArchConfig;
+use crate::causal_lm::CausalLm;
 use crate::error::ModelError;
 use crate::gguf::GgufFile;
-use crate::llama::Llama;
 use crate::nn::Mode;
+use crate::params::ParamStore;
 
 /// Errors of generation and scoring.
 #[derive(Debug, thiserror::Error)]
@@ -167,18 +168,24 @@ fn default_system(template: &str) -> Option<String> {
     None
 }
 
-/// A decoder that samples: model, tokenizer, EOS ids and chat template.
+/// A decoder that samples and trains: its weights (a trainable [`ParamStore`]), the model built
+/// over their frozen view for sampling and scoring, tokenizer, EOS ids and chat template.
+/// [`Policy::trainable`] builds the same model over the trainable weights (for SFT and RL);
+/// what training changes, sampling sees. Constructors: [`Policy::from_gguf`],
+/// [`Policy::from_dir`], [`Policy::from_scratch`], [`Policy::load`] (either file kind).
 pub struct Policy {
-    model: Llama,
-    tokenizer: tokenizers::Tokenizer,
-    eos_ids: Vec<u32>,
-    template: Option<ChatTemplate>,
-    device: Device,
+    pub(crate) model: CausalLm,
+    pub(crate) store: ParamStore,
+    pub(crate) config: ArchConfig,
+    pub(crate) tokenizer: tokenizers::Tokenizer,
+    pub(crate) eos_ids: Vec<u32>,
+    pub(crate) template: Option<ChatTemplate>,
+    pub(crate) device: Device,
 }
 
 impl Policy {
-    /// A policy from a GGUF file: weights dequantised to f32 (frozen), tokenizer, EOS and chat
-    /// template from the metadata. A file with no chat template gives a policy whose
+    /// A policy from a GGUF file: weights dequantised to f32, tokenizer, EOS and chat template
+    /// from the metadata. A file with no chat template gives a policy whose
     /// [`Policy::format_prompt`] is an error; one of an unknown kind is an error here.
     pub fn from_gguf(path: &Path) -> Result<Self, GenerateError> {
         let device = Device::Cpu;
@@ -188,19 +195,11 @@ impl Policy {
             path: path.to_path_buf(),
             message,
         };
-        let config = match file.arch_config()? {
-            ArchConfig::Llama(c) => c,
-            _ => return Err(err("not a Llama-family decoder".into())),
-        };
-        let store = file.param_store(0, &device)?;
-        let frozen = store.frozen_view();
-        let root = frozen.var_builder();
-        let model = Llama::new(root.pp("model"), &config, Some(root.pp("lm_head")))?;
-        let missing = store.initialised();
-        if !missing.is_empty() {
-            return Err(err(format!("weights missing from the file: {missing:?}")));
+        let config = file.arch_config()?;
+        if !matches!(config, ArchConfig::Llama(_)) {
+            return Err(err("not a Llama-family decoder".into()));
         }
-        store.release_source();
+        let store = file.param_store(0, &device)?;
         let tok = file.tokenizer()?;
         let eos = tok
             .eos_token
@@ -215,17 +214,17 @@ impl Policy {
             .as_deref()
             .map(ChatTemplate::detect)
             .transpose()?;
-        Ok(Policy {
-            model,
-            tokenizer: tok.tokenizer,
-            eos_ids: vec![eos_id],
-            template,
-            device,
-        })
+        let policy = Policy::new(&config, store, tok.tokenizer, vec![eos_id], template)?;
+        let missing = policy.store.initialised();
+        if !missing.is_empty() {
+            return Err(err(format!("weights missing from the file: {missing:?}")));
+        }
+        policy.store.release_source();
+        Ok(policy)
     }
 
-    /// The decoder.
-    pub fn model(&self) -> &Llama {
+    /// The decoder (over the frozen view of the weights: no autograd graph).
+    pub fn model(&self) -> &CausalLm {
         &self.model
     }
 
@@ -253,7 +252,9 @@ impl Policy {
         Ok(template.render_user(user_text))
     }
 
-    fn encode(&self, text: &str) -> Result<Vec<u32>, GenerateError> {
+    /// The token ids of `text` as the model reads it: special tokens in the text matched whole,
+    /// nothing added around it.
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>, GenerateError> {
         // Special tokens in the text (`<|im_start|>` …) are matched whole; nothing is added
         // around it (a chat template writes its own BOS where it wants one).
         let enc = self
@@ -273,7 +274,6 @@ impl Policy {
         config: &GenerationConfig,
         progress: &mut dyn FnMut(usize),
     ) -> Result<Vec<Sample>, GenerateError> {
-        config.validate()?;
         let encoded = prompts
             .iter()
             .map(|p| match self.encode(p)? {
@@ -281,12 +281,28 @@ impl Policy {
                 ids => Ok(ids),
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.generate_ids(&encoded, n_per_prompt, config, progress)
+    }
+
+    /// [`Policy::generate`] from prompts already tokenised (each at least one token).
+    pub fn generate_ids(
+        &self,
+        encoded: &[Vec<u32>],
+        n_per_prompt: usize,
+        config: &GenerationConfig,
+        progress: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Sample>, GenerateError> {
+        config.validate()?;
+        if let Some(i) = encoded.iter().position(Vec::is_empty) {
+            return Err(GenerateError::EmptyPrompt(format!("prompt {i}")));
+        }
+        let prompts = encoded;
         let jobs: Vec<(usize, usize)> = (0..prompts.len())
             .flat_map(|p| (0..n_per_prompt).map(move |s| (p, s)))
             .collect();
         let mut samples = Vec::with_capacity(jobs.len());
         for batch in jobs.chunks(config.batch_size) {
-            samples.extend(self.generate_batch(&encoded, batch, config)?);
+            samples.extend(self.generate_batch(encoded, batch, config)?);
             progress(samples.len());
         }
         Ok(samples)

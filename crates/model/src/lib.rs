@@ -9,8 +9,11 @@
 //! - [`llama`]: Llama-family decoders (Llama, SmolLM2, Qwen2);
 //! - [`backbone::ArchConfig`]: the closed set of architectures, read from an HF `config.json`;
 //! - [`gguf::GgufFile`]: llama.cpp GGUF files: HF config, dequantised HF-named tensors, tokenizer;
-//! - [`generate::Policy`]: sampling from a causal LM (KV cache, temperature, top-p), sequence
-//!   log-probabilities;
+//! - [`causal_lm::CausalLm`]: a decoder with its LM head (GPT-2, Llama family), and
+//!   [`causal_lm::CausalLm::response_logprobs`]: log π(response | prompt) per token, with a
+//!   backward pass, batched over a [`causal_lm::ResponseBatch`];
+//! - [`generate::Policy`]: a trainable causal LM that samples (KV cache, temperature, top-p) and
+//!   scores sequences, from a GGUF file, an HF folder or from scratch ([`policy_io`]);
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
 //! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`;
 //! - [`ops`]: the fused CPU kernels with their backward passes (linear, attention, layer norm,
@@ -33,6 +36,7 @@
 
 pub mod backbone;
 pub mod bert;
+pub mod causal_lm;
 pub mod checkpoint;
 pub mod error;
 pub mod generate;
@@ -42,10 +46,13 @@ pub mod llama;
 pub mod nn;
 pub mod ops;
 pub mod params;
+pub mod policy_io;
 pub mod reward;
 pub mod scorer;
+pub mod word_tokenizer;
 
 pub use backbone::{ArchConfig, Backbone};
+pub use causal_lm::{CausalLm, LmCache, ResponseBatch, TokenLogprobs};
 pub use checkpoint::{load, save, InitMissing, LoadOptions, LoadedModel, ModelMeta};
 pub use error::{ModelError, Result};
 pub use generate::{ChatTemplate, GenerateError, GenerationConfig, Policy, Sample};
@@ -55,3 +62,4 @@ pub use params::ParamStore;
 pub use reward::{Pooling, RewardModel};
 pub use rewardkit_data::Rng;
 pub use scorer::ModelScorer;
+pub use word_tokenizer::word_level_tokenizer;

@@ -150,16 +150,53 @@ fn write_model_dir(
             o.insert(k.clone(), v.clone());
         }
     }
+    let state_json = match optimizer {
+        Some(_) => Some(serde_json::to_vec_pretty(state).map_err(json_error)?),
+        None => None,
+    };
+    write_run_dir(dir, optimizer, state_json.as_deref(), |tmp| {
+        Ok(rewardkit_model::save(model, tmp, info)?)
+    })
+}
+
+/// Writes a run folder atomically ([`rewardkit_io::write_dir`]): the model through
+/// `write_model` (into the temporary folder), then with an optimizer its state
+/// (`optimizer.safetensors`) and `state` as [`STATE_FILE`], written last so that its presence
+/// marks a complete checkpoint. Every trainer's checkpoints (reward models, SFT, RL) go through
+/// here.
+pub fn write_run_dir(
+    dir: &Path,
+    optimizer: Option<&AdamW>,
+    state: Option<&[u8]>,
+    write_model: impl FnOnce(&Path) -> Result<(), TrainError>,
+) -> Result<(), TrainError> {
     rewardkit_io::write_dir(dir, |tmp| -> Result<(), TrainError> {
-        rewardkit_model::save(model, tmp, info)?;
+        write_model(tmp)?;
         if let Some(optimizer) = optimizer {
             optimizer.save(&tmp.join("optimizer.safetensors"))?;
-            // Written last: its presence marks a complete checkpoint.
-            let text = serde_json::to_vec_pretty(state).map_err(json_error)?;
-            rewardkit_io::write_file(&tmp.join(STATE_FILE), &text)?;
+        }
+        if let Some(state) = state {
+            rewardkit_io::write_file(&tmp.join(STATE_FILE), state)?;
         }
         Ok(())
     })
+}
+
+/// The fields whose values differ between two JSON objects (a checkpoint's settings and this
+/// run's), as `name (checkpoint X, now Y)`.
+pub fn json_differences(then: &serde_json::Value, now: &serde_json::Value) -> Vec<String> {
+    let empty = serde_json::Map::new();
+    let (then, now) = (
+        then.as_object().unwrap_or(&empty),
+        now.as_object().unwrap_or(&empty),
+    );
+    then.iter()
+        .filter(|(k, v)| now.get(k.as_str()) != Some(*v))
+        .map(|(k, v)| {
+            let current = now.get(k.as_str()).cloned().unwrap_or_default();
+            format!("{k} (checkpoint {v}, now {current})")
+        })
+        .collect()
 }
 
 fn json_error(e: serde_json::Error) -> TrainError {

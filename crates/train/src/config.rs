@@ -130,6 +130,87 @@ impl TrainConfig {
 
     /// Learning rate at optimizer step `step` (1-based) of `total`.
     pub fn lr_at(&self, step: usize, total: usize) -> f64 {
+        self.optim().lr_at(step, total)
+    }
+
+    /// The optimizer settings of this config.
+    pub fn optim(&self) -> OptimConfig {
+        OptimConfig {
+            learning_rate: self.learning_rate,
+            weight_decay: self.weight_decay,
+            adam_beta1: self.adam_beta1,
+            adam_beta2: self.adam_beta2,
+            adam_eps: self.adam_eps,
+            warmup_steps: self.warmup_steps,
+            warmup_ratio: self.warmup_ratio,
+            schedule: self.schedule,
+            max_grad_norm: self.max_grad_norm,
+        }
+    }
+}
+
+/// AdamW, its learning-rate schedule and gradient clipping: the optimizer settings every
+/// trainer shares (reward models here, SFT and RL in `rewardkit-rl`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OptimConfig {
+    pub learning_rate: f64,
+    pub weight_decay: f64,
+    pub adam_beta1: f64,
+    pub adam_beta2: f64,
+    pub adam_eps: f64,
+    /// Warmup steps (linear from 0); `warmup_ratio` is used when this is 0.
+    pub warmup_steps: usize,
+    pub warmup_ratio: f64,
+    pub schedule: Schedule,
+    /// Clip the global gradient norm to this (0 = no clipping).
+    pub max_grad_norm: f64,
+}
+
+impl Default for OptimConfig {
+    fn default() -> Self {
+        TrainConfig::default().optim()
+    }
+}
+
+impl OptimConfig {
+    /// Checks values a user could get wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if !(self.learning_rate > 0.0 && self.learning_rate.is_finite()) {
+            return Err(format!(
+                "learning_rate must be positive, got {}",
+                self.learning_rate
+            ));
+        }
+        if !(0.0..1.0).contains(&self.adam_beta1) || !(0.0..1.0).contains(&self.adam_beta2) {
+            return Err("adam betas must be in [0, 1)".into());
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            return Err("warmup_ratio must be in [0, 1]".into());
+        }
+        if self.max_grad_norm.is_nan() || self.max_grad_norm < 0.0 {
+            return Err("max_grad_norm must be ≥ 0".into());
+        }
+        Ok(())
+    }
+
+    /// AdamW over `vars` with these settings.
+    pub fn adamw(
+        &self,
+        vars: Vec<(String, candle_core::Var)>,
+    ) -> Result<crate::optim::AdamW, crate::TrainError> {
+        crate::optim::AdamW::new(
+            vars,
+            self.adam_beta1,
+            self.adam_beta2,
+            self.adam_eps,
+            self.weight_decay,
+        )
+    }
+
+    /// Learning rate at optimizer step `step` (1-based) of `total`: linear warmup, then the
+    /// schedule's decay.
+    pub fn lr_at(&self, step: usize, total: usize) -> f64 {
         let warmup = if self.warmup_steps > 0 {
             self.warmup_steps
         } else {

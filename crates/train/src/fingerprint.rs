@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use rewardkit_data::{PreferencePair, StableHasher};
-use rewardkit_model::LoadedModel;
+use rewardkit_model::{LoadedModel, ParamStore};
 
 use crate::TrainError;
 
@@ -68,10 +68,16 @@ pub fn pairs(pairs: &[PreferencePair]) -> String {
 
 /// A hash of the model's current parameter values (call before training starts).
 pub fn model_values(model: &LoadedModel) -> Result<String, TrainError> {
-    let mut vars = model.model.params().vars();
+    params_values(model.model.params(), &format!("{:?}", model.meta.pooling))
+}
+
+/// A hash of `tag` and every parameter's name, shape and values in `store` (any model's
+/// weights: a reward model's, a policy's).
+pub fn params_values(store: &ParamStore, tag: &str) -> Result<String, TrainError> {
+    let mut vars = store.vars();
     vars.sort_by(|a, b| a.0.cmp(&b.0));
     let mut h = StableHasher::new(1);
-    h.str(&format!("{:?}", model.meta.pooling));
+    h.str(tag);
     for (name, var) in vars {
         h.str(&name);
         for d in var.dims() {

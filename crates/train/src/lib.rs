@@ -30,10 +30,10 @@ pub mod trainer;
 pub mod window;
 
 pub use checkpoint::{
-    checkpoint_name, latest_checkpoint, list_checkpoints, parse_checkpoint_name, Start,
-    TrainerState,
+    checkpoint_name, json_differences, latest_checkpoint, list_checkpoints, parse_checkpoint_name,
+    prepare_out, prune_checkpoints, write_run_dir, Start, TrainerState,
 };
-pub use config::{Schedule, TrainConfig};
+pub use config::{OptimConfig, Schedule, TrainConfig};
 pub use fingerprint::Fingerprints;
 pub use loss::bradley_terry;
 pub use optim::{AdamW, Grads};

@@ -194,18 +194,8 @@ fn config_differences(checkpoint: &TrainConfig, now: &TrainConfig) -> Vec<String
         eval_batch_size: 1,
         ..c.clone()
     };
-    let as_map = |c: &TrainConfig| match serde_json::to_value(strip(c)) {
-        Ok(serde_json::Value::Object(m)) => m,
-        _ => serde_json::Map::new(),
-    };
-    let (then, now) = (as_map(checkpoint), as_map(now));
-    then.iter()
-        .filter(|(k, v)| now.get(k.as_str()) != Some(*v))
-        .map(|(k, v)| {
-            let current = now.get(k.as_str()).cloned().unwrap_or_default();
-            format!("{k} (checkpoint {v}, now {current})")
-        })
-        .collect()
+    let as_value = |c: &TrainConfig| serde_json::to_value(strip(c)).unwrap_or_default();
+    crate::checkpoint::json_differences(&as_value(checkpoint), &as_value(now))
 }
 
 /// What to train on and where to write.
