@@ -18,6 +18,7 @@ use serde_json::{json, Value};
 
 use rewardkit_data::Rng;
 use rewardkit_io::IoError;
+use rewardkit_rl::SftRow;
 
 use crate::world::{Item, World};
 
@@ -44,10 +45,10 @@ pub struct DecoderShape {
 impl Default for DecoderShape {
     fn default() -> Self {
         DecoderShape {
-            hidden_size: 64,
+            hidden_size: 128,
             layers: 2,
             heads: 4,
-            intermediate_size: 192,
+            intermediate_size: 256,
             max_positions: 128,
         }
     }
@@ -148,15 +149,7 @@ pub(crate) fn write_json_folder(dir: &Path, files: &[(&str, &Value)]) -> Result<
     })
 }
 
-/// One supervised row: the decoder prompt and a base-policy response (without the EOS, which
-/// the sequence format appends).
-#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
-pub struct SftRow {
-    pub prompt: String,
-    pub response: String,
-}
-
-/// `n` rows of the base policy: a random item each (drawn with `seed`), one policy sample.
+/// `n` rows of the base policy (each response without the EOS, which SFT appends): a random item each (drawn with `seed`), one policy sample.
 pub fn sft_rows(world: &World, n: usize, seed: u64) -> Vec<SftRow> {
     let mut rng = Rng::derive(world.config().seed, &["sft", &seed.to_string()]);
     let items = world.items();

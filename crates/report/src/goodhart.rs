@@ -180,7 +180,7 @@ fn pct(v: f64) -> String {
     }
 }
 
-fn model_row(m: &ModelSummary) -> Vec<String> {
+pub(crate) fn model_row(m: &ModelSummary) -> Vec<String> {
     vec![
         m.name.clone(),
         m.train_pairs.to_string(),
@@ -192,7 +192,7 @@ fn model_row(m: &ModelSummary) -> Vec<String> {
     ]
 }
 
-const MODEL_HEADER: [&str; 7] = [
+pub(crate) const MODEL_HEADER: [&str; 7] = [
     "model",
     "train pairs",
     "acc. vs labels",
@@ -294,7 +294,7 @@ pub fn demo_text<C: StoryConfig>(r: &DemoReport<C>) -> String {
     s
 }
 
-fn md_table(s: &mut String, header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn md_table(s: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(s, "| {} |", header.join(" | "));
     let align: Vec<&str> = (0..header.len())
         .map(|i| if i == 0 { "---" } else { "---:" })

@@ -1,10 +1,14 @@
 //! Goodhart under RL for people: `goodhart_rl.svg` (gold and proxy of every RL run against
 //! √KL, best-of-n's curve on the same axes) and the table of runs.
 
+use std::fmt::Write;
+
 use rewardkit_goodhart::analysis::SelectorCurve;
 use rewardkit_goodhart::rl::{RlFit, RlRunSummary};
+use rewardkit_goodhart::rl_story::RlReport;
 
-use crate::goodhart::{curves_svg, Frame, Series};
+use crate::goodhart::{curves_svg, md_table, model_row, Frame, Series, MODEL_HEADER};
+use crate::tables::new_table;
 
 /// Gold (solid, left axis) and the change of the proxy score since the start (dashed, right
 /// axis) of every RL run against √KL(π ‖ π_ref), smoothed as the summaries were; best-of-n's
@@ -102,6 +106,102 @@ pub fn rl_rows(runs: &[RlRunSummary]) -> Vec<Vec<String>> {
             row
         })
         .collect()
+}
+
+/// The summaries of a report's runs, in order.
+fn summaries<C>(r: &RlReport<C>) -> Vec<RlRunSummary> {
+    r.runs.iter().map(|x| x.summary.clone()).collect()
+}
+
+/// The terminal summary of `rewardkit demo rl`: the story and the table of runs.
+pub fn rl_text<C>(r: &RlReport<C>) -> String {
+    let mut s = String::new();
+    for line in r.story() {
+        let _ = writeln!(s, "{line}");
+    }
+    let mut t = new_table(&RL_HEADER);
+    for row in rl_rows(&summaries(r)) {
+        t.add_row(row);
+    }
+    let _ = writeln!(
+        s,
+        "\nRL runs (gold and proxy: moving averages over {} steps)\n{t}",
+        r.runs.first().map_or(1, |x| x.summary.window)
+    );
+    s
+}
+
+/// `report.md` of `rewardkit demo rl`.
+pub fn rl_markdown<C>(r: &RlReport<C>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "# Goodhart's law under RL in the built-in world\n");
+    for line in r.story() {
+        let _ = writeln!(s, "{}\n", line.trim_start());
+    }
+    let _ = writeln!(s, "![RL curves](goodhart_rl.svg)\n");
+    let _ = writeln!(
+        s,
+        "## Runs\n\nEvery step of every run is a row of `rl_curves.jsonl`; gold and proxy below are centred moving averages over {} steps. *Gold fit*: `R(d) = d(α − β·ln d)`, d = √KL, fitted to gold − gold at the start; best-of-n's fit `d(α − βd)` on the same proxy: {}.\n",
+        r.runs.first().map_or(1, |x| x.summary.window),
+        r.best_of_n.gold_fit.as_ref().map_or("none".into(), |f| format!("α {:.3}, β {:.3}", f.alpha, f.beta)),
+    );
+    md_table(&mut s, &RL_HEADER, &rl_rows(&summaries(r)));
+    if !r.rounds.is_empty() {
+        let _ = writeln!(s, "## Retraining rounds\n");
+        let rows: Vec<Vec<String>> = r
+            .rounds
+            .iter()
+            .map(|x| {
+                vec![
+                    x.run.clone(),
+                    x.step.to_string(),
+                    x.new_pairs.to_string(),
+                    format!("{:.1}%", 100.0 * x.model.gold_accuracy),
+                    format!("{:.1}%", 100.0 * x.model.prefers_longer),
+                ]
+            })
+            .collect();
+        md_table(
+            &mut s,
+            &[
+                "run",
+                "after step",
+                "pairs added",
+                "acc. vs gold",
+                "prefers longer",
+            ],
+            &rows,
+        );
+    }
+    let _ = writeln!(s, "## Reward models\n");
+    let rows: Vec<Vec<String>> = r.reward_models.iter().map(model_row).collect();
+    md_table(&mut s, &MODEL_HEADER, &rows);
+    let sft = &r.sft;
+    let _ = writeln!(s, "## The distilled decoder\n");
+    let len = sft.base.fillers.len().max(sft.decoder.fillers.len());
+    let share = |v: &[f64], k: usize| format!("{:.3}", v.get(k).copied().unwrap_or(0.0));
+    let rows: Vec<Vec<String>> = (0..len)
+        .map(|k| {
+            vec![
+                k.to_string(),
+                share(&sft.base.fillers, k),
+                share(&sft.decoder.fillers, k),
+            ]
+        })
+        .collect();
+    let _ = writeln!(
+        s,
+        "Correct: base policy {:.3} (exact), decoder {:.3} ({} samples); in the world's exact shape: {:.3}. Share of responses with k filler sentences:\n",
+        sft.base.correct, sft.decoder.correct, sft.decoder.samples, sft.well_formed
+    );
+    md_table(&mut s, &["k", "base policy", "decoder"], &rows);
+    let t = &r.timings;
+    let _ = writeln!(
+        s,
+        "## Time\n\nreward models {:.1} s, SFT {:.1} s, best-of-n {:.1} s, RL {:.1} s; total {:.1} s.",
+        t.reward_models, t.sft, t.best_of_n, t.rl, t.total
+    );
+    s
 }
 
 #[cfg(test)]

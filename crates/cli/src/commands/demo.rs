@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
-use clap::Args;
+use clap::{Args, Subcommand};
 use indicatif::ProgressBar;
 
 use rewardkit_demo::{run as run_demo, DemoConfig, DemoEvent};
@@ -13,7 +13,10 @@ use rewardkit_demo::{run as run_demo, DemoConfig, DemoEvent};
 use super::{print_json, print_text, read_config, write_atomic};
 
 #[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
 pub struct DemoArgs {
+    #[command(subcommand)]
+    command: Option<DemoCommand>,
     /// Demo settings (TOML or JSON with the fields of report.json's `config`).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -28,7 +31,18 @@ pub struct DemoArgs {
     json: bool,
 }
 
+#[derive(Subcommand)]
+enum DemoCommand {
+    /// Goodhart's law under RL: the base policy distilled into a tiny decoder, then RL against
+    /// the biased proxy (β = 0, 0.01, 0.03, 0.1), the control, ensembles (min, mean − λ·std)
+    /// and iteratively retrained reward models; every step to rl_curves.jsonl, goodhart_rl.svg.
+    Rl(super::demo_rl::DemoRlArgs),
+}
+
 pub fn run(args: DemoArgs) -> anyhow::Result<()> {
+    if let Some(DemoCommand::Rl(rl)) = args.command {
+        return super::demo_rl::run(rl);
+    }
     // The demo's models are tiny: one thread trains them faster than two (on the 2-core
     // machine, under the same background load: 29 s per model for 5 epochs with one thread,
     // 31 s for 4 epochs with two). `--threads` (or REWARDKIT_THREADS) overrides; main has set

@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod data;
 pub mod demo;
+pub mod demo_rl;
 pub mod eval;
 pub mod generate;
 pub mod goodhart;
