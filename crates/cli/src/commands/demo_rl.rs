@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
-use indicatif::ProgressBar;
 
-use rewardkit_demo::{run_rl, DemoEvent, RlDemoConfig};
+use rewardkit_demo::{run_rl, RlDemoConfig};
 
-use super::{print_json, print_text, read_config, write_atomic};
+use super::demo::EventPrinter;
+use super::{print_json, print_text, read_config, write_atomic, write_report_files};
 
 #[derive(Args)]
 pub struct DemoRlArgs {
@@ -32,12 +32,7 @@ pub struct DemoRlArgs {
 }
 
 pub fn run(args: DemoRlArgs) -> anyhow::Result<()> {
-    // As `rewardkit demo`: one thread runs these tiny models faster than two.
-    for var in ["RAYON_NUM_THREADS", "CANDLE_NUM_THREADS"] {
-        if std::env::var_os(var).is_none() {
-            std::env::set_var(var, "1");
-        }
-    }
+    super::demo::default_to_one_thread();
     let mut config: RlDemoConfig = match &args.config {
         Some(p) => read_config(p, "demo rl config")?,
         None => RlDemoConfig::default(),
@@ -45,29 +40,8 @@ pub fn run(args: DemoRlArgs) -> anyhow::Result<()> {
     config.seed = args.seed.unwrap_or(config.seed);
     let out = &args.out;
     let started = Instant::now();
-    let mut bar: Option<ProgressBar> = None;
-    let output = run_rl(&config, out, &mut |event| match event {
-        DemoEvent::Stage { name, total, unit } => {
-            let pb = crate::progress::bar(total as u64, unit);
-            pb.set_message(name.to_string());
-            bar = Some(pb);
-        }
-        DemoEvent::Progress { done } => {
-            if let Some(pb) = &bar {
-                pb.set_position(done as u64);
-            }
-        }
-        DemoEvent::Finished { name, seconds } => {
-            if let Some(pb) = bar.take() {
-                pb.finish_and_clear();
-            }
-            eprintln!(
-                "[{:>5.1} s] {name}: {seconds:.1} s",
-                started.elapsed().as_secs_f64()
-            );
-        }
-        DemoEvent::Log(line) => eprintln!("{line}"),
-    })?;
+    let mut printer = EventPrinter::new(started);
+    let output = run_rl(&config, out, &mut |event| printer.on(event))?;
     let report = &output.report;
     let mut curves = Vec::new();
     for row in &output.rows {
@@ -75,14 +49,7 @@ pub fn run(args: DemoRlArgs) -> anyhow::Result<()> {
         curves.push(b'\n');
     }
     write_atomic(&out.join("rl_curves.jsonl"), &curves)?;
-    write_atomic(
-        &out.join("report.json"),
-        &serde_json::to_vec_pretty(report)?,
-    )?;
-    write_atomic(
-        &out.join("report.md"),
-        rewardkit_report::rl_markdown(report).as_bytes(),
-    )?;
+    write_report_files(out, report, &rewardkit_report::rl_markdown(report))?;
     let summaries: Vec<_> = report.runs.iter().map(|r| r.summary.clone()).collect();
     let title = format!(
         "RL in the built-in world (seed {}): gold and proxy against √KL",
