@@ -329,3 +329,41 @@ fn data_split_is_reproducible_and_complete() {
     assert_eq!(v["files"][0]["format"], "trl");
     assert_eq!(v["pairs"].as_u64().unwrap() as usize, train.lines().count());
 }
+
+/// `demo rl --help` names every option and the files it writes; a config with an unknown field
+/// is refused before anything runs, naming the file and the field.
+#[test]
+fn demo_rl_help_and_bad_config() {
+    let o = run(&["demo", "rl", "--help"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let help = stdout(&o);
+    for word in [
+        "--config",
+        "--out",
+        "--seed",
+        "--json",
+        "rl_curves.jsonl",
+        "goodhart_rl.svg",
+    ] {
+        assert!(help.contains(word), "{word}: {help}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, r#"{"runs": {"betas": [0.0], "nonsense": 1}}"#).unwrap();
+    let out = dir.path().join("o");
+    let o = run(&[
+        "demo",
+        "rl",
+        "--config",
+        bad.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert!(!o.status.success());
+    let err = stderr(&o);
+    assert!(
+        err.contains("bad.json") && err.contains("nonsense"),
+        "{err}"
+    );
+    assert!(!out.exists(), "nothing written");
+}

@@ -21,7 +21,7 @@ use rewardkit_goodhart::analysis::{
 };
 use rewardkit_goodhart::bon::default_ns;
 use rewardkit_goodhart::story::{
-    ModelDescription, ModelSummary, RoundSummary, StoryConfig, Timings,
+    LabelStats, ModelDescription, ModelSummary, RoundSummary, StoryConfig, Timings,
 };
 use rewardkit_io::IoError;
 
@@ -196,6 +196,10 @@ pub enum DemoError {
     Analysis(#[from] AnalysisError),
     #[error(transparent)]
     Io(#[from] IoError),
+    #[error(transparent)]
+    Rl(#[from] rewardkit_rl::RlError),
+    #[error(transparent)]
+    Generate(#[from] rewardkit_model::GenerateError),
 }
 
 /// The whole result of a demo run: [`rewardkit_goodhart::story::DemoReport`] with this
@@ -261,14 +265,10 @@ fn write_model_folder(world: &World, shape: &ModelShape, dir: &Path) -> Result<(
         "initializer_range": 0.02,
         "pad_token_id": 0,
     });
-    rewardkit_io::write_dir(dir, |tmp| {
-        for (name, value) in [("config.json", &config), ("tokenizer.json", &tokenizer)] {
-            rewardkit_io::write_file_with(&tmp.join(name), |w| {
-                serde_json::to_writer_pretty(w, value).map_err(std::io::Error::from)
-            })?;
-        }
-        Ok::<(), IoError>(())
-    })?;
+    crate::decoder::write_json_folder(
+        dir,
+        &[("config.json", &config), ("tokenizer.json", &tokenizer)],
+    )?;
     Ok(())
 }
 
@@ -283,72 +283,18 @@ pub fn run(
     let mut timings = Timings::default();
     let seed = config.seed;
 
-    // 1. The world and its labels.
-    let t = Instant::now();
-    let world = World::new(WorldConfig {
-        seed,
-        ..config.world.clone()
-    });
-    let init_dir = out.join("models").join("init");
-    write_model_folder(&world, &config.model, &init_dir)?;
-    let (pairs, labels) = world.preference_pairs(config.train_pairs, &config.labeler, seed);
-    let (control_pairs, control_labels) =
-        world.preference_pairs(config.train_pairs, &config.control_labeler, seed);
-    let held_out = eval_pairs(&world, config, seed);
-    timings.labels = t.elapsed().as_secs_f64();
-    log(
-        progress,
-        &format!(
-            "world: {} items; {} training pairs, {} decided by a bias",
-            world.items().len(),
-            labels.total(),
-            labels.bias()
-        ),
-    );
-
-    // 2. The proxy, the ensemble and the control.
-    let t = Instant::now();
-    let trainer = Trainer {
-        config,
-        init_dir: &init_dir,
-        models_dir: out.join("models"),
-    };
-    let mut models: Vec<(String, LoadedModel, rewardkit_train::TrainSummary, usize)> = Vec::new();
-    let (proxy, summary) = trainer.train("proxy", &pairs, seed, progress)?;
-    models.push(("proxy".into(), proxy, summary, pairs.len()));
-    for k in 1..config.ensemble {
-        let mut rng = Rng::derive(seed, &["bootstrap", &k.to_string()]);
-        let resample: Vec<PreferencePair> = (0..pairs.len())
-            .map(|_| pairs[rng.below(pairs.len())].clone())
-            .collect();
-        let name = format!("member-{k}");
-        let (model, summary) = trainer.train(&name, &resample, seed + k as u64, progress)?;
-        models.push((name, model, summary, resample.len()));
-    }
-    let (control, control_summary) = trainer.train("control", &control_pairs, seed, progress)?;
-    timings.training = t.elapsed().as_secs_f64();
-
-    // Held-out accuracy of every model.
-    let t = Instant::now();
-    let held_out_enc = encode_eval(&models[0].1, &held_out)?;
-    let summarize = |name: &str,
-                     model: &LoadedModel,
-                     s: &rewardkit_train::TrainSummary,
-                     n: usize|
-     -> Result<ModelSummary, DemoError> {
-        let scores = model.score_encoded(&held_out_enc, config.score_batch_size)?;
-        Ok(held_out_summary(name, s, n, &held_out, &scores))
-    };
-    let mut summaries = Vec::new();
-    for (name, model, s, n) in &models {
-        summaries.push(summarize(name, model, s, *n)?);
-    }
-    let control_report = summarize("control", &control, &control_summary, control_pairs.len())?;
-    timings.held_out = t.elapsed().as_secs_f64();
+    let mut models = reward_models(config, out, progress)?;
+    timings.labels = models.seconds.0;
+    timings.training = models.seconds.1;
+    timings.held_out = models.seconds.2;
+    let (world, held_out) = (&models.world, &models.held_out);
+    let (labels, control_labels) = (models.labels.clone(), models.control_labels.clone());
+    let pairs = models.pairs.clone();
+    let trainer = &models.trainer;
 
     // 3. The audit of the proxy.
     let t = Instant::now();
-    let audit = audit_proxy(&world, config, &held_out, &models[0].1, progress)?;
+    let audit = audit_proxy(world, config, held_out, &models.members[0], progress)?;
     timings.audit = t.elapsed().as_secs_f64();
 
     // 4. Iterative retraining: gold labels of the proxy's own best-of-n picks.
@@ -357,13 +303,13 @@ pub fn run(
     let mut round_models = Vec::new();
     let mut train_set = pairs.clone();
     for round in 1..=config.rounds {
-        let current = round_models.last().unwrap_or(&models[0].1);
-        let (new, pick_gold, pick_lost) = round_pairs(&world, config, current, round)?;
+        let current = round_models.last().unwrap_or(&models.members[0]);
+        let (new, pick_gold, pick_lost) = round_pairs(world, config, current, round)?;
         let new_pairs = new.len();
         train_set.extend(new);
         let name = format!("round-{round}");
         let (model, s) = trainer.train(&name, &train_set, seed, progress)?;
-        let summary = summarize(&name, &model, &s, train_set.len())?;
+        let summary = models.summarize(&name, &model, &s, train_set.len())?;
         rounds.push(RoundSummary {
             round,
             new_pairs,
@@ -379,10 +325,10 @@ pub fn run(
     let t = Instant::now();
     let pool = world.pool(config.pool_prompts, config.samples_per_prompt, seed);
     let scorers: Vec<&LoadedModel> = models
+        .members
         .iter()
-        .map(|m| &m.1)
         .chain(&round_models)
-        .chain([&control])
+        .chain([&models.control])
         .collect();
     let scores = score_pool(&pool, &scorers, config.score_batch_size, progress)?;
     timings.pool_scoring = t.elapsed().as_secs_f64();
@@ -412,7 +358,7 @@ pub fn run(
     timings.analysis = t.elapsed().as_secs_f64();
     timings.total = started.elapsed().as_secs_f64();
 
-    let mut summaries = summaries.into_iter();
+    let mut summaries = std::mem::take(&mut models.summaries).into_iter();
     let proxy = summaries.next().expect("the proxy is trained first");
     Ok(DemoReport {
         config: config.clone(),
@@ -422,12 +368,147 @@ pub fn run(
         control_labels,
         proxy,
         members: summaries.collect(),
-        control: control_report,
+        control: models.control_summary.clone(),
         rounds,
         audit,
         analysis,
         timings,
     })
+}
+
+/// The world, its labels and held-out pairs, and the reward models trained on them: the proxy
+/// (biased labels), K − 1 ensemble members (bootstrap resamples, other seeds) and the control
+/// (unbiased labels), each with its held-out summary. `rewardkit demo` and `rewardkit demo rl`
+/// share them.
+pub(crate) struct RewardModels<'a> {
+    pub world: World,
+    /// The proxy's training pairs (biased labels).
+    pub pairs: Vec<PreferencePair>,
+    pub labels: LabelStats,
+    pub control_labels: LabelStats,
+    held_out: Vec<EvalPair>,
+    held_out_enc: Vec<Encoded>,
+    pub trainer: Trainer<'a>,
+    /// The proxy first, then the other ensemble members.
+    pub members: Vec<LoadedModel>,
+    pub control: LoadedModel,
+    /// Held-out summaries of `members`, in order.
+    pub summaries: Vec<ModelSummary>,
+    pub control_summary: ModelSummary,
+    /// Seconds for the labels, the training and the held-out summaries.
+    pub seconds: (f64, f64, f64),
+}
+
+impl RewardModels<'_> {
+    /// How `model` ranks the held-out pairs.
+    pub fn summarize(
+        &self,
+        name: &str,
+        model: &LoadedModel,
+        s: &rewardkit_train::TrainSummary,
+        train_pairs: usize,
+    ) -> Result<ModelSummary, DemoError> {
+        let scores =
+            model.score_encoded(&self.held_out_enc, self.trainer.config.score_batch_size)?;
+        Ok(held_out_summary(
+            name,
+            s,
+            train_pairs,
+            &self.held_out,
+            &scores,
+        ))
+    }
+}
+
+/// Builds the world of `config` and trains its reward models in `out/models/`.
+pub(crate) fn reward_models<'a>(
+    config: &'a DemoConfig,
+    out: &Path,
+    progress: &mut dyn FnMut(DemoEvent),
+) -> Result<RewardModels<'a>, DemoError> {
+    let seed = config.seed;
+    let t = Instant::now();
+    let world = World::new(WorldConfig {
+        seed,
+        ..config.world.clone()
+    });
+    let init_dir = out.join("models").join("init");
+    write_model_folder(&world, &config.model, &init_dir)?;
+    let (pairs, labels) = world.preference_pairs(config.train_pairs, &config.labeler, seed);
+    let (control_pairs, control_labels) =
+        world.preference_pairs(config.train_pairs, &config.control_labeler, seed);
+    let held_out = eval_pairs(&world, config, seed);
+    let labels_s = t.elapsed().as_secs_f64();
+    log(
+        progress,
+        &format!(
+            "world: {} items; {} training pairs, {} decided by a bias",
+            world.items().len(),
+            labels.total(),
+            labels.bias()
+        ),
+    );
+
+    let t = Instant::now();
+    let trainer = Trainer {
+        config,
+        init_dir,
+        models_dir: out.join("models"),
+    };
+    let mut trained: Vec<(String, LoadedModel, rewardkit_train::TrainSummary, usize)> = Vec::new();
+    let (proxy, summary) = trainer.train("proxy", &pairs, seed, progress)?;
+    trained.push(("proxy".into(), proxy, summary, pairs.len()));
+    for k in 1..config.ensemble {
+        let mut rng = Rng::derive(seed, &["bootstrap", &k.to_string()]);
+        let resample: Vec<PreferencePair> = (0..pairs.len())
+            .map(|_| pairs[rng.below(pairs.len())].clone())
+            .collect();
+        let name = format!("member-{k}");
+        let (model, summary) = trainer.train(&name, &resample, seed + k as u64, progress)?;
+        trained.push((name, model, summary, resample.len()));
+    }
+    let (control, control_train) = trainer.train("control", &control_pairs, seed, progress)?;
+    let training_s = t.elapsed().as_secs_f64();
+
+    let t = Instant::now();
+    let held_out_enc = encode_eval(&trained[0].1, &held_out)?;
+    let mut models = RewardModels {
+        world,
+        pairs,
+        labels,
+        control_labels,
+        held_out,
+        held_out_enc,
+        trainer,
+        members: Vec::new(),
+        control_summary: ModelSummary {
+            name: String::new(),
+            dir: PathBuf::new(),
+            train_pairs: 0,
+            steps: 0,
+            train_seconds: 0.0,
+            label_accuracy: f64::NAN,
+            gold_accuracy: f64::NAN,
+            prefers_longer: f64::NAN,
+            prefers_agreeing: f64::NAN,
+        },
+        control,
+        summaries: Vec::new(),
+        seconds: (labels_s, training_s, 0.0),
+    };
+    for (name, model, s, n) in trained {
+        let summary = models.summarize(&name, &model, &s, n)?;
+        models.summaries.push(summary);
+        models.members.push(model);
+    }
+    models.control_summary = models.summarize(
+        "control",
+        &models.control,
+        &control_train,
+        control_pairs.len(),
+    )?;
+    models.seconds.2 = t.elapsed().as_secs_f64();
+    Ok(models)
 }
 
 fn log(progress: &mut dyn FnMut(DemoEvent), line: &str) {
@@ -472,15 +553,15 @@ fn validate(c: &DemoConfig) -> Result<(), DemoError> {
 }
 
 /// Trains reward models from scratch in `models_dir/NAME/`.
-struct Trainer<'a> {
+pub(crate) struct Trainer<'a> {
     config: &'a DemoConfig,
-    init_dir: &'a Path,
+    init_dir: PathBuf,
     models_dir: PathBuf,
 }
 
 impl Trainer<'_> {
     /// Trains one model (initialised from `seed`); returns it ready for scoring.
-    fn train(
+    pub fn train(
         &self,
         name: &str,
         pairs: &[PreferencePair],
@@ -496,7 +577,7 @@ impl Trainer<'_> {
             max_length: Some(c.model.max_length),
             inference: false,
         };
-        let model = load(self.init_dir, &options, &Device::Cpu)?;
+        let model = load(&self.init_dir, &options, &Device::Cpu)?;
         let train_config = TrainConfig {
             batch_size: c.training.batch_size,
             epochs: c.training.epochs,
@@ -770,7 +851,7 @@ fn round_pairs(
 }
 
 /// Scores every pool sample with every model (encoded once; the models share the tokenizer).
-fn score_pool(
+pub(crate) fn score_pool(
     pool: &[(Item, Vec<Response>)],
     models: &[&LoadedModel],
     batch_size: usize,

@@ -37,8 +37,13 @@
 //! assert!(stats.longer > 0);
 //! ```
 
+pub mod decoder;
 mod demo;
+mod rl_demo;
+mod rl_runs;
 pub mod world;
 
 pub use demo::{run, DemoConfig, DemoError, DemoEvent, DemoReport, ModelShape, Training};
 pub use rewardkit_goodhart::story::{LabelStats, ModelSummary, RoundSummary, Timings};
+pub use rl_demo::{run_rl, RlDemoConfig, RlDemoOutput};
+pub use rl_runs::RunsConfig;

@@ -14,6 +14,8 @@
 //!   with set probabilities, so a reward model trained on its labels inherits these biases.
 //! - **The tokenizer** ([`World::tokenizer_json`]) is a word-level `tokenizer.json` over the
 //!   world's closed vocabulary: every text the world produces tokenises without `[UNK]`.
+//! - **Reading back** ([`World::read_response`]): the attributes and gold of any text for an
+//!   item, rendered by the world or written (possibly malformed) by a decoder.
 
 use std::collections::BTreeSet;
 
@@ -22,6 +24,11 @@ use serde_json::{json, Value};
 
 use rewardkit_data::{PreferencePair, Rng};
 pub use rewardkit_goodhart::story::{LabelRule, LabelStats};
+
+mod profile;
+mod read;
+pub use profile::{profile_of, PolicyProfile};
+pub use read::{ReadResponse, Stance};
 
 /// The world: its configuration and the items drawn from its seed.
 #[derive(Serialize, Deserialize, Clone, Debug)]
@@ -774,7 +781,8 @@ mod tests {
     use rewardkit_data::Text;
     use rewardkit_tokenize::{InputStyle, RewardTokenizer};
 
-    fn world(seed: u64) -> World {
+    /// The default world with another seed (shared by the submodules' tests).
+    pub(super) fn world(seed: u64) -> World {
         World::new(WorldConfig {
             seed,
             ..WorldConfig::default()

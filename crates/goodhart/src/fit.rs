@@ -3,7 +3,8 @@
 //!
 //! The fit takes points `(d, R(d) − R(0))` and has no intercept (R(0) is measured: best-of-1).
 //! Minimising `Σ (y − αd + βd²)²` gives the 2×2 normal equations
-//! `[Σd², −Σd³; −Σd³, Σd⁴] · [α; β] = [Σdy; −Σd²y]`, solved in closed form.
+//! `[Σd², −Σd³; −Σd³, Σd⁴] · [α; β] = [Σdy; −Σd²y]`, solved in closed form
+//! ([`fit_two_features`], which the RL law `d(α − β·ln d)` of [`crate::rl`] shares).
 
 use serde::Serialize;
 
@@ -27,31 +28,56 @@ pub struct RdFit {
     pub peak: Option<f64>,
 }
 
-/// Least-squares fit of `y = d(α − βd)` to `(d, y)` points. `None` when the points cannot
-/// determine both coefficients (fewer than two distinct non-zero d) or are not finite.
-pub fn fit_rd(points: &[(f64, f64)]) -> Option<RdFit> {
+/// Least-squares fit of `y = α·x₁ − β·x₂` (no intercept) to points `(d, y)`, with the two
+/// features `(x₁, x₂) = features(d)`: the machinery of both laws, [`fit_rd`] (`x = (d, d²)`)
+/// and the RL law of [`crate::rl`] (`x = (d, d·ln d)`). Returns `(α, β, r²)`, `r²` as in
+/// [`RdFit::r2`]; `None` when the points cannot determine both coefficients (the features are
+/// collinear over the points) or are not finite.
+pub fn fit_two_features(
+    points: &[(f64, f64)],
+    features: impl Fn(f64) -> (f64, f64),
+) -> Option<(f64, f64, f64)> {
     if points.iter().any(|(d, y)| !d.is_finite() || !y.is_finite()) {
         return None;
     }
-    let s = |f: &dyn Fn(f64, f64) -> f64| points.iter().map(|&(d, y)| f(d, y)).sum::<f64>();
-    let (s2, s3, s4) = (s(&|d, _| d * d), s(&|d, _| d.powi(3)), s(&|d, _| d.powi(4)));
-    let (sdy, sd2y) = (s(&|d, y| d * y), s(&|d, y| d * d * y));
-    // det ≥ 0 by Cauchy-Schwarz, = 0 exactly when the non-zero d are all equal.
-    let det = s2 * s4 - s3 * s3;
-    if det <= 1e-12 * s2 * s4 || det.is_nan() {
+    let rows: Vec<(f64, f64, f64)> = points
+        .iter()
+        .map(|&(d, y)| {
+            let (a, b) = features(d);
+            (a, b, y)
+        })
+        .collect();
+    let s =
+        |f: &dyn Fn(f64, f64, f64) -> f64| rows.iter().map(|&(a, b, y)| f(a, b, y)).sum::<f64>();
+    let (s11, s12, s22) = (
+        s(&|a, _, _| a * a),
+        s(&|a, b, _| a * b),
+        s(&|_, b, _| b * b),
+    );
+    let (s1y, s2y) = (s(&|a, _, y| a * y), s(&|_, b, y| b * y));
+    // det ≥ 0 by Cauchy-Schwarz, = 0 exactly when the features are proportional over the points.
+    let det = s11 * s22 - s12 * s12;
+    if det <= 1e-12 * s11 * s22 || det.is_nan() {
         return None;
     }
-    let alpha = (s4 * sdy - s3 * sd2y) / det;
-    let beta = (s3 * sdy - s2 * sd2y) / det;
-    let n = points.len() as f64;
-    let y_mean = s(&|_, y| y) / n;
-    let ss_tot = s(&|_, y| (y - y_mean).powi(2));
-    let ss_res = s(&|d, y| (y - d * (alpha - beta * d)).powi(2));
+    let alpha = (s22 * s1y - s12 * s2y) / det;
+    let beta = (s12 * s1y - s11 * s2y) / det;
+    let n = rows.len() as f64;
+    let y_mean = s(&|_, _, y| y) / n;
+    let ss_tot = s(&|_, _, y| (y - y_mean).powi(2));
+    let ss_res = s(&|a, b, y| (y - alpha * a + beta * b).powi(2));
     let r2 = if ss_tot > 0.0 {
         1.0 - ss_res / ss_tot
     } else {
         f64::NAN
     };
+    Some((alpha, beta, r2))
+}
+
+/// Least-squares fit of `y = d(α − βd)` to `(d, y)` points. `None` when the points cannot
+/// determine both coefficients (fewer than two distinct non-zero d) or are not finite.
+pub fn fit_rd(points: &[(f64, f64)]) -> Option<RdFit> {
+    let (alpha, beta, r2) = fit_two_features(points, |d| (d, d * d))?;
     let d_star = (alpha > 0.0 && beta > 0.0).then(|| alpha / (2.0 * beta));
     let kl_star = d_star.map(|d| d * d);
     Some(RdFit {

@@ -5,6 +5,10 @@
 //! - [`bon`]: the unbiased best-of-n estimator over a pool of samples, the KL of best-of-n,
 //!   and proxy/gold curves over n;
 //! - [`fit`]: the fitted law `R(d) = d(α − βd)`, d = √KL, and where gold peaks;
+//! - [`rl`]: Goodhart under RL: per-step curves (`rl_curves.jsonl` rows), the RL law
+//!   `R(d) = d(α − β·ln d)`, gold peaks, falls and drawdowns per run;
+//! - [`rl_story`]: what `rewardkit demo rl` reports (the distilled decoder, the runs, the
+//!   retraining rounds) and its story;
 //! - [`combine`]: ensemble rules (mean, min, UWO) and the KL penalty;
 //! - [`cycles`]: intransitive preferences and what they cost a Bradley-Terry fit;
 //! - [`analysis`]: a scored pool under several selectors (proxy, ensemble rules, KL penalty):
@@ -36,4 +40,6 @@ pub mod combine;
 pub mod cycles;
 pub mod fit;
 pub mod pool;
+pub mod rl;
+pub mod rl_story;
 pub mod story;

@@ -34,23 +34,43 @@ fn padded(lo: f64, hi: f64) -> (f64, f64, f64) {
     ((lo / dy).floor() * dy, (hi / dy).ceil() * dy, dy)
 }
 
-/// Best-of-n curves against √KL: gold of every selector (solid, left axis) and the proxy's
-/// score at each selector's pick (dashed, right axis), each selector in its colour; n along the
-/// top; each gold peak (the sweet spot) marked with a dot, the plain proxy's labelled.
-pub fn goodhart_svg(analysis: &Analysis, title: &str) -> String {
-    let curves = &analysis.curves;
-    let all = || curves.iter().flat_map(|c| c.points.iter());
-    let x_hi = all().map(|p| p.sqrt_kl).fold(0.0, f64::max).max(0.1);
-    let range = |f: &dyn Fn(&rewardkit_goodhart::analysis::SelectorPoint) -> f64| {
-        all()
-            .map(f)
+/// One curve pair of a Goodhart plot: gold (solid, left axis) and a proxy score (dashed, right
+/// axis) against √KL, with gold's peak.
+pub(crate) struct Series {
+    pub label: String,
+    pub gold: Vec<(f64, f64)>,
+    pub proxy: Vec<(f64, f64)>,
+    pub peak: (f64, f64),
+    /// A label written above the peak dot.
+    pub peak_label: Option<String>,
+}
+
+/// What a Goodhart plot shows besides its series.
+pub(crate) struct Frame<'a> {
+    pub title: &'a str,
+    pub x_label: &'a str,
+    /// Labels along the top axis at their x (e.g. n of best-of-n), thinned where they crowd.
+    pub top: Vec<(f64, String)>,
+    /// Lines under the legend.
+    pub notes: &'a [&'a str],
+}
+
+/// Draws `series` (the first on top, in the first colour) against √KL on two y axes: gold on
+/// the left, the proxy's scale on the right; the legend and notes right of the plot.
+pub(crate) fn curves_svg(series: &[Series], frame: &Frame) -> String {
+    let all = || series.iter().flat_map(|c| c.gold.iter().chain(&c.proxy));
+    let x_hi = all().map(|p| p.0).fold(0.0, f64::max).max(0.1);
+    let range = |pts: &dyn Fn(&Series) -> &Vec<(f64, f64)>| {
+        series
+            .iter()
+            .flat_map(|c| pts(c).iter().map(|p| p.1))
             .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
                 (lo.min(v), hi.max(v))
             })
     };
-    let (g_lo, g_hi) = range(&|p| p.gold);
-    let (p_lo, p_hi) = range(&|p| p.proxy);
-    if !g_lo.is_finite() {
+    let (g_lo, g_hi) = range(&|c| &c.gold);
+    let (p_lo, p_hi) = range(&|c| &c.proxy);
+    if !g_lo.is_finite() || !p_lo.is_finite() {
         return Plot::new(400.0, 200.0, (0.0, 1.0), (0.0, 1.0)).finish();
     }
     let (g_lo, g_hi, dy) = padded(g_lo, g_hi);
@@ -61,53 +81,33 @@ pub fn goodhart_svg(analysis: &Analysis, title: &str) -> String {
     let (width, height, right) = (960.0, 560.0, 300.0);
     let mut plot =
         Plot::new(width, height, (0.0, x_hi), (g_lo, g_hi)).margins([72.0, right, 56.0, 64.0]);
-    plot.axes(
-        step(x_hi),
-        dy,
-        "√KL(best-of-n ‖ policy)  (nats^½)",
-        "gold (solid)",
-        title,
-    );
+    plot.axes(step(x_hi), dy, frame.x_label, "gold (solid)", frame.title);
     // Right axis: the proxy's scale.
     let mut t = p_lo;
     while t <= p_hi + 1e-9 {
         plot.text(x_hi, to_gold(t), 6.0, "start", &format!("{t:.2}"), 11.0);
         t += dp;
     }
-    // Top axis: n at its √KL, skipping those too close to the previous label (and the last
-    // label always shown).
-    if let Some(first) = curves.first() {
-        let gap = 0.045 * x_hi;
-        let mut last_x = f64::NEG_INFINITY;
-        let count = first.points.len();
-        for (i, p) in first.points.iter().enumerate() {
-            let crowds_last = i + 2 == count && first.points[count - 1].sqrt_kl - p.sqrt_kl < gap;
-            if p.sqrt_kl - last_x >= gap && !crowds_last {
-                plot.label(p.sqrt_kl, g_hi, -8.0, &format!("{}", p.n), 10.0);
-                last_x = p.sqrt_kl;
-            }
+    // Top axis, skipping labels too close to the previous one (and the last always shown).
+    let gap = 0.045 * x_hi;
+    let mut last_x = f64::NEG_INFINITY;
+    let count = frame.top.len();
+    for (i, (x, text)) in frame.top.iter().enumerate() {
+        let crowds_last = i + 2 == count && frame.top[count - 1].0 - x < gap;
+        if x - last_x >= gap && !crowds_last {
+            plot.label(*x, g_hi, -8.0, text, 10.0);
+            last_x = *x;
         }
     }
-    // The plain proxy last, so that its peak and label are on top.
-    for (i, c) in curves.iter().enumerate().rev() {
+    // The first series last, so that its peak and label are on top.
+    for (i, c) in series.iter().enumerate().rev() {
         let color = COLORS[i % COLORS.len()];
-        let gold: Vec<(f64, f64)> = c.points.iter().map(|p| (p.sqrt_kl, p.gold)).collect();
-        let proxy: Vec<(f64, f64)> = c
-            .points
-            .iter()
-            .map(|p| (p.sqrt_kl, to_gold(p.proxy)))
-            .collect();
-        plot.line(&gold, color, false);
+        let proxy: Vec<(f64, f64)> = c.proxy.iter().map(|&(x, v)| (x, to_gold(v))).collect();
+        plot.line(&c.gold, color, false);
         plot.line(&proxy, color, true);
-        plot.point(c.gold_peak.sqrt_kl, c.gold_peak.gold, 4.5, color);
-        if i == 0 {
-            plot.label(
-                c.gold_peak.sqrt_kl,
-                c.gold_peak.gold,
-                -10.0,
-                &format!("{} peaks: n = {}", c.label, c.gold_peak.n),
-                11.0,
-            );
+        plot.point(c.peak.0, c.peak.1, 4.5, color);
+        if let Some(label) = &c.peak_label {
+            plot.label(c.peak.0, c.peak.1, -10.0, label, 11.0);
         }
     }
     // The legend, right of the plot area (x beyond the data maps into the margin).
@@ -115,7 +115,7 @@ pub fn goodhart_svg(analysis: &Analysis, title: &str) -> String {
     let lx = x_hi + 48.0 * per_px;
     let line_h = (g_hi - g_lo) / (height - 72.0 - 56.0) * 18.0;
     let mut y = g_hi - line_h;
-    for (i, c) in curves.iter().enumerate() {
+    for (i, c) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         plot.rect(
             (lx, y - 0.3 * line_h),
@@ -126,17 +126,50 @@ pub fn goodhart_svg(analysis: &Analysis, title: &str) -> String {
         y -= line_h;
     }
     y -= 0.5 * line_h;
-    for line in [
-        "solid: gold (left axis)",
-        "dashed: the proxy's score of the pick",
-        "(right axis)",
-        "dots: where gold peaks",
-        "top: n of best-of-n",
-    ] {
+    for line in frame.notes {
         plot.text(lx, y, 0.0, "start", line, 11.0);
         y -= 0.8 * line_h;
     }
     plot.finish()
+}
+
+/// Best-of-n curves against √KL: gold of every selector (solid, left axis) and the proxy's
+/// score at each selector's pick (dashed, right axis), each selector in its colour; n along the
+/// top; each gold peak (the sweet spot) marked with a dot, the plain proxy's labelled.
+pub fn goodhart_svg(analysis: &Analysis, title: &str) -> String {
+    let series: Vec<Series> = analysis
+        .curves
+        .iter()
+        .enumerate()
+        .map(|(i, c)| Series {
+            label: c.label.clone(),
+            gold: c.points.iter().map(|p| (p.sqrt_kl, p.gold)).collect(),
+            proxy: c.points.iter().map(|p| (p.sqrt_kl, p.proxy)).collect(),
+            peak: (c.gold_peak.sqrt_kl, c.gold_peak.gold),
+            peak_label: (i == 0).then(|| format!("{} peaks: n = {}", c.label, c.gold_peak.n)),
+        })
+        .collect();
+    let top = analysis.curves.first().map_or(Vec::new(), |c| {
+        c.points
+            .iter()
+            .map(|p| (p.sqrt_kl, p.n.to_string()))
+            .collect()
+    });
+    curves_svg(
+        &series,
+        &Frame {
+            title,
+            x_label: "√KL(best-of-n ‖ policy)  (nats^½)",
+            top,
+            notes: &[
+                "solid: gold (left axis)",
+                "dashed: the proxy's score of the pick",
+                "(right axis)",
+                "dots: where gold peaks",
+                "top: n of best-of-n",
+            ],
+        },
+    )
 }
 
 fn pct(v: f64) -> String {
@@ -147,7 +180,7 @@ fn pct(v: f64) -> String {
     }
 }
 
-fn model_row(m: &ModelSummary) -> Vec<String> {
+pub(crate) fn model_row(m: &ModelSummary) -> Vec<String> {
     vec![
         m.name.clone(),
         m.train_pairs.to_string(),
@@ -159,7 +192,7 @@ fn model_row(m: &ModelSummary) -> Vec<String> {
     ]
 }
 
-const MODEL_HEADER: [&str; 7] = [
+pub(crate) const MODEL_HEADER: [&str; 7] = [
     "model",
     "train pairs",
     "acc. vs labels",
@@ -261,7 +294,7 @@ pub fn demo_text<C: StoryConfig>(r: &DemoReport<C>) -> String {
     s
 }
 
-fn md_table(s: &mut String, header: &[&str], rows: &[Vec<String>]) {
+pub(crate) fn md_table(s: &mut String, header: &[&str], rows: &[Vec<String>]) {
     let _ = writeln!(s, "| {} |", header.join(" | "));
     let align: Vec<&str> = (0..header.len())
         .map(|i| if i == 0 { "---" } else { "---:" })

@@ -15,10 +15,12 @@
 
 pub mod audit;
 pub mod goodhart;
+pub mod goodhart_rl;
 pub mod svg;
 pub mod tables;
 
 pub use audit::{audit_flags_text, audit_markdown, audit_plots};
 pub use goodhart::{analysis_markdown, demo_markdown, demo_text, goodhart_svg};
+pub use goodhart_rl::{goodhart_rl_svg, rl_markdown, rl_rows, rl_text, RL_HEADER};
 pub use svg::{reliability_svg, Plot};
 pub use tables::{eval_table, fmt_num, grad_weight_histogram, stats_table};

@@ -222,14 +222,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
 
 fn write_report(out: &std::path::Path, report: &AuditReport) -> anyhow::Result<()> {
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
-    write_atomic(
-        &out.join("report.json"),
-        &serde_json::to_vec_pretty(report)?,
-    )?;
-    write_atomic(
-        &out.join("report.md"),
-        rewardkit_report::audit_markdown(report).as_bytes(),
-    )?;
+    super::write_report_files(out, report, &rewardkit_report::audit_markdown(report))?;
     for (name, svg) in rewardkit_report::audit_plots(report) {
         write_atomic(&out.join(name), svg.as_bytes())?;
     }

@@ -1,6 +1,7 @@
 pub mod audit;
 pub mod data;
 pub mod demo;
+pub mod demo_rl;
 pub mod eval;
 pub mod generate;
 pub mod goodhart;
@@ -19,6 +20,20 @@ use anyhow::Context;
 /// rename; the temporary file is removed on failure).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(rewardkit_io::write_file(path, bytes)?)
+}
+
+/// Writes `report.json` (`report` as pretty JSON) and `report.md` (`markdown`) into `out`,
+/// each atomically.
+pub fn write_report_files<T: serde::Serialize>(
+    out: &Path,
+    report: &T,
+    markdown: &str,
+) -> anyhow::Result<()> {
+    write_atomic(
+        &out.join("report.json"),
+        &serde_json::to_vec_pretty(report)?,
+    )?;
+    write_atomic(&out.join("report.md"), markdown.as_bytes())
 }
 
 /// Prints text on stdout; a closed pipe (`| head`) surfaces as an error that main treats as

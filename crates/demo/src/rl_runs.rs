@@ -1,0 +1,350 @@
+//! The RL runs of `rewardkit demo rl`: each starts from the distilled decoder (its frozen copy
+//! is the reference) and optimises one reward for `rl.max_steps` steps, gold read from every
+//! step's samples by [`World::read_response`].
+//!
+//! Iterative retraining: every `retrain_every` steps, the step samples since the last round are
+//! paired (two samples of the same prompt), labelled by the biased labeler (the seed's loop) or
+//! by the gold labeler, added to the proxy's training pairs, and the reward model is trained
+//! again on all of them; RL goes on against the new model with the same policy and optimizer.
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use rewardkit_data::{PreferencePair, Rng};
+use rewardkit_goodhart::combine::Combine;
+use rewardkit_goodhart::rl::{summarize, RlCurveRow};
+use rewardkit_goodhart::rl_story::{RetrainRound, RlRun, RunKind};
+use rewardkit_model::{LoadedModel, ModelScorer, Policy};
+use rewardkit_rl::{
+    Completion, EnsembleReward, FnReward, Reward, RlConfig, RlPrompt, RlSession, Rollout,
+    ScorerReward,
+};
+
+use crate::decoder::decoder_prompt;
+use crate::demo::{DemoError, DemoEvent, RewardModels};
+use crate::rl_demo::RlDemoConfig;
+use crate::world::{LabelerConfig, Response, World};
+
+/// Which runs to make.
+#[derive(Serialize, Deserialize, Clone, Debug, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RunsConfig {
+    /// β of each run against the biased proxy.
+    pub betas: Vec<f64>,
+    /// β of the mitigation runs (control, ensembles, retraining): a small penalty, as Coste et
+    /// al. (2023) pair their ensembles with (at 0 the control is over-optimised too: the
+    /// decoder's malformed texts are outside what it was trained on).
+    pub mitigation_beta: f64,
+    pub control: bool,
+    pub ensemble_min: bool,
+    /// The `mean − λ·std` ensemble, λ = `demo.lambda_std`.
+    pub ensemble_mean_std: bool,
+    /// Retraining on the biased labeler's labels of the policy's samples.
+    pub retrain_labeler: bool,
+    /// Retraining on gold labels of the policy's samples.
+    pub retrain_gold: bool,
+    /// K: steps between retrainings.
+    pub retrain_every: usize,
+}
+
+impl Default for RunsConfig {
+    fn default() -> Self {
+        RunsConfig {
+            betas: vec![0.0, 0.01, 0.03, 0.1],
+            mitigation_beta: 0.1,
+            control: true,
+            ensemble_min: true,
+            ensemble_mean_std: true,
+            retrain_labeler: true,
+            retrain_gold: true,
+            retrain_every: 10,
+        }
+    }
+}
+
+impl RunsConfig {
+    pub fn validate(&self) -> Result<(), String> {
+        let betas_ok = self
+            .betas
+            .iter()
+            .chain([&self.mitigation_beta])
+            .all(|b| *b >= 0.0 && b.is_finite());
+        if !betas_ok {
+            return Err("runs.betas and runs.mitigation_beta must be ≥ 0".into());
+        }
+        if self.retrain_every == 0 {
+            return Err("runs.retrain_every must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// The runs, in report order, with their names and β.
+    fn plan(&self, lambda_std: f64) -> Vec<(RunKind, String, f64)> {
+        let mut runs: Vec<(RunKind, String, f64)> = self
+            .betas
+            .iter()
+            .map(|&b| (RunKind::Proxy, format!("proxy β={b}"), b))
+            .collect();
+        let m = self.mitigation_beta;
+        if self.control {
+            runs.push((RunKind::Control, "control".into(), m));
+        }
+        for (on, combine) in [
+            (self.ensemble_min, Combine::Min),
+            (
+                self.ensemble_mean_std,
+                Combine::MeanMinusStd { lambda: lambda_std },
+            ),
+        ] {
+            if on {
+                let name = format!("ensemble {}", combine.label());
+                runs.push((RunKind::Ensemble { combine }, name, m));
+            }
+        }
+        for (on, gold, name) in [
+            (self.retrain_labeler, false, "retrained (labeler)"),
+            (self.retrain_gold, true, "retrained (gold)"),
+        ] {
+            if on {
+                runs.push((RunKind::Retrained { gold }, name.into(), m));
+            }
+        }
+        runs
+    }
+}
+
+/// Every run's summary, the retraining rounds and every row of `rl_curves.jsonl`.
+pub(crate) struct RunResults {
+    pub runs: Vec<RlRun>,
+    pub rounds: Vec<RetrainRound>,
+    pub rows: Vec<RlCurveRow>,
+}
+
+/// Makes every run of `config.runs` from `start` (the distilled decoder).
+pub(crate) fn run_all(
+    config: &RlDemoConfig,
+    models: &RewardModels,
+    start: &Policy,
+    progress: &mut dyn FnMut(DemoEvent),
+) -> Result<RunResults, DemoError> {
+    let world = &models.world;
+    let prompts: Vec<RlPrompt> = world
+        .items()
+        .iter()
+        .map(|item| RlPrompt {
+            input: decoder_prompt(item),
+            prompt: item.prompt.clone(),
+        })
+        .collect();
+    let reference = start.snapshot()?;
+    let mut out = RunResults {
+        runs: Vec::new(),
+        rounds: Vec::new(),
+        rows: Vec::new(),
+    };
+    for (kind, name, beta) in config.runs.plan(config.demo.lambda_std) {
+        let t = Instant::now();
+        let policy = start.snapshot()?;
+        let rl = RlConfig {
+            beta,
+            ..config.rl.clone()
+        };
+        let run = Run {
+            config,
+            models,
+            world,
+            prompts: &prompts,
+            name: &name,
+        };
+        let (rows, rounds) = run.optimise(&kind, &policy, &reference, &rl, progress)?;
+        let summary = summarize(&rows, config.window)
+            .map_err(|e| DemoError::Config(format!("run {name}: {e}")))?
+            .into_iter()
+            .next()
+            .ok_or_else(|| DemoError::Config(format!("run {name} has no steps")))?;
+        progress(DemoEvent::Log(&format!(
+            "{name}: proxy {:.2} → {:.2}, gold {:.3} → peak {:.3} (step {}) → {:.3}, KL {:.2}",
+            summary.start.proxy,
+            summary.end.proxy,
+            summary.start.gold,
+            summary.gold_peak.gold,
+            summary.gold_peak.step,
+            summary.end.gold,
+            summary.end.kl
+        )));
+        out.rows.extend(rows);
+        out.rounds.extend(rounds);
+        out.runs.push(RlRun {
+            kind,
+            summary,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+    }
+    Ok(out)
+}
+
+fn scorer(model: &LoadedModel, batch_size: usize) -> ModelScorer<'_> {
+    ModelScorer { model, batch_size }
+}
+
+/// One run's fixed context.
+struct Run<'a> {
+    config: &'a RlDemoConfig,
+    models: &'a RewardModels<'a>,
+    world: &'a World,
+    prompts: &'a [RlPrompt],
+    name: &'a str,
+}
+
+impl Run<'_> {
+    /// The run's steps; its rows (step = updates made before the step's samples were drawn)
+    /// and retraining rounds.
+    fn optimise(
+        &self,
+        kind: &RunKind,
+        policy: &Policy,
+        reference: &Policy,
+        rl: &RlConfig,
+        progress: &mut dyn FnMut(DemoEvent),
+    ) -> Result<(Vec<RlCurveRow>, Vec<RetrainRound>), DemoError> {
+        let batch_size = self.config.demo.score_batch_size;
+        let members: Vec<ModelScorer> = self
+            .models
+            .members
+            .iter()
+            .map(|m| scorer(m, batch_size))
+            .collect();
+        let control = scorer(&self.models.control, batch_size);
+        let items = self.world.items();
+        let mut gold = FnReward::new("gold", |rows: &[Completion]| {
+            Ok(rows
+                .iter()
+                .map(|c| {
+                    let item = &items[c.prompt_index];
+                    self.world.read_response(item, c.response).gold()
+                })
+                .collect())
+        });
+        let mut session = RlSession::new(policy, reference, rl)?;
+        let mut retrained: Option<LoadedModel> = None;
+        let mut train_set = self.models.pairs.clone();
+        let (mut pending, mut rounds, mut rows) = (Vec::new(), Vec::new(), Vec::new());
+        let stage = format!("RL: {}", self.name);
+        progress(DemoEvent::Stage {
+            name: &stage,
+            total: rl.max_steps,
+            unit: "steps",
+        });
+        let t = Instant::now();
+        for step in 1..=rl.max_steps {
+            let output = {
+                let current = retrained.as_ref().unwrap_or(&self.models.members[0]);
+                let one = scorer(current, batch_size);
+                let mut reward: Box<dyn Reward + '_> = match kind {
+                    RunKind::Proxy | RunKind::Retrained { .. } => Box::new(ScorerReward(&one)),
+                    RunKind::Control => Box::new(ScorerReward(&control)),
+                    RunKind::Ensemble { combine } => Box::new(EnsembleReward {
+                        members: &members,
+                        combine: *combine,
+                    }),
+                };
+                session.step(
+                    self.prompts,
+                    reward.as_mut(),
+                    Some(&mut gold as &mut dyn Reward),
+                )?
+            };
+            let log = &output.log;
+            rows.push(RlCurveRow {
+                run: self.name.to_string(),
+                beta: rl.beta,
+                step: step - 1,
+                kl: log.kl,
+                proxy: log.proxy_mean,
+                gold: log.gold.unwrap_or(f64::NAN),
+            });
+            progress(DemoEvent::Progress { done: step });
+            if let RunKind::Retrained { gold: by_gold } = kind {
+                pending.extend(output.samples);
+                if step % self.config.runs.retrain_every == 0 && step < rl.max_steps {
+                    let round = rounds.len() + 1;
+                    let new = self.label(&pending, *by_gold, round);
+                    pending.clear();
+                    let new_pairs = new.len();
+                    train_set.extend(new);
+                    let name = format!("{}-round-{round}", self.slug());
+                    let seed = self.config.seed;
+                    let (model, s) =
+                        self.models
+                            .trainer
+                            .train(&name, &train_set, seed, &mut |_| {})?;
+                    let summary = self.models.summarize(&name, &model, &s, train_set.len())?;
+                    rounds.push(RetrainRound {
+                        run: self.name.to_string(),
+                        step,
+                        new_pairs,
+                        model: summary,
+                    });
+                    retrained = Some(model);
+                }
+            }
+        }
+        progress(DemoEvent::Finished {
+            name: &stage,
+            seconds: t.elapsed().as_secs_f64(),
+        });
+        Ok((rows, rounds))
+    }
+
+    /// The run's name as a folder name.
+    fn slug(&self) -> String {
+        self.name
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+            .collect::<String>()
+            .trim_matches('-')
+            .to_string()
+    }
+
+    /// Pairs of the samples (consecutive samples of the same prompt, two by two), ordered by
+    /// the biased labeler or, with `by_gold`, the gold labeler.
+    fn label(&self, samples: &[Rollout], by_gold: bool, round: usize) -> Vec<PreferencePair> {
+        let demo = &self.config.demo;
+        let labeler: &LabelerConfig = if by_gold {
+            &demo.gold_labeler
+        } else {
+            &demo.labeler
+        };
+        let items = self.world.items();
+        let mut rng = Rng::derive(
+            self.config.seed,
+            &["rl-round", self.name, &round.to_string()],
+        );
+        let response = |s: &Rollout| {
+            let item = &items[s.prompt_index];
+            Response {
+                text: s.text.clone(),
+                attrs: self.world.read_response(item, &s.text).attrs,
+            }
+        };
+        samples
+            .chunks_exact(2)
+            .filter(|p| p[0].prompt_index == p[1].prompt_index && p[0].text != p[1].text)
+            .enumerate()
+            .map(|(i, p)| {
+                let (a, b) = (response(&p[0]), response(&p[1]));
+                let (a_wins, _) = labeler.judge(&a, &b, &mut rng);
+                let (chosen, rejected) = if a_wins { (a, b) } else { (b, a) };
+                let item = &items[p[0].prompt_index];
+                let mut pair = PreferencePair::new(
+                    item.prompt.as_str(),
+                    chosen.text.as_str(),
+                    rejected.text.as_str(),
+                );
+                pair.id = Some(format!("{}-{round}-{i}", self.slug()));
+                pair
+            })
+            .collect()
+    }
+}
