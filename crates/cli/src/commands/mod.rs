@@ -5,6 +5,7 @@ pub mod eval;
 pub mod generate;
 pub mod goodhart;
 pub mod score;
+pub mod serve;
 pub mod train;
 
 use std::io::Write;
