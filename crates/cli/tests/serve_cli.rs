@@ -135,18 +135,30 @@ fn minilm_rm() -> &'static Path {
         }
         .join("minilm");
         let work = tempfile::tempdir().unwrap().keep();
-        let lines = |skip: usize, n: usize| -> String {
-            hh_pairs_json(skip, n)
-        };
+        let lines = |skip: usize, n: usize| -> String { hh_pairs_json(skip, n) };
         std::fs::write(work.join("train.jsonl"), lines(0, 16)).unwrap();
         std::fs::write(work.join("eval.jsonl"), lines(16, 4)).unwrap();
         let out = work.join("run");
         ok(run(&[
-            "--threads", "2", "train", "--model", minilm.to_str().unwrap(),
-            "--data", work.join("train.jsonl").to_str().unwrap(),
-            "--eval-data", work.join("eval.jsonl").to_str().unwrap(),
-            "--out", out.to_str().unwrap(),
-            "--max-steps", "2", "--batch-size", "4", "--max-length", "64", "--pooling", "mean",
+            "--threads",
+            "2",
+            "train",
+            "--model",
+            minilm.to_str().unwrap(),
+            "--data",
+            work.join("train.jsonl").to_str().unwrap(),
+            "--eval-data",
+            work.join("eval.jsonl").to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "4",
+            "--max-length",
+            "64",
+            "--pooling",
+            "mean",
         ]));
         out.join("final")
     })
@@ -178,7 +190,14 @@ fn cli_scores(model: &Path, items: &[(String, String)], extra: &[&str]) -> Vec<f
     let input = work.path().join("rows.jsonl");
     std::fs::write(&input, rows).unwrap();
     let o = ok(bin()
-        .args(["--threads", "2", "score", "--model", model.to_str().unwrap(), "--input"])
+        .args([
+            "--threads",
+            "2",
+            "score",
+            "--model",
+            model.to_str().unwrap(),
+            "--input",
+        ])
         .arg(&input)
         .args(extra)
         .output()
@@ -186,7 +205,11 @@ fn cli_scores(model: &Path, items: &[(String, String)], extra: &[&str]) -> Vec<f
     String::from_utf8(o.stdout)
         .unwrap()
         .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap()["score"].as_f64().unwrap())
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["score"]
+                .as_f64()
+                .unwrap()
+        })
         .collect()
 }
 
@@ -214,26 +237,49 @@ fn every_protocol_answers_the_scores_of_rewardkit_score() {
     // `rewards` (and logs every key of `extra_logs`).
     let query: Vec<String> = items.iter().map(|(p, r)| format!("{p}{r}")).collect();
     let prompts: Vec<&String> = items.iter().map(|(p, _)| p).collect();
-    let (st, v) = s.post("/get_reward", &json!({"query": query, "prompts": prompts, "labels": ["x"; 12]}));
+    let (st, v) = s.post(
+        "/get_reward",
+        &json!({"query": query, "prompts": prompts, "labels": vec!["x"; 12]}),
+    );
     assert_eq!(st, 200, "{v}");
     assert_close(&floats(&v["rewards"]), &want, 1e-6, "/get_reward rewards");
     assert_close(&floats(&v["scores"]), &want, 1e-6, "/get_reward scores");
     for key in ["monitor_length_r", "monitor_flags", "monitor_window_items"] {
-        assert_eq!(v["extra_logs"][key].as_array().unwrap().len(), 12, "{key}: {v}");
+        assert_eq!(
+            v["extra_logs"][key].as_array().unwrap().len(),
+            12,
+            "{key}: {v}"
+        );
     }
 
     // Without prompts, and through vLLM's /classify and TEI's /predict, a text alone is scored
     // as a response with no prompt: the same as `rewardkit score` on rows without a prompt.
-    let responses: Vec<(String, String)> = items.iter().map(|(_, r)| (String::new(), r.clone())).collect();
+    let responses: Vec<(String, String)> = items
+        .iter()
+        .map(|(_, r)| (String::new(), r.clone()))
+        .collect();
     let alone = cli_scores(model, &responses, &["--max-length", "128"]);
     let texts: Vec<&String> = items.iter().map(|(_, r)| r).collect();
     let (st, v) = s.post("/get_reward", &json!({"query": texts}));
     assert_eq!(st, 200, "{v}");
-    assert_close(&floats(&v["rewards"]), &alone, 1e-6, "/get_reward without prompts");
+    assert_close(
+        &floats(&v["rewards"]),
+        &alone,
+        1e-6,
+        "/get_reward without prompts",
+    );
     // verl's reward loop: {"model", "input": [...], "activation": false}, reads data[i].probs.
-    let (st, v) = s.post("/classify", &json!({"model": "rm", "input": texts, "activation": false, "add_special_tokens": false}));
+    let (st, v) = s.post(
+        "/classify",
+        &json!({"model": "rm", "input": texts, "activation": false, "add_special_tokens": false}),
+    );
     assert_eq!(st, 200, "{v}");
-    let probs: Vec<f64> = v["data"].as_array().unwrap().iter().map(|d| d["probs"][0].as_f64().unwrap()).collect();
+    let probs: Vec<f64> = v["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["probs"][0].as_f64().unwrap())
+        .collect();
     assert_close(&probs, &alone, 1e-6, "/classify");
     assert_eq!(v["data"][3]["index"], 3);
     assert_eq!(v["data"][0]["num_classes"], 1);
@@ -246,13 +292,28 @@ fn every_protocol_answers_the_scores_of_rewardkit_score() {
     let pairs: Vec<[&String; 2]> = items.iter().map(|(p, r)| [p, r]).collect();
     let (st, v) = s.post("/predict", &json!({"inputs": pairs, "raw_scores": true}));
     assert_eq!(st, 200, "{v}");
-    let got: Vec<f64> = v.as_array().unwrap().iter().map(|x| x[0]["score"].as_f64().unwrap()).collect();
+    let got: Vec<f64> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x[0]["score"].as_f64().unwrap())
+        .collect();
     assert_close(&got, &want, 1e-6, "/predict batch");
-    let (_, v) = s.post("/predict", &json!({"inputs": [items[0].0, items[0].1], "raw_scores": true}));
-    assert!((v[0]["score"].as_f64().unwrap() - want[0]).abs() < 1e-6, "/predict single: {v}");
+    let (_, v) = s.post(
+        "/predict",
+        &json!({"inputs": [items[0].0, items[0].1], "raw_scores": true}),
+    );
+    assert!(
+        (v[0]["score"].as_f64().unwrap() - want[0]).abs() < 1e-6,
+        "/predict single: {v}"
+    );
     assert_eq!(v[0]["label"], "LABEL_0");
 
-    let info: Value = ureq::get(&s.url("/info")).call().unwrap().into_json().unwrap();
+    let info: Value = ureq::get(&s.url("/info"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
     assert_eq!(info["members"][0]["architecture"], "bert");
     assert_eq!(info["members"][0]["pooling"], "mean");
     assert_eq!(info["members"][0]["max_length"], 128);
@@ -263,12 +324,18 @@ fn every_protocol_answers_the_scores_of_rewardkit_score() {
 fn tiny_llama_rm_matches_its_reference_and_openrlhf_gets_a_reward_per_query() {
     let dir = models().join("tiny-llama-rm");
     let reference: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap()).unwrap();
+        serde_json::from_str(&std::fs::read_to_string(dir.join("reference.json")).unwrap())
+            .unwrap();
     let items: Vec<(String, String)> = reference["texts"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|t| (t["prompt"].as_str().unwrap().to_owned(), t["response"].as_str().unwrap().to_owned()))
+        .map(|t| {
+            (
+                t["prompt"].as_str().unwrap().to_owned(),
+                t["response"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     let s = Serve::start(&["--model", dir.to_str().unwrap()]);
     assert_eq!(ureq::get(&s.url("/health")).call().unwrap().status(), 200);
@@ -292,8 +359,14 @@ fn an_ensemble_answers_each_member_and_the_combined_reward() {
     let a = cli_scores(minilm, &items, &["--max-length", "128"]);
     let b = cli_scores(&llama, &items, &["--max-length", "128"]);
     let s = Serve::start(&[
-        "--model", minilm.to_str().unwrap(), "--model", llama.to_str().unwrap(),
-        "--combine", "mean-std:0.5", "--max-length", "128",
+        "--model",
+        minilm.to_str().unwrap(),
+        "--model",
+        llama.to_str().unwrap(),
+        "--combine",
+        "mean-std:0.5",
+        "--max-length",
+        "128",
     ]);
     let mut body = score_body(&items);
     body["return_members"] = json!(true);
@@ -304,9 +377,16 @@ fn an_ensemble_answers_each_member_and_the_combined_reward() {
         assert_close(&m, &[a[i], b[i]], 1e-6, "members");
         let (mean, std) = ((a[i] + b[i]) / 2.0, (a[i] - b[i]).abs() / 2.0);
         assert!((v["std"][i].as_f64().unwrap() - std).abs() < 1e-9);
-        assert!((v["scores"][i].as_f64().unwrap() - (mean - 0.5 * std)).abs() < 1e-9, "{v}");
+        assert!(
+            (v["scores"][i].as_f64().unwrap() - (mean - 0.5 * std)).abs() < 1e-9,
+            "{v}"
+        );
     }
-    let info: Value = ureq::get(&s.url("/info")).call().unwrap().into_json().unwrap();
+    let info: Value = ureq::get(&s.url("/info"))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
     assert_eq!(info["combine"], "mean-0.5*std");
     assert_eq!(info["members"].as_array().unwrap().len(), 2);
     assert!(s.terminate().success());
@@ -316,7 +396,14 @@ fn an_ensemble_answers_each_member_and_the_combined_reward() {
 fn concurrent_clients_get_the_scores_each_row_gets_alone() {
     let model = minilm_rm();
     let items = hh_items(64 * 8, 0);
-    let s = Serve::start(&["--model", model.to_str().unwrap(), "--max-length", "64", "--max-wait-ms", "5"]);
+    let s = Serve::start(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--max-length",
+        "64",
+        "--max-wait-ms",
+        "5",
+    ]);
     // Each row alone: one request, one item, one forward pass.
     let alone: Vec<f64> = items
         .iter()
@@ -329,12 +416,23 @@ fn concurrent_clients_get_the_scores_each_row_gets_alone() {
     let together: Vec<Vec<f64>> = std::thread::scope(|scope| {
         let handles: Vec<_> = items
             .chunks(8)
-            .map(|chunk| scope.spawn(|| floats(&s.post("/v1/score", &score_body(chunk)).1["scores"])))
+            .map(|chunk| {
+                scope.spawn(|| floats(&s.post("/v1/score", &score_body(chunk)).1["scores"]))
+            })
             .collect();
         handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
-    assert_close(&together.concat(), &alone, 1e-6, "batched across 64 clients");
-    let metrics = ureq::get(&s.url("/metrics")).call().unwrap().into_string().unwrap();
+    assert_close(
+        &together.concat(),
+        &alone,
+        1e-6,
+        "batched across 64 clients",
+    );
+    let metrics = ureq::get(&s.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
     let batches: f64 = metrics
         .lines()
         .find_map(|l| l.strip_prefix("rewardkit_batches_total "))
@@ -342,15 +440,24 @@ fn concurrent_clients_get_the_scores_each_row_gets_alone() {
         .parse()
         .unwrap();
     // 512 alone + far fewer than 64 batches for the concurrent ones.
-    assert!(batches < 512.0 + 64.0, "{batches} batches: no batching across requests");
+    assert!(
+        batches < 512.0 + 64.0,
+        "{batches} batches: no batching across requests"
+    );
     assert!(s.terminate().success());
 }
 
 #[test]
 fn a_burst_over_the_limit_is_answered_200_or_429_and_the_server_recovers() {
     let dir = models().join("tiny-llama-rm");
-    let s = Serve::start(&["--model", dir.to_str().unwrap(), "--max-concurrent-requests", "2"]);
-    let body = json!({"items": [{"prompt": "t5 t17", "response": " t3 t250"}; 32]}).to_string();
+    let s = Serve::start(&[
+        "--model",
+        dir.to_str().unwrap(),
+        "--max-concurrent-requests",
+        "2",
+    ]);
+    let body =
+        json!({"items": vec![json!({"prompt": "t5 t17", "response": " t3 t250"}); 32]}).to_string();
     let started = Instant::now();
     let statuses: Vec<u16> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..200)
@@ -375,8 +482,17 @@ fn a_burst_over_the_limit_is_answered_200_or_429_and_the_server_recovers() {
     assert_eq!(ureq::get(&s.url("/health")).call().unwrap().status(), 200);
     let (st, v) = post_raw(&s.url("/v1/score"), &body);
     assert_eq!(st, 200, "{v}");
-    let metrics = ureq::get(&s.url("/metrics")).call().unwrap().into_string().unwrap();
-    assert!(metrics.contains(&format!("rewardkit_requests_total{{endpoint=\"/v1/score\",status=\"429\"}} {busy}")), "{metrics}");
+    let metrics = ureq::get(&s.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains(&format!(
+            "rewardkit_requests_total{{endpoint=\"/v1/score\",status=\"429\"}} {busy}"
+        )),
+        "{metrics}"
+    );
     assert!(s.terminate().success());
 }
 
@@ -385,10 +501,18 @@ fn malformed_and_oversized_bodies_get_json_errors() {
     let dir = models().join("tiny-llama-rm");
     let s = Serve::start(&["--model", dir.to_str().unwrap(), "--max-body-bytes", "1000"]);
     let (st, v) = post_raw(&s.url("/v1/score"), "{\"items\": [");
-    assert_eq!((st, v["error_type"].as_str()), (400, Some("invalid_json")), "{v}");
+    assert_eq!(
+        (st, v["error_type"].as_str()),
+        (400, Some("invalid_json")),
+        "{v}"
+    );
     let big = json!({"items": [{"response": "t1 ".repeat(400)}]}).to_string();
     let (st, v) = post_raw(&s.url("/v1/score"), &big);
-    assert_eq!((st, v["error_type"].as_str()), (413, Some("payload_too_large")), "{v}");
+    assert_eq!(
+        (st, v["error_type"].as_str()),
+        (413, Some("payload_too_large")),
+        "{v}"
+    );
     let (st, v) = post_raw(&s.url("/get_reward"), "{\"query\": 3}");
     assert_eq!(st, 422, "{v}");
     assert!(v["error"].as_str().unwrap().contains("`query`"), "{v}");
@@ -398,19 +522,42 @@ fn malformed_and_oversized_bodies_get_json_errors() {
 #[test]
 fn sigterm_answers_every_accepted_request_then_exits_0() {
     let model = minilm_rm();
-    let s = Serve::start(&["--model", model.to_str().unwrap(), "--max-length", "64", "--max-batch-items", "4"]);
+    let s = Serve::start(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--max-length",
+        "64",
+        "--max-batch-items",
+        "4",
+    ]);
     let items = hh_items(8, 300);
     let metrics_url = s.url("/metrics");
     let score_url = s.url("/v1/score");
     let body = score_body(&items).to_string();
     let answers = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..8).map(|_| scope.spawn(|| post_raw(&score_url, &body))).collect();
+        let handles: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| post_raw(&score_url, &body)))
+            .collect();
         // Wait until all 64 items are accepted (queued or being scored), then SIGTERM.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let m = ureq::get(&metrics_url).call().unwrap().into_string().unwrap();
-            let queued: i64 = m.lines().find_map(|l| l.strip_prefix("rewardkit_queue_items ")).unwrap().parse().unwrap();
-            let done: f64 = m.lines().find_map(|l| l.strip_prefix("rewardkit_sequences_total ")).unwrap().parse().unwrap();
+            let m = ureq::get(&metrics_url)
+                .call()
+                .unwrap()
+                .into_string()
+                .unwrap();
+            let queued: i64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("rewardkit_queue_items "))
+                .unwrap()
+                .parse()
+                .unwrap();
+            let done: f64 = m
+                .lines()
+                .find_map(|l| l.strip_prefix("rewardkit_sequences_total "))
+                .unwrap()
+                .parse()
+                .unwrap();
             if queued as f64 + done >= 64.0 || Instant::now() > deadline {
                 break;
             }
@@ -418,7 +565,10 @@ fn sigterm_answers_every_accepted_request_then_exits_0() {
         }
         // SAFETY: a signal to our own child.
         unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) };
-        handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap())
+            .collect::<Vec<_>>()
     });
     for (st, v) in &answers {
         assert_eq!(*st, 200, "{v}");

@@ -246,10 +246,10 @@ mod tests {
     }
 
     /// Serves a window of HH responses with `scorer` and reports.
-    fn watch(window: usize, scorer: impl Fn(&str, &mut Rng) -> f64) -> MonitorReport {
+    fn watch(window: usize, seed: u64, scorer: impl Fn(&str, &mut Rng) -> f64) -> MonitorReport {
         let extractor = FeatureExtractor::new();
         let mut monitor = Monitor::new(MonitorConfig::with_window(window));
-        let mut rng = Rng::new(7);
+        let mut rng = Rng::new(seed);
         // Twice the window: the first half slides out.
         for (p, r) in hh_responses(2 * window) {
             let tokens = r.split_whitespace().count();
@@ -273,7 +273,7 @@ mod tests {
     #[test]
     fn a_length_hacking_scorer_raises_red() {
         // Pays for length with some noise: log of the characters plus N(0, 0.3).
-        let report = watch(400, |r, rng| {
+        let report = watch(400, 7, |r, rng| {
             (r.len() as f64 + 1.0).ln() + 0.3 * rng.normal()
         });
         assert_eq!(report.n, 400);
@@ -295,8 +295,7 @@ mod tests {
     #[test]
     fn a_noise_scorer_raises_nothing() {
         for seed in 0..5u64 {
-            let mut own = Rng::new(seed);
-            let report = watch(400, |_, _| own.normal());
+            let report = watch(400, seed, |_, rng| rng.normal());
             assert_eq!(report.flags(), 0, "seed {seed}: {report:?}");
             assert!(report.length_r().abs() < 0.3, "seed {seed}: {report:?}");
         }
@@ -304,7 +303,7 @@ mod tests {
 
     #[test]
     fn too_few_observations_report_no_correlation() {
-        let report = watch(10, |r, _| r.len() as f64);
+        let report = watch(10, 0, |r, _| r.len() as f64);
         assert_eq!(report.n, 10);
         assert!(report
             .features

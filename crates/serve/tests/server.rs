@@ -36,7 +36,11 @@ impl Engine for Words {
         let r: Vec<u32> = response.render().split_whitespace().map(id).collect();
         let keep_r = r.len().min(self.max_len);
         let keep_p = p.len().min(self.max_len - keep_r);
-        let ids: Vec<u32> = p[p.len() - keep_p..].iter().chain(&r[..keep_r]).copied().collect();
+        let ids: Vec<u32> = p[p.len() - keep_p..]
+            .iter()
+            .chain(&r[..keep_r])
+            .copied()
+            .collect();
         Ok(Prepared::new(vec![Encoded {
             type_ids: vec![0; ids.len()],
             ids,
@@ -57,7 +61,10 @@ impl Engine for Words {
         if ids().any(|&i| i == FAIL) {
             return Err("told to fail".into());
         }
-        Ok(batch.iter().map(|p| vec![p.members[0].ids.len() as f64]).collect())
+        Ok(batch
+            .iter()
+            .map(|p| vec![p.members[0].ids.len() as f64])
+            .collect())
     }
 
     fn response_tokens(&self, response: &Text) -> Option<usize> {
@@ -139,7 +146,10 @@ fn post(url: &str, body: &str, key: Option<&str>) -> (u16, Value, Option<String>
 }
 
 fn items(texts: &[&str]) -> String {
-    let items: Vec<Value> = texts.iter().map(|t| json!({"prompt": "p q", "response": t})).collect();
+    let items: Vec<Value> = texts
+        .iter()
+        .map(|t| json!({"prompt": "p q", "response": t}))
+        .collect();
     json!({ "items": items }).to_string()
 }
 
@@ -158,7 +168,7 @@ fn bad_inputs_get_their_status_and_a_message_naming_the_field() {
         (r#"{"items": []}"#.into(), 422, "validation", "`items` is empty"),
         (items(&["a", "b", "c", "d"]), 422, "validation", "more than --max-client-batch 3"),
         (r#"{"items": [{"response": "a"}, {"response": 5}]}"#.into(), 422, "validation",
-            "items[1]: field `response` should be a string or a list of {role, content} messages, found number"),
+            "items[1]: field `response` should be a string or a list of {role, content} messages, found a number"),
         (r#"{"items": [{"prompt": "a"}]}"#.into(), 422, "validation", "items[0]: missing field `response`"),
         (r#"{"items": [{"response": "a", "extra": 1}]}"#.into(), 422, "validation", "items[0]: unknown field `extra`"),
         (r#"{"itemz": []}"#.into(), 422, "validation", "unknown field `itemz`"),
@@ -169,7 +179,10 @@ fn bad_inputs_get_their_status_and_a_message_naming_the_field() {
         let (got, v, _) = post(&url, &body, None);
         assert_eq!(got, status, "{body:.80}: {v}");
         assert_eq!(v["error_type"], kind, "{body:.80}: {v}");
-        assert!(v["error"].as_str().unwrap().contains(message), "{body:.80}: {v}");
+        assert!(
+            v["error"].as_str().unwrap().contains(message),
+            "{body:.80}: {v}"
+        );
     }
     // Bytes that are not UTF-8 inside the second item's response.
     let mut body = br#"{"items": [{"response": "ok"}, {"response": "bad "#.to_vec();
@@ -181,18 +194,45 @@ fn bad_inputs_get_their_status_and_a_message_naming_the_field() {
     };
     assert_eq!(resp.status(), 422);
     let v: Value = resp.into_json().unwrap();
-    assert!(v["error"].as_str().unwrap().starts_with("items[1].response: the body is not valid UTF-8"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("items[1].response: the body is not valid UTF-8"),
+        "{v}"
+    );
     // The other protocols name their fields too.
-    let (st, v, _) = post(&format!("{}/get_reward", s.base), r#"{"query": ["a", 3]}"#, None);
-    assert_eq!((st, v["error"].as_str().unwrap()), (422, "query[1] should be a string, found a number"));
-    let (st, v, _) = post(&format!("{}/get_reward", s.base), r#"{"query": ["p a"], "prompts": ["q"]}"#, None);
+    let (st, v, _) = post(
+        &format!("{}/get_reward", s.base),
+        r#"{"query": ["a", 3]}"#,
+        None,
+    );
+    assert_eq!(
+        (st, v["error"].as_str().unwrap()),
+        (422, "query[1] should be a string, found a number")
+    );
+    let (st, v, _) = post(
+        &format!("{}/get_reward", s.base),
+        r#"{"query": ["p a"], "prompts": ["q"]}"#,
+        None,
+    );
     assert_eq!(st, 422, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("query[0] does not start with prompts[0]"));
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .contains("query[0] does not start with prompts[0]"));
     let (st, v, _) = post(&format!("{}/classify", s.base), r#"{"input": 1}"#, None);
     assert_eq!(st, 422, "{v}");
-    let (st, v, _) = post(&format!("{}/predict", s.base), r#"{"inputs": [["a", 1]]}"#, None);
+    let (st, v, _) = post(
+        &format!("{}/predict", s.base),
+        r#"{"inputs": [["a", 1]]}"#,
+        None,
+    );
     assert_eq!(st, 422, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("inputs[0] should be"), "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("inputs[0] should be"),
+        "{v}"
+    );
     // Nothing reached the model.
     assert_eq!(s.metrics.sequences(), 0);
     s.stop();
@@ -202,7 +242,11 @@ fn bad_inputs_get_their_status_and_a_message_naming_the_field() {
 fn over_long_inputs_are_cut_and_flagged_or_refused() {
     let s = start(ServeConfig::default(), 0);
     let long = "w ".repeat(20); // 20 words, the limit is 16
-    let (st, v, _) = post(&format!("{}/v1/score", s.base), &items(&["a b", &long]), None);
+    let (st, v, _) = post(
+        &format!("{}/v1/score", s.base),
+        &items(&["a b", &long]),
+        None,
+    );
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["scores"], json!([4.0, 16.0]));
     assert_eq!(v["truncated"], json!([false, true]));
@@ -212,10 +256,26 @@ fn over_long_inputs_are_cut_and_flagged_or_refused() {
     assert_eq!(st, 422, "{v}");
     assert!(v["error"].as_str().unwrap().starts_with("item 1: "), "{v}");
     s.stop();
-    let s = start(ServeConfig { truncate: false, ..Default::default() }, 0);
-    let (st, v, _) = post(&format!("{}/v1/score", s.base), &items(&["a b", &long]), None);
+    let s = start(
+        ServeConfig {
+            truncate: false,
+            ..Default::default()
+        },
+        0,
+    );
+    let (st, v, _) = post(
+        &format!("{}/v1/score", s.base),
+        &items(&["a b", &long]),
+        None,
+    );
     assert_eq!(st, 422, "{v}");
-    assert!(v["error"].as_str().unwrap().contains("item 1: 16 tokens, longer than the model's length"), "{v}");
+    assert!(
+        v["error"]
+            .as_str()
+            .unwrap()
+            .contains("item 1: 16 tokens, longer than the model's length"),
+        "{v}"
+    );
     s.stop();
 }
 
@@ -228,7 +288,11 @@ fn a_failing_batch_answers_500_and_the_server_goes_on() {
         assert_eq!(st, 500, "{v}");
         assert_eq!(v["error_type"], "backend");
         let (st, v, _) = post(&url, &items(&["a b c"]), None);
-        assert_eq!((st, v["scores"].clone()), (200, json!([5.0])), "after {marker}");
+        assert_eq!(
+            (st, v["scores"].clone()),
+            (200, json!([5.0])),
+            "after {marker}"
+        );
     }
     s.stop();
 }
@@ -250,7 +314,11 @@ fn over_the_concurrency_limit_is_429_with_retry_after() {
     let ok = answers.iter().filter(|a| a.0 == 200).count();
     let busy: Vec<_> = answers.iter().filter(|a| a.0 == 429).collect();
     assert_eq!(ok + busy.len(), 20, "{answers:?}");
-    assert!(ok >= 1 && !busy.is_empty(), "{ok} answered, {} refused", busy.len());
+    assert!(
+        ok >= 1 && !busy.is_empty(),
+        "{ok} answered, {} refused",
+        busy.len()
+    );
     for (_, v, retry) in &busy {
         assert_eq!(v["error_type"], "overloaded");
         assert_eq!(retry.as_deref(), Some("1"));
@@ -317,7 +385,11 @@ fn a_client_that_disconnects_has_its_queued_work_dropped() {
     });
     std::thread::sleep(Duration::from_millis(700));
     assert_eq!(s.metrics.dropped(), 5);
-    assert_eq!(s.metrics.sequences(), 2, "the gone client's items were computed");
+    assert_eq!(
+        s.metrics.sequences(),
+        2,
+        "the gone client's items were computed"
+    );
     s.stop();
 }
 
@@ -339,7 +411,13 @@ fn an_api_key_guards_every_endpoint_but_health() {
         let e = ureq::get(&format!("{}{path}", s.base)).call().unwrap_err();
         assert!(matches!(e, ureq::Error::Status(401, _)), "{path}: {e}");
     }
-    assert_eq!(ureq::get(&format!("{}/health", s.base)).call().unwrap().status(), 200);
+    assert_eq!(
+        ureq::get(&format!("{}/health", s.base))
+            .call()
+            .unwrap()
+            .status(),
+        200
+    );
     s.stop();
 }
 
@@ -350,17 +428,47 @@ fn metrics_monitor_info_and_openapi_describe_the_server() {
     for _ in 0..3 {
         assert_eq!(post(&url, &items(&["a b", "c"]), None).0, 200);
     }
-    let text = ureq::get(&format!("{}/metrics", s.base)).call().unwrap().into_string().unwrap();
-    assert!(text.contains("rewardkit_requests_total{endpoint=\"/v1/score\",status=\"200\"} 3"), "{text}");
+    let text = ureq::get(&format!("{}/metrics", s.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        text.contains("rewardkit_requests_total{endpoint=\"/v1/score\",status=\"200\"} 3"),
+        "{text}"
+    );
     assert!(text.contains("rewardkit_sequences_total 6"), "{text}");
-    assert!(text.contains("rewardkit_request_duration_seconds_count{endpoint=\"/v1/score\"} 3"), "{text}");
+    assert!(
+        text.contains("rewardkit_request_duration_seconds_count{endpoint=\"/v1/score\"} 3"),
+        "{text}"
+    );
     assert!(text.contains("rewardkit_monitor_window_items 6"), "{text}");
-    let m: Value = ureq::get(&format!("{}/v1/monitor", s.base)).call().unwrap().into_json().unwrap();
+    let m: Value = ureq::get(&format!("{}/v1/monitor", s.base))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
     assert_eq!(m["n"], 6);
     assert_eq!(m["features"].as_array().unwrap().len(), 6);
-    let doc: Value = ureq::get(&format!("{}/openapi.json", s.base)).call().unwrap().into_json().unwrap();
-    for path in ["/v1/score", "/get_reward", "/classify", "/predict", "/health", "/info", "/metrics", "/v1/monitor"] {
-        assert!(doc["paths"][path].is_object(), "{path} missing from the OpenAPI document");
+    let doc: Value = ureq::get(&format!("{}/openapi.json", s.base))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    for path in [
+        "/v1/score",
+        "/get_reward",
+        "/classify",
+        "/predict",
+        "/health",
+        "/info",
+        "/metrics",
+        "/v1/monitor",
+    ] {
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from the OpenAPI document"
+        );
     }
     assert!(doc["components"]["schemas"]["ScoreResponse"].is_object());
     s.stop();
