@@ -90,6 +90,21 @@ fn post_raw(url: &str, body: &str) -> (u16, Value) {
     (resp.status(), resp.into_json().unwrap())
 }
 
+/// A GET's body as text.
+fn get_text(url: &str) -> String {
+    ureq::get(url).call().unwrap().into_string().unwrap()
+}
+
+/// The value of an unlabelled Prometheus sample.
+fn metric(text: &str, name: &str) -> f64 {
+    let prefix = format!("{name} ");
+    text.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .unwrap_or_else(|| panic!("no {name} in {text}"))
+        .parse()
+        .unwrap()
+}
+
 fn floats(v: &Value) -> Vec<f64> {
     v.as_array()
         .unwrap_or_else(|| panic!("not an array: {v}"))
@@ -112,14 +127,17 @@ fn shared_data() -> PathBuf {
     )
 }
 
-/// `n` real (prompt, response) from HH-RLHF helpful-base test (chosen responses).
-fn hh_items(n: usize, skip: usize) -> Vec<(String, String)> {
+/// `n` real pairs of HH-RLHF helpful-base test, after the first `skip`.
+fn hh_pairs(skip: usize, n: usize) -> Vec<rewardkit_data::PreferencePair> {
     let path = shared_data().join("hh-rlhf/helpful-base/test.jsonl.gz");
     let data = rewardkit_data::load(&[path], &Default::default()).unwrap();
-    data.pairs
+    data.pairs.into_iter().skip(skip).take(n).collect()
+}
+
+/// `n` real (prompt, response): the chosen responses of [`hh_pairs`].
+fn hh_items(n: usize, skip: usize) -> Vec<(String, String)> {
+    hh_pairs(skip, n)
         .iter()
-        .skip(skip)
-        .take(n)
         .map(|p| (p.prompt.render(), p.chosen.render()))
         .collect()
 }
@@ -134,10 +152,11 @@ fn minilm_rm() -> &'static Path {
             _ => PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rewardkit/models"),
         }
         .join("minilm");
-        let work = tempfile::tempdir().unwrap().keep();
-        let lines = |skip: usize, n: usize| -> String { hh_pairs_json(skip, n) };
-        std::fs::write(work.join("train.jsonl"), lines(0, 16)).unwrap();
-        std::fs::write(work.join("eval.jsonl"), lines(16, 4)).unwrap();
+        // Trained again by each run of this test binary (--overwrite), kept in cargo's folder.
+        let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve_cli-minilm-rm");
+        std::fs::create_dir_all(&work).unwrap();
+        std::fs::write(work.join("train.jsonl"), trl_rows(0, 16)).unwrap();
+        std::fs::write(work.join("eval.jsonl"), trl_rows(16, 4)).unwrap();
         let out = work.join("run");
         ok(run(&[
             "--threads",
@@ -159,23 +178,19 @@ fn minilm_rm() -> &'static Path {
             "64",
             "--pooling",
             "mean",
+            "--overwrite",
         ]));
         out.join("final")
     })
 }
 
 /// HH pairs as TRL JSONL rows.
-fn hh_pairs_json(skip: usize, n: usize) -> String {
-    let path = shared_data().join("hh-rlhf/helpful-base/test.jsonl.gz");
-    let data = rewardkit_data::load(&[path], &Default::default()).unwrap();
-    data.pairs
+fn trl_rows(skip: usize, n: usize) -> String {
+    hh_pairs(skip, n)
         .iter()
-        .skip(skip)
-        .take(n)
         .map(|p| {
-            json!({"prompt": p.prompt.render(), "chosen": p.chosen.render(), "rejected": p.rejected.render()})
-                .to_string()
-                + "\n"
+            let row = json!({"prompt": p.prompt.render(), "chosen": p.chosen.render(), "rejected": p.rejected.render()});
+            row.to_string() + "\n"
         })
         .collect()
 }
@@ -428,17 +443,7 @@ fn concurrent_clients_get_the_scores_each_row_gets_alone() {
         1e-6,
         "batched across 64 clients",
     );
-    let metrics = ureq::get(&s.url("/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    let batches: f64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("rewardkit_batches_total "))
-        .unwrap()
-        .parse()
-        .unwrap();
+    let batches = metric(&get_text(&s.url("/metrics")), "rewardkit_batches_total");
     // 512 alone + far fewer than 64 batches for the concurrent ones.
     assert!(
         batches < 512.0 + 64.0,
@@ -482,11 +487,7 @@ fn a_burst_over_the_limit_is_answered_200_or_429_and_the_server_recovers() {
     assert_eq!(ureq::get(&s.url("/health")).call().unwrap().status(), 200);
     let (st, v) = post_raw(&s.url("/v1/score"), &body);
     assert_eq!(st, 200, "{v}");
-    let metrics = ureq::get(&s.url("/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
+    let metrics = get_text(&s.url("/metrics"));
     assert!(
         metrics.contains(&format!(
             "rewardkit_requests_total{{endpoint=\"/v1/score\",status=\"429\"}} {busy}"
@@ -541,24 +542,10 @@ fn sigterm_answers_every_accepted_request_then_exits_0() {
         // Wait until all 64 items are accepted (queued or being scored), then SIGTERM.
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let m = ureq::get(&metrics_url)
-                .call()
-                .unwrap()
-                .into_string()
-                .unwrap();
-            let queued: i64 = m
-                .lines()
-                .find_map(|l| l.strip_prefix("rewardkit_queue_items "))
-                .unwrap()
-                .parse()
-                .unwrap();
-            let done: f64 = m
-                .lines()
-                .find_map(|l| l.strip_prefix("rewardkit_sequences_total "))
-                .unwrap()
-                .parse()
-                .unwrap();
-            if queued as f64 + done >= 64.0 || Instant::now() > deadline {
+            let m = get_text(&metrics_url);
+            let accepted =
+                metric(&m, "rewardkit_queue_items") + metric(&m, "rewardkit_sequences_total");
+            if accepted >= 64.0 || Instant::now() > deadline {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));

@@ -104,10 +104,7 @@ async fn get_reward_inner(app: &AppState, body: Body) -> Result<GetRewardRespons
             }
             split_queries(&query, prompts)?
         }
-        _ => query
-            .iter()
-            .map(|q| (Text::Plain(String::new()), Text::Plain(q.clone())))
-            .collect(),
+        _ => alone(query.iter().cloned()),
     };
     let n = items.len();
     let s = app.score(items, None).await?;
@@ -123,6 +120,13 @@ async fn get_reward_inner(app: &AppState, body: Body) -> Result<GetRewardRespons
         scores: s.scores,
         extra_logs,
     })
+}
+
+/// Texts scored as responses with an empty prompt.
+fn alone(texts: impl Iterator<Item = String>) -> Vec<(Text, Text)> {
+    texts
+        .map(|t| (Text::Plain(String::new()), Text::Plain(t)))
+        .collect()
 }
 
 /// (prompt, query minus its prompt); a query that does not start with its prompt is refused.
@@ -163,11 +167,7 @@ async fn classify_inner(app: &AppState, body: Body) -> Result<ClassifyResponse, 
     };
     parse::check_count("input", texts.len(), app.config.max_client_batch)?;
     let activation = parse::flag(obj, "activation")?.unwrap_or(true);
-    let items = texts
-        .into_iter()
-        .map(|t| (Text::Plain(String::new()), Text::Plain(t)))
-        .collect();
-    let s = app.score(items, None).await?;
+    let s = app.score(alone(texts.into_iter()), None).await?;
     let data = s
         .scores
         .iter()
@@ -209,10 +209,7 @@ fn label() -> String {
 #[utoipa::path(post, path = "/predict", request_body = PredictRequest,
     responses((status = 200, body = Vec<Prediction>), (status = 422, body = ErrorBody)))]
 pub async fn predict(State(app): App, body: Body) -> Response {
-    match predict_inner(&app, body).await {
-        Ok(v) => Json(v).into_response(),
-        Err(e) => e.into_response(),
-    }
+    answer(predict_inner(&app, body).await)
 }
 
 async fn predict_inner(app: &AppState, body: Body) -> Result<Value, ServeError> {
