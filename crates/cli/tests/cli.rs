@@ -61,6 +61,7 @@ fn help_of_commands_with_enum_flags() {
         ("data_split_help", &["data", "split", "--help"]),
         ("goodhart_curves_help", &["goodhart", "curves", "--help"]),
         ("generate_help", &["generate", "--help"]),
+        ("serve_help", &["serve", "--help"]),
     ] {
         let o = run(args);
         assert!(o.status.success(), "{name}: {}", stderr(&o));
