@@ -76,7 +76,8 @@ server() {
     echo "== $name c=$c (load $(cut -d' ' -f1 /proc/loadavg))"
     run "${name}_c$c" "$port" "$c" "$pid"
   done
-  kill -TERM "$pid"; wait "$tpid" || true
+  # The PyTorch server would first work off its whole backlog (minutes at concurrency 64).
+  kill -TERM "$pid"; sleep 5; kill -KILL "$pid" 2>/dev/null || true; wait "$tpid" || true
 }
 
 export BODIES="$OUT/bodies.jsonl"

@@ -54,14 +54,7 @@ pub async fn score(State(app): App, body: Body) -> Response {
 }
 
 async fn score_inner(app: &AppState, body: Body) -> Result<ScoreResponse, ServeError> {
-    let v = body_json(body)?;
-    let obj = parse::object(&v, Some(&["items", "return_members"]))?;
-    let items = parse::array(obj, "items", app.config.max_client_batch)?
-        .iter()
-        .enumerate()
-        .map(|(i, v)| parse::score_item(v, i))
-        .collect::<Result<Vec<_>, _>>()?;
-    let members = parse::flag(obj, "return_members")?.unwrap_or(false);
+    let (items, members) = parse::score_request(&body_json(body)?, app.config.max_client_batch)?;
     let s = app.score(items, None).await?;
     let std = members.then(|| s.members.iter().map(|m| population_std(m)).collect());
     Ok(ScoreResponse {

@@ -151,6 +151,17 @@ pub fn strings(obj: &Map<String, Value>, field: &str) -> Result<Option<Vec<Strin
     }
 }
 
+/// A `/v1/score` body: its items and `return_members`.
+pub fn score_request(v: &Value, max_items: usize) -> Result<(Vec<(Text, Text)>, bool), ServeError> {
+    let obj = object(v, Some(&["items", "return_members"]))?;
+    let items = array(obj, "items", max_items)?
+        .iter()
+        .enumerate()
+        .map(|(i, v)| score_item(v, i))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((items, flag(obj, "return_members")?.unwrap_or(false)))
+}
+
 /// One `{prompt?, response}` item of `/v1/score`.
 pub fn score_item(v: &Value, i: usize) -> Result<(Text, Text), ServeError> {
     let at = |msg: String| ServeError::validation(format!("items[{i}]: {msg}"));
@@ -168,4 +179,47 @@ pub fn score_item(v: &Value, i: usize) -> Result<(Text, Text), ServeError> {
     let prompt = text_field(obj, "prompt", false).map_err(|e| at(e.to_string()))?;
     let response = text_field(obj, "response", true).map_err(|e| at(e.to_string()))?;
     Ok((prompt, response))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// Whatever the bytes, the readers answer Ok or a client error; they never panic.
+    fn read(bytes: &[u8]) -> Result<(), ServeError> {
+        let v = json_body(bytes)?;
+        score_request(&v, 4).map(|_| ())
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_read_or_refused(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            if let Err(e) = read(&bytes) {
+                prop_assert!(matches!(e.kind, ErrorKind::InvalidJson | ErrorKind::Validation), "{e:?}");
+            }
+        }
+
+        #[test]
+        fn json_like_text_is_read_or_refused(text in r#"[\[\]{}",: 0-9a-z\\]{0,80}"#) {
+            let body = format!(r#"{{"items": [{text}]}}"#);
+            if let Err(e) = read(body.as_bytes()) {
+                prop_assert!(matches!(e.kind, ErrorKind::InvalidJson | ErrorKind::Validation), "{e:?}");
+                prop_assert!(!e.message.is_empty());
+            }
+        }
+    }
+
+    #[test]
+    fn messages_and_strings_are_both_texts() {
+        let v: Value = serde_json::from_str(
+            r#"{"items": [{"prompt": [{"role": "user", "content": "Hi"}], "response": "Hello"}, {"response": "x"}], "return_members": true}"#,
+        )
+        .unwrap();
+        let (items, members) = score_request(&v, 4).unwrap();
+        assert!(members);
+        assert_eq!(items.len(), 2);
+        assert!(matches!(&items[0].0, Text::Chat(m) if m[0].content == "Hi"));
+        assert_eq!(items[1].0, Text::Plain(String::new()));
+    }
 }
