@@ -7,9 +7,9 @@
 # transformers' BertForSequenceClassification computes the same function), max length 128;
 # concurrency 1, 8 and 64, one model and an ensemble of 3; then an overload run
 # (--max-concurrent-requests 16 at concurrency 64). Reports sequences/s, p50/p99 latency, peak
-# RSS, CPU seconds per 1,000 sequences and the ratios, in bench/results/<date>/serve.md.
+# RSS, CPU seconds per 1,000 sequences and the ratios, in bench/results/<date>-serve/summary.md.
 #
-#   bash bench/serve.sh              # THREADS=2 DURATION=10 (seconds per run)
+#   bash bench/serve.sh              # THREADS=2 DURATION=20 (seconds per run)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rewardkit/target}"
@@ -18,7 +18,7 @@ VENV="${VENV:-$CACHE/bench-venv}"
 MODELS="${REWARDKIT_MODELS:-$CACHE/models}"
 BASE="$(cd ../shared/baselines && pwd)"
 DATA="$(cd ../shared/data && pwd)/hh-rlhf/helpful-base/test.jsonl.gz"
-THREADS="${THREADS:-2}"; DURATION="${DURATION:-10}"
+THREADS="${THREADS:-2}"; DURATION="${DURATION:-20}"
 OUT="${OUT:-bench/results/$(date -u +%Y%m%dT%H%M)-serve}"
 mkdir -p "$OUT"
 
@@ -65,19 +65,21 @@ run() {
   echo "cpu_ticks $(( $(cpu_ticks "$pid") - before )) hz $(getconf CLK_TCK) load $(cut -d' ' -f1 /proc/loadavg)" >> "$OUT/$name.wrk"
 }
 
-# server NAME PORT COMMAND...: starts it under /usr/bin/time (peak RSS), runs each concurrency.
+# server NAME PORT COMMAND...: for each concurrency, a fresh server (the PyTorch one keeps
+# computing requests whose clients have gone, which would burden the next run) under
+# /usr/bin/time (peak RSS), then wrk.
 server() {
   local name=$1 port=$2; shift 2
-  /usr/bin/time -f "%M" -o "$OUT/$name.rss" "$@" > "$OUT/$name.log" 2>&1 &
-  local tpid=$!
-  wait_health "$port"
-  local pid; pid=$(pgrep -P "$tpid" | head -n 1)
   for c in ${CONCURRENCY:-1 8 64}; do
+    /usr/bin/time -f "%M" -o "$OUT/${name}_c$c.rss" "$@" > "$OUT/${name}_c$c.log" 2>&1 &
+    local tpid=$!
+    wait_health "$port"
+    local pid; pid=$(pgrep -P "$tpid" | head -n 1)
     echo "== $name c=$c (load $(cut -d' ' -f1 /proc/loadavg))"
     run "${name}_c$c" "$port" "$c" "$pid"
+    # The PyTorch server would first work off its whole backlog (minutes at concurrency 64).
+    kill -TERM "$pid"; sleep 3; kill -KILL "$pid" 2>/dev/null || true; wait "$tpid" || true
   done
-  # The PyTorch server would first work off its whole backlog (minutes at concurrency 64).
-  kill -TERM "$pid"; sleep 5; kill -KILL "$pid" 2>/dev/null || true; wait "$tpid" || true
 }
 
 export BODIES="$OUT/bodies.jsonl"
@@ -90,4 +92,4 @@ done
 CONCURRENCY=64 server "rk_overload_m1" 8090 "$rk" --threads "$THREADS" serve --model "$rm/final" --port 8090 \
     --max-length 128 --max-concurrent-requests 16
 
-python3 bench/serve_summary.py "$OUT" | tee "$OUT/serve.md"
+python3 bench/serve_summary.py "$OUT" | tee "$OUT/summary.md"

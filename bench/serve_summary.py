@@ -41,12 +41,14 @@ def main(out):
             if not (rk.exists() and pt.exists()):
                 continue
             a, b = parse(rk), parse(pt)
-            rows.append(f"| {k} | {c} | {a['seq_s']:.1f} | {b['seq_s']:.1f} | **{a['seq_s'] / b['seq_s']:.2f}x** | "
+            ratio = f"**{a['seq_s'] / b['seq_s']:.2f}x**" if b["seq_s"] > 0 else "n/a"
+            rows.append(f"| {k} | {c} | {a['seq_s']:.1f} | {b['seq_s']:.1f} | {ratio} | "
                         f"{a['p50']:.0f} / {b['p50']:.0f} | {a['p99']:.0f} / {b['p99']:.0f} | "
                         f"{a['cpu_per_1k']:.1f} / {b['cpu_per_1k']:.1f} | {a['load']:.1f} / {b['load']:.1f} |")
     rss = {p.stem: int(p.read_text().split()[-1]) / 1024 for p in out.glob("*.rss") if p.read_text().strip()}
     rows.append("")
     rows.append("Peak RSS (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in sorted(rss.items())))
+    rows.append(f"Requests of {ITEMS} queries; a run where one side completed nothing shows 0 and no ratio.")
     ov = out / "rk_overload_m1_c64.wrk"
     if ov.exists():
         o = parse(ov)

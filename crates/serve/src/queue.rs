@@ -166,9 +166,9 @@ impl ModelThread {
                 let left = &p.entry.items[p.next..];
                 self.waiting_items -= left.len();
                 self.waiting_tokens -= left.iter().map(|i| i.tokens).sum::<usize>();
+                // Items already scored stay computed; the rest never are.
                 self.metrics.dropped_items(p.entry.items.len() - p.done);
-                self.metrics
-                    .queue_items_add(-((p.entry.items.len() - p.done) as i64));
+                self.metrics.queue_items_add(-(p.entry.items.len() as i64));
             } else {
                 kept.push_back(p);
             }

@@ -294,6 +294,7 @@ fn a_failing_batch_answers_500_and_the_server_goes_on() {
             "after {marker}"
         );
     }
+    assert_eq!(s.metrics.queue_items(), 0);
     s.stop();
 }
 
@@ -389,6 +390,11 @@ fn a_client_that_disconnects_has_its_queued_work_dropped() {
         s.metrics.sequences(),
         2,
         "the gone client's items were computed"
+    );
+    assert_eq!(
+        s.metrics.queue_items(),
+        0,
+        "the queue gauge counts what is left"
     );
     s.stop();
 }
