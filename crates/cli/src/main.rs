@@ -54,6 +54,10 @@ enum Command {
     /// mitigations (ensembles, KL penalty); gold-labelled pairs for verifiers and retraining.
     #[command(subcommand)]
     Goodhart(commands::goodhart::GoodhartCommand),
+    /// Serve reward models over HTTP for RL loops (OpenRLHF, verl, TRL): batching across
+    /// requests, backpressure (429), ensembles, Prometheus metrics and a live reward-hacking
+    /// monitor. Stops on SIGINT or SIGTERM after answering what it accepted.
+    Serve(Box<commands::serve::ServeArgs>),
     /// Sample responses to prompts from a policy model (a pool for best-of-n), with their
     /// log-probabilities (and a reference model's, for a KL penalty).
     Generate(commands::generate::GenerateArgs),
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
         Command::Audit(args) => commands::audit::run(*args).map(|code| {
             flagged = code;
         }),
+        Command::Serve(args) => commands::serve::run(*args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Sft(args) => commands::sft::run(*args).map(|code| {
             flagged = code;

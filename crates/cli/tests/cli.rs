@@ -63,6 +63,7 @@ fn help_of_commands_with_enum_flags() {
         ("generate_help", &["generate", "--help"]),
         ("sft_help", &["sft", "--help"]),
         ("rl_help", &["rl", "--help"]),
+        ("serve_help", &["serve", "--help"]),
     ] {
         let o = run(args);
         assert!(o.status.success(), "{name}: {}", stderr(&o));

@@ -56,6 +56,36 @@ impl Combine {
     }
 }
 
+impl std::str::FromStr for Combine {
+    type Err = String;
+
+    /// The command-line form: `mean`, `min`, `mean-var:λ` (UWO) or `mean-std:λ`, λ ≥ 0 finite.
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (rule, lambda) = match s.split_once(':') {
+            Some((rule, l)) => {
+                let lambda: f64 = l
+                    .parse()
+                    .map_err(|_| format!("λ in `{s}` is not a number"))?;
+                if !(lambda.is_finite() && lambda >= 0.0) {
+                    return Err(format!("λ in `{s}` must be finite and at least 0"));
+                }
+                (rule, Some(lambda))
+            }
+            None => (s, None),
+        };
+        match (rule, lambda) {
+            ("mean", None) => Ok(Combine::Mean),
+            ("min", None) => Ok(Combine::Min),
+            ("mean-var", Some(lambda)) => Ok(Combine::MeanMinusVar { lambda }),
+            ("mean-std", Some(lambda)) => Ok(Combine::MeanMinusStd { lambda }),
+            ("mean-var" | "mean-std", None) => Err(format!("`{s}` needs a λ, e.g. `{s}:0.5`")),
+            _ => Err(format!(
+                "unknown rule `{s}` (expected mean, min, mean-var:λ or mean-std:λ)"
+            )),
+        }
+    }
+}
+
 /// The KL-penalised reward of one sample, `r − β·(log π(y|x) − log π_ref(y|x))`: the
 /// single-sample estimate of the KL term in the RLHF objective.
 pub fn kl_penalized(reward: f64, logp_policy: f64, logp_ref: f64, beta: f64) -> f64 {
@@ -103,6 +133,26 @@ mod tests {
         );
         assert_eq!(c.label(), "mean-0.5*var");
         assert_eq!(Combine::MeanMinusStd { lambda: 1.0 }.label(), "mean-1*std");
+    }
+
+    #[test]
+    fn command_line_form() {
+        let parse = |s: &str| s.parse::<Combine>();
+        assert_eq!(parse("mean"), Ok(Combine::Mean));
+        assert_eq!(parse("min"), Ok(Combine::Min));
+        assert_eq!(
+            parse("mean-var:0.5"),
+            Ok(Combine::MeanMinusVar { lambda: 0.5 })
+        );
+        assert_eq!(
+            parse("mean-std:2"),
+            Ok(Combine::MeanMinusStd { lambda: 2.0 })
+        );
+        assert!(parse("mean-std").unwrap_err().contains("needs a λ"));
+        assert!(parse("mean-std:-1").unwrap_err().contains("at least 0"));
+        assert!(parse("mean-var:x").unwrap_err().contains("not a number"));
+        assert!(parse("mean:1").unwrap_err().contains("unknown rule"));
+        assert!(parse("max").unwrap_err().contains("unknown rule"));
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod goodhart;
 pub mod policy_args;
 pub mod rl;
 pub mod score;
+pub mod serve;
 pub mod sft;
 pub mod train;
 
