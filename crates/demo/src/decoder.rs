@@ -221,7 +221,7 @@ mod tests {
             rewardkit_model::ArchConfig::Llama(c) => {
                 assert_eq!(
                     (c.hidden_size, c.num_hidden_layers, c.vocab_size),
-                    (64, 2, 300)
+                    (shape.hidden_size, shape.layers, 300)
                 );
                 assert!(c.tie_word_embeddings);
             }
