@@ -87,14 +87,16 @@ fn rl_in_the_world_overoptimises_the_biased_proxy_and_not_the_control() {
     let steps = config.rl.max_steps;
     assert_eq!(output.rows.len(), 3 * steps);
     assert_eq!(output.rows[0].step, 0);
-    let json = serde_json::to_value(&output.rows[0]).unwrap();
-    let keys: Vec<&str> = json
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
+    // The written line's field order (a `Value` would sort its keys), then its values.
+    let line = serde_json::to_string(&output.rows[0]).unwrap();
+    let order = ["run", "beta", "step", "kl", "proxy", "gold"];
+    let at: Vec<usize> = order
+        .iter()
+        .map(|k| line.find(&format!("\"{k}\":")).unwrap())
         .collect();
-    assert_eq!(keys, ["run", "beta", "step", "kl", "proxy", "gold"]);
+    assert!(at.windows(2).all(|w| w[0] < w[1]), "{line}");
+    let json: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(json.as_object().unwrap().len(), order.len(), "{line}");
 
     // The decoder against the base policy (exact profile), 1,000 samples.
     let sft = &r.sft;
