@@ -11,6 +11,7 @@ use crate::error::{ModelError, Result};
 use crate::gpt2::{Gpt2, Gpt2Config};
 use crate::llama::{Llama, LlamaConfig};
 use crate::nn::Mode;
+use crate::recompute::Recompute;
 
 /// A backbone's configuration, tagged by the HF `model_type`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -151,6 +152,27 @@ impl Backbone {
             Backbone::Bert(m) => m.forward(ids, type_ids, mask, mode)?,
             Backbone::Gpt2(m) => m.forward(ids, mask, mode)?,
             Backbone::Llama(m) => m.forward(ids, mask, mode)?,
+        })
+    }
+
+    /// [`Backbone::forward`] with gradient checkpointing ([`crate::recompute`]): decoders
+    /// only; BERT is an [`ModelError::Unsupported`] error.
+    pub fn forward_recompute(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        mode: Mode,
+    ) -> Result<(Tensor, Recompute<'_>)> {
+        Ok(match self {
+            Backbone::Bert(_) => {
+                return Err(ModelError::Unsupported(
+                    "gradient checkpointing is implemented for decoders (GPT-2, Llama family), \
+                     not BERT"
+                        .into(),
+                ))
+            }
+            Backbone::Gpt2(m) => m.forward_recompute(ids, mask, mode)?,
+            Backbone::Llama(m) => m.forward_recompute(ids, mask, mode)?,
         })
     }
 

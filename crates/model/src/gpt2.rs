@@ -17,6 +17,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bert::Activation;
 use crate::nn::{self, Dropout, Embedding, LayerNorm, Linear, Mode};
+use crate::recompute::Recompute;
 
 /// The fields of a GPT-2 `config.json` that the forward pass uses (HF names and defaults).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -190,6 +191,30 @@ impl Gpt2 {
     /// `ids`, `mask`: `[batch, seq]` (u32). Attention is causal and skips padded keys; positions
     /// come from the mask.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        let mut x = self.embed(ids, mask, mode)?;
+        for block in &self.blocks {
+            x = block.forward(&x, mask, mode)?;
+        }
+        self.ln_f.forward(&x)
+    }
+
+    /// [`Gpt2::forward`] with gradient checkpointing: the blocks' graphs are not kept; the
+    /// returned [`Recompute`] reruns them in its backward pass (see [`crate::recompute`]).
+    pub fn forward_recompute(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<(Tensor, Recompute<'_>)> {
+        let embed = self.embed(ids, mask, mode)?;
+        let (blocks, mask) = (&self.blocks, mask.clone());
+        let block = move |i: usize, x: &Tensor| blocks[i].forward(x, &mask, mode);
+        let (x, tape) = Recompute::run(blocks.len(), Box::new(block), embed)?;
+        Ok((self.ln_f.forward(&x)?, tape))
+    }
+
+    /// Token plus position embeddings, after dropout: the first block's input.
+    fn embed(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         let (_, t) = ids.dims2()?;
         if t > self.config.n_positions {
             candle_core::bail!(
@@ -199,10 +224,6 @@ impl Gpt2 {
         }
         let positions = nn::position_ids_from_mask(mask)?;
         let x = (self.wte.forward(ids)? + self.wpe.forward(&positions)?)?;
-        let mut x = self.emb_dropout.forward(&x, mode)?;
-        for block in &self.blocks {
-            x = block.forward(&x, mask, mode)?;
-        }
-        self.ln_f.forward(&x)
+        self.emb_dropout.forward(&x, mode)
     }
 }

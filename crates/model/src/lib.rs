@@ -16,6 +16,7 @@
 //!   scores sequences, from a GGUF file, an HF folder or from scratch ([`policy_io`]);
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
 //! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`;
+//! - [`recompute`]: gradient checkpointing for decoders (blocks rerun in the backward pass);
 //! - [`ops`]: the fused CPU kernels with their backward passes (linear, attention, layer norm,
 //!   softmax, GELU), one file each, their loops compiled for AVX-512, AVX2 and the base target
 //!   and chosen at run time ([`ops::simd_level`]: the CPU's widest, lowered by `REWARDKIT_SIMD`).
@@ -47,6 +48,7 @@ pub mod nn;
 pub mod ops;
 pub mod params;
 pub mod policy_io;
+pub mod recompute;
 pub mod reward;
 pub mod scorer;
 pub mod word_tokenizer;
@@ -59,6 +61,7 @@ pub use generate::{ChatTemplate, GenerateError, GenerationConfig, Policy, Sample
 pub use gguf::{GgufFile, GgufTokenizer};
 pub use nn::Mode;
 pub use params::ParamStore;
+pub use recompute::Recompute;
 pub use reward::{Pooling, RewardModel};
 pub use rewardkit_data::Rng;
 pub use scorer::ModelScorer;

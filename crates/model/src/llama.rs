@@ -25,6 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bert::Activation;
 use crate::nn::{self, Dropout, Embedding, Linear, Mode, RmsNorm};
+use crate::recompute::Recompute;
 
 /// RoPE settings, as in `rope_parameters` (transformers 5.x) or `rope_scaling` (4.x, where the
 /// type is called `type` or `rope_type`).
@@ -487,6 +488,24 @@ impl Llama {
             x = layer.forward(&x, &bias, &rotary, mode, None)?;
         }
         self.norm.forward(&x)
+    }
+
+    /// [`Llama::forward`] with gradient checkpointing: the blocks' graphs are not kept; the
+    /// returned [`Recompute`] reruns them in its backward pass (see [`crate::recompute`]).
+    pub fn forward_recompute(
+        &self,
+        ids: &Tensor,
+        mask: &Tensor,
+        mode: Mode,
+    ) -> candle_core::Result<(Tensor, Recompute<'_>)> {
+        let positions = nn::position_ids_from_mask(mask)?;
+        let bias = nn::attention_bias(mask, true)?;
+        let rotary = Rotary::new(&self.inv_freq, &positions)?;
+        let layers = &self.layers;
+        let block = move |i: usize, x: &Tensor| layers[i].forward(x, &bias, &rotary, mode, None);
+        let embed = self.embed_tokens.forward(ids)?;
+        let (x, tape) = Recompute::run(layers.len(), Box::new(block), embed)?;
+        Ok((self.norm.forward(&x)?, tape))
     }
 
     /// An empty [`Cache`] for [`Llama::forward_cached`].

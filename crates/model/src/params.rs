@@ -97,6 +97,17 @@ impl ParamStore {
         ParamStore::with_tensors(tensors, seed, device)
     }
 
+    /// A parameter as a model built over this store sees it: detached in a frozen view, so
+    /// that its forward passes record no graph, also for parameters the trainable store made
+    /// first (a model's evaluation copy; it used to keep every intermediate until the end).
+    fn hand_out(&self, var: &Var) -> Tensor {
+        if self.frozen {
+            var.as_tensor().detach()
+        } else {
+            var.as_tensor().clone()
+        }
+    }
+
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock only means another thread panicked while holding it; the map is
         // still consistent (each operation is a single insert).
@@ -244,7 +255,7 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
                     v.shape()
                 );
             }
-            return Ok(v.as_tensor().clone());
+            return Ok(self.hand_out(v));
         }
         let tensor = match ParamStore::resolve(&inner, name) {
             Some(key) => {
@@ -265,11 +276,7 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
             }
         };
         let var = Var::from_tensor(&tensor.to_dtype(dtype)?.to_device(dev)?)?;
-        let t = if self.frozen {
-            var.as_tensor().detach()
-        } else {
-            var.as_tensor().clone()
-        };
+        let t = self.hand_out(&var);
         inner.vars.insert(name.to_string(), var);
         Ok(t)
     }
@@ -277,7 +284,7 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let inner = self.lock();
         if let Some(v) = inner.vars.get(name) {
-            return Ok(v.as_tensor().clone());
+            return Ok(self.hand_out(v));
         }
         match ParamStore::resolve(&inner, name) {
             Some(key) => inner.source[&key].to_dtype(dtype)?.to_device(dev),

@@ -9,6 +9,7 @@ use crate::backbone::{ArchConfig, Backbone};
 use crate::error::Result;
 use crate::nn::{Linear, Mode};
 use crate::params::ParamStore;
+use crate::recompute::Recompute;
 
 /// Which hidden state the value head reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -83,13 +84,36 @@ impl RewardModel {
 
     /// Rewards `[rows]` of a padded batch.
     pub fn forward(&self, batch: &Batch, mode: Mode) -> Result<Tensor> {
+        let (ids, type_ids, mask) = self.inputs(batch)?;
+        let hidden = self.backbone.forward(&ids, &type_ids, &mask, mode)?;
+        self.read_out(&hidden, batch)
+    }
+
+    /// [`RewardModel::forward`] with gradient checkpointing (decoders): the rewards, whose
+    /// `backward` gives the gradients of the head and final norm, and the [`Recompute`] tape
+    /// whose [`Recompute::backward`] gives those of the blocks and embeddings. The gradients
+    /// equal those of `forward(..).backward()` up to rounding; the blocks' activations are not
+    /// kept (see [`crate::recompute`]).
+    pub fn forward_recompute(&self, batch: &Batch, mode: Mode) -> Result<(Tensor, Recompute<'_>)> {
+        let (ids, _, mask) = self.inputs(batch)?;
+        let (hidden, tape) = self.backbone.forward_recompute(&ids, &mask, mode)?;
+        Ok((self.read_out(&hidden, batch)?, tape))
+    }
+
+    /// The batch's ids, type ids and mask as `[rows, len]` tensors.
+    fn inputs(&self, batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
         let dev = self.device();
         let shape = (batch.rows, batch.len);
-        let ids = Tensor::from_slice(&batch.ids, shape, dev)?;
-        let type_ids = Tensor::from_slice(&batch.type_ids, shape, dev)?;
-        let mask = Tensor::from_slice(&batch.attention_mask, shape, dev)?;
-        let hidden = self.backbone.forward(&ids, &type_ids, &mask, mode)?;
-        let pooled = self.pool(&hidden, batch)?;
+        Ok((
+            Tensor::from_slice(&batch.ids, shape, dev)?,
+            Tensor::from_slice(&batch.type_ids, shape, dev)?,
+            Tensor::from_slice(&batch.attention_mask, shape, dev)?,
+        ))
+    }
+
+    /// Pooling and the value head: hidden states → rewards `[rows]`.
+    fn read_out(&self, hidden: &Tensor, batch: &Batch) -> Result<Tensor> {
+        let pooled = self.pool(hidden, batch)?;
         Ok(self.head.forward(&pooled)?.squeeze(1)?)
     }
 

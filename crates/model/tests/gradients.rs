@@ -10,28 +10,9 @@
 mod common;
 
 use candle_core::{Device, Tensor, Var};
+use common::pairs_batch;
 use rewardkit_model::{ArchConfig, Mode, ParamStore, Pooling, RewardModel};
-use rewardkit_tokenize::{pad_batch, Batch, Encoded, PaddingSide};
-
-fn encoded(ids: &[u32]) -> Encoded {
-    Encoded {
-        ids: ids.to_vec(),
-        type_ids: vec![0; ids.len()],
-        truncation: Default::default(),
-    }
-}
-
-/// Two preference pairs in one right-padded batch: rows 0..2 chosen, rows 2..4 rejected.
-fn pairs_batch() -> Batch {
-    let rows = [
-        encoded(&[5, 17, 42, 99, 3, 250]),
-        encoded(&[8, 64, 128, 9]),
-        encoded(&[5, 17, 42, 99, 7, 11, 12]),
-        encoded(&[8, 64, 300]),
-    ];
-    let refs: Vec<&Encoded> = rows.iter().collect();
-    pad_batch(&refs, 0, PaddingSide::Right)
-}
+use rewardkit_tokenize::Batch;
 
 /// `softplus(x) = log(1 + eˣ)`, in the stable form `relu(x) + log(1 + e^−|x|)`.
 fn softplus(x: &Tensor) -> Tensor {

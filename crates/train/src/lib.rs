@@ -24,6 +24,7 @@ pub mod config;
 pub mod fingerprint;
 pub mod log;
 pub mod loss;
+pub mod memory;
 pub mod optim;
 pub mod run_config;
 pub mod trainer;
@@ -55,6 +56,9 @@ pub enum TrainError {
     Config(String),
     #[error("checkpoint: {0}")]
     Checkpoint(String),
+    /// The run's estimated peak memory exceeds what is available ([`memory::check_fits`]).
+    #[error("not enough memory: {0}")]
+    WontFit(String),
     /// A new run into a folder that holds something: the two runs would mix.
     #[error(
         "{}: the output folder is not empty ({}); pass --resume to continue the run in it, \

@@ -26,6 +26,7 @@ use crate::config::TrainConfig;
 use crate::fingerprint::Fingerprints;
 use crate::log::MetricsLog;
 use crate::loss::bradley_terry;
+use crate::memory::{check_fits, Estimate, Footprint, RunShape};
 use crate::optim::{AdamW, Grads};
 use crate::window::{TrainWindow, WindowStats};
 use crate::TrainError;
@@ -92,6 +93,9 @@ pub enum Event<'a> {
         train_pairs: usize,
         eval_pairs: usize,
         resumed_at: usize,
+        /// The run's estimated peak memory and the memory available, in bytes
+        /// ([`crate::memory`]); `None` where the available memory cannot be read.
+        memory: Option<(Estimate, u64)>,
     },
     Step(&'a StepLog),
     Eval(&'a EvalLog),
@@ -192,6 +196,7 @@ fn config_differences(checkpoint: &TrainConfig, now: &TrainConfig) -> Vec<String
         save_every: 0,
         save_total_limit: 1,
         eval_batch_size: 1,
+        gradient_checkpointing: false,
         ..c.clone()
     };
     let as_value = |c: &TrainConfig| serde_json::to_value(strip(c)).unwrap_or_default();
@@ -358,7 +363,12 @@ impl Trainer<'_> {
             Mode::Eval
         };
         let t0 = Instant::now();
-        let rewards = model.model.forward(&batch, mode)?;
+        let (rewards, tape) = if config.gradient_checkpointing {
+            let (rewards, tape) = model.model.forward_recompute(&batch, mode)?;
+            (rewards, Some(tape))
+        } else {
+            (model.model.forward(&batch, mode)?, None)
+        };
         let n = idx.len();
         let chosen = rewards.narrow(0, 0, n)?;
         let rejected = rewards.narrow(0, n, n)?;
@@ -377,7 +387,11 @@ impl Trainer<'_> {
         let scaled = (&loss / config.grad_accum as f64)?;
         let t1 = Instant::now();
         let store = scaled.backward()?;
-        grads.accumulate(&store, self.optimizer.vars().map(|(_, v)| v))?;
+        let vars = || self.optimizer.vars().map(|(_, v)| v);
+        grads.accumulate(&store, vars())?;
+        if let Some(tape) = tape {
+            tape.backward(&store, |block| grads.accumulate(block, vars()))?;
+        }
         self.window
             .add_times((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
         // The gap is taken in f32, as the loss saw it, then widened.
@@ -484,6 +498,27 @@ impl Trainer<'_> {
     }
 }
 
+/// Refuses, before any step, a run whose estimated peak memory exceeds what is available
+/// ([`crate::memory`]); skipped (`None`) where the available memory cannot be read. Returns
+/// the estimate and the available memory.
+fn check_memory(
+    model: &LoadedModel,
+    config: &TrainConfig,
+    data: &Prepared,
+) -> Result<Option<(Estimate, u64)>, TrainError> {
+    let Some(available) = crate::memory::mem_available() else {
+        return Ok(None);
+    };
+    let footprint = Footprint::of(model.model.config(), model.model.params().num_params());
+    let shape = RunShape {
+        batch_size: config.batch_size,
+        len: data.lengths.iter().copied().max().unwrap_or(0),
+        checkpointing: config.gradient_checkpointing,
+    };
+    let estimate = check_fits(&footprint, shape, available).map_err(TrainError::WontFit)?;
+    Ok(Some((estimate, available)))
+}
+
 /// Trains `model` as `config` says on `run.train`. `observer` sees every log line, evaluation
 /// and save, and can stop the run after any step by returning `Break` (as can `run.stop`): a
 /// checkpoint is written first, so the run can be resumed.
@@ -498,6 +533,7 @@ pub fn train(
     let fingerprints = Fingerprints::of(model, run.train, run.eval)?;
     let resume = prepare_out(run.out, run.start)?;
     let data = Prepared::new(model, config, run.train, run.eval)?;
+    let memory = check_memory(model, config, &data)?;
     let mut optimizer = AdamW::new(
         model.model.params().vars(),
         config.adam_beta1,
@@ -515,6 +551,7 @@ pub fn train(
         train_pairs: data.train.len(),
         eval_pairs: data.eval.len(),
         resumed_at: start_step,
+        memory,
     });
     let mut t = Trainer {
         model,

@@ -103,6 +103,13 @@ pub struct TrainArgs {
     /// Keep dropout on while training (off by default, as in TRL).
     #[arg(long)]
     dropout: bool,
+    /// Gradient checkpointing (decoders: GPT-2, Llama family): keep only each block's input in
+    /// the forward pass and recompute the block during the backward pass. Activation memory
+    /// drops from all blocks to one (SmolLM2-135M at batch 8, length 256: see docs/training.md)
+    /// for about a third more compute; the gradients are the same up to rounding. Same as
+    /// `gradient_checkpointing = true` in --config.
+    #[arg(long)]
+    gradient_checkpointing: bool,
     /// Seed of initialisation, data order and dropout.
     #[arg(long)]
     seed: Option<u64>,
@@ -182,6 +189,7 @@ impl TrainArgs {
             t.max_length = self.max_length;
         }
         t.dropout |= self.dropout;
+        t.gradient_checkpointing |= self.gradient_checkpointing;
         set!(self.seed, t.seed);
         set!(self.log_every, t.log_every);
         set!(self.eval_every, t.eval_every);
@@ -327,11 +335,26 @@ impl Progress {
             Event::Start {
                 total_steps,
                 resumed_at,
+                memory,
                 ..
             } => {
                 pb.set_length(total_steps as u64);
                 pb.set_position(resumed_at as u64);
                 pb.set_message("training");
+                if let Some((estimate, available)) = memory {
+                    let mib = |b: u64| b >> 20;
+                    say(
+                        pb,
+                        format!(
+                            "estimated peak memory {} MiB ({} MiB parameters and optimizer, {} \
+                             MiB activations), {} MiB available",
+                            mib(estimate.total()),
+                            mib(estimate.parameters),
+                            mib(estimate.activations),
+                            mib(available)
+                        ),
+                    );
+                }
                 if resumed_at > 0 {
                     say(pb, format!("resumed at step {resumed_at}"));
                 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 use candle_core::{Device, Tensor};
 use rewardkit_model::{ArchConfig, ParamStore};
+use rewardkit_tokenize::{pad_batch, Batch, Encoded, PaddingSide};
 
 pub fn shared_models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
@@ -95,4 +96,24 @@ pub fn real_model(rel: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+pub fn encoded(ids: &[u32]) -> Encoded {
+    Encoded {
+        ids: ids.to_vec(),
+        type_ids: vec![0; ids.len()],
+        truncation: Default::default(),
+    }
+}
+
+/// Two preference pairs in one right-padded batch: rows 0..2 chosen, rows 2..4 rejected.
+pub fn pairs_batch() -> Batch {
+    let rows = [
+        encoded(&[5, 17, 42, 99, 3, 250]),
+        encoded(&[8, 64, 128, 9]),
+        encoded(&[5, 17, 42, 99, 7, 11, 12]),
+        encoded(&[8, 64, 300]),
+    ];
+    let refs: Vec<&Encoded> = rows.iter().collect();
+    pad_batch(&refs, 0, PaddingSide::Right)
 }
