@@ -67,6 +67,9 @@ enum Command {
     /// On-policy RL of a decoder against a reward model (or an ensemble, or a baseline) with a
     /// KL penalty to a frozen reference: RLOO/GRPO advantages, PPO clipping, exact resume.
     Rl(Box<commands::rl::RlArgs>),
+    /// LoRA adapters (written by train, sft and rl with --lora-rank, in PEFT's layout): `merge`
+    /// folds one into plain weights.
+    Lora(commands::lora::LoraArgs),
     /// Goodhart's law end to end in a built-in world: biased labels, a biased reward model and
     /// its audit, gold falling while proxy reward rises under best-of-n, and which mitigation
     /// helps. Nothing is downloaded; deterministic from --seed. Uses one thread unless
@@ -144,6 +147,7 @@ fn main() -> ExitCode {
         Command::Rl(args) => commands::rl::run(*args).map(|code| {
             flagged = code;
         }),
+        Command::Lora(args) => commands::lora::run(args),
         Command::Goodhart(cmd) => commands::goodhart::run(cmd),
         Command::Demo(args) => commands::demo::run(args),
     };

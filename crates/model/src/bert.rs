@@ -132,20 +132,20 @@ impl Layer {
     /// `mask`: the `[b, t]` attention mask.
     fn forward(&self, x: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         let ctx = self.attention.forward(
-            &self.query.forward(x)?,
-            &self.key.forward(x)?,
-            &self.value.forward(x)?,
+            &self.query.forward_t(x, mode)?,
+            &self.key.forward_t(x, mode)?,
+            &self.value.forward_t(x, mode)?,
             mask,
             mode,
         )?;
         let a = self
             .hidden_dropout1
-            .forward(&self.attn_out.forward(&ctx)?, mode)?;
+            .forward(&self.attn_out.forward_t(&ctx, mode)?, mode)?;
         let x = self.attn_norm.forward(&(a + x)?)?;
-        let m = self.act.apply(&self.intermediate.forward(&x)?)?;
+        let m = self.act.apply(&self.intermediate.forward_t(&x, mode)?)?;
         let m = self
             .hidden_dropout2
-            .forward(&self.output.forward(&m)?, mode)?;
+            .forward(&self.output.forward_t(&m, mode)?, mode)?;
         self.out_norm.forward(&(m + x)?)
     }
 }

@@ -6,6 +6,7 @@
 //! transformers can load it too), the tokenizer files, and `rewardkit.json` (pooling, input
 //! conventions, and whatever the trainer records).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
@@ -15,7 +16,8 @@ use rewardkit_tokenize::{InputStyle, RewardTokenizer};
 
 use crate::backbone::ArchConfig;
 use crate::error::{ModelError, Result};
-use crate::params::ParamStore;
+use crate::lora::LoraConfig;
+use crate::params::{LoraPlan, ParamStore};
 use crate::reward::{Pooling, RewardModel};
 
 /// What `rewardkit.json` says about how the model reads its inputs.
@@ -169,7 +171,9 @@ pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<Loaded
         meta.pooling = p;
     }
     meta.max_length = fit_length(options.max_length.unwrap_or(meta.max_length), &config);
-    let store = if options.init_missing == InitMissing::All {
+    let store = if crate::peft::is_adapter_dir(dir) {
+        adapter_store(dir, options.seed, device)?
+    } else if options.init_missing == InitMissing::All {
         ParamStore::new(options.seed, device)
     } else {
         let files = safetensors_files(dir)?;
@@ -191,6 +195,28 @@ pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<Loaded
         scored: Default::default(),
         initialised,
     })
+}
+
+/// The store of a PEFT adapter folder: the base weights its `base_model_name_or_path` names (a
+/// model folder or a `.gguf` file), the adapter and value head from `adapter_model.safetensors`,
+/// and the adapter's LoRA plan.
+fn adapter_store(dir: &Path, seed: u64, device: &Device) -> Result<ParamStore> {
+    let (plan, adapter) = crate::peft::read_adapter(dir, device)?;
+    let base = crate::peft::base_path(dir, &plan)?;
+    let mut tensors = if base.is_file() {
+        crate::gguf::GgufFile::open(&base)?.tensors(device)?
+    } else {
+        let mut all = HashMap::new();
+        for file in safetensors_files(&base)? {
+            all.extend(
+                candle_core::safetensors::load(&file, device)
+                    .map_err(|e| ModelError::Weights(format!("{}: {e}", file.display())))?,
+            );
+        }
+        all
+    };
+    tensors.extend(adapter);
+    ParamStore::with_tensors(tensors, seed, device)?.with_lora(plan)
 }
 
 /// Builds the model over `store` and checks it against the weights (see [`check_weights`]);
@@ -325,6 +351,57 @@ fn safetensors_files(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 impl LoadedModel {
+    /// The same model with LoRA adapters per `config` (fresh: `A` kaiming-uniform, `B` zero) on
+    /// the current weights, whose value head and adapters alone are then trainable. `base` is
+    /// what the saved adapter will name as its base (`base_model_name_or_path`).
+    pub fn with_lora(self, config: &LoraConfig, base: &Path) -> Result<LoadedModel> {
+        let arch = self.model.config().clone();
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let plan = LoraPlan::new(
+            config,
+            &arch,
+            Some(arch.head_name()),
+            Some(base.display().to_string()),
+        );
+        let new_base: Vec<&String> = self
+            .initialised
+            .iter()
+            .filter(|n| !plan.is_trainable(n))
+            .collect();
+        if !new_base.is_empty() {
+            return Err(ModelError::Unsupported(format!(
+                "LoRA trains adapters on a pretrained base, but these base weights are new:                  {new_base:?}"
+            )));
+        }
+        let store = self.model.params().with_lora_over(plan, HashMap::new())?;
+        let model = RewardModel::new(&arch, self.meta.pooling, &store)?;
+        store.release_source();
+        Ok(LoadedModel { model, ..self })
+    }
+
+    /// A plain model with the adapters folded into its weights ([`ParamStore::merged_tensors`]).
+    pub fn merged(&self) -> Result<LoadedModel> {
+        let tensors = self.model.params().merged_tensors()?;
+        let store = ParamStore::with_tensors(tensors, 0, self.model.device())?;
+        let model = RewardModel::new(self.model.config(), self.meta.pooling, &store)?;
+        check_weights(
+            &store,
+            self.model.config(),
+            InitMissing::Refuse,
+            &self.source,
+        )?;
+        store.release_source();
+        Ok(LoadedModel {
+            model,
+            tokenizer: self.tokenizer.clone(),
+            meta: self.meta.clone(),
+            raw_config: self.raw_config.clone(),
+            source: self.source.clone(),
+            scored: Default::default(),
+            initialised: Vec::new(),
+        })
+    }
+
     /// A copy for inference that shares this model's weights (later updates included) but
     /// records no autograd graph: evaluation during training keeps no activations alive.
     pub fn frozen_copy(&self) -> Result<LoadedModel> {
@@ -361,8 +438,13 @@ fn write_json(path: &Path, value: &impl Serialize) -> Result<()> {
 /// Writes the model folder into `dir` (which must exist and be empty or a fresh temporary
 /// folder; the trainer renames it into place). `extra` is merged into `rewardkit.json`. Every
 /// file is written atomically ([`rewardkit_io::write_file`]), mode 0644 under the usual umask.
+/// A model with LoRA adapters is written as an adapter folder ([`crate::peft`]: its
+/// `adapter_config.json` names the base) beside the same config, tokenizer and `rewardkit.json`.
 pub fn save(loaded: &LoadedModel, dir: &Path, extra: serde_json::Value) -> Result<()> {
-    loaded.model.params().save(&dir.join("model.safetensors"))?;
+    loaded
+        .model
+        .params()
+        .save_dir(dir, crate::peft::TaskType::SeqCls)?;
     let mut config = loaded.raw_config.clone();
     if let Some(obj) = config.as_object_mut() {
         obj.insert(

@@ -133,7 +133,7 @@ impl Block {
     /// `mask`: the `[b, t]` attention mask.
     fn forward(&self, x: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         let h = x.dim(2)?;
-        let qkv = self.c_attn.forward(&self.ln_1.forward(x)?)?;
+        let qkv = self.c_attn.forward_t(&self.ln_1.forward(x)?, mode)?;
         let ctx = self.attention.forward(
             &qkv.narrow(2, 0, h)?,
             &qkv.narrow(2, h, h)?,
@@ -143,14 +143,14 @@ impl Block {
         )?;
         let a = self
             .resid_dropout1
-            .forward(&self.attn_proj.forward(&ctx)?, mode)?;
+            .forward(&self.attn_proj.forward_t(&ctx, mode)?, mode)?;
         let x = (x + a)?;
         let m = self
             .act
-            .apply(&self.c_fc.forward(&self.ln_2.forward(&x)?)?)?;
+            .apply(&self.c_fc.forward_t(&self.ln_2.forward(&x)?, mode)?)?;
         let m = self
             .resid_dropout2
-            .forward(&self.mlp_proj.forward(&m)?, mode)?;
+            .forward(&self.mlp_proj.forward_t(&m, mode)?, mode)?;
         x + m
     }
 }

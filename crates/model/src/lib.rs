@@ -15,6 +15,8 @@
 //! - [`generate::Policy`]: a trainable causal LM that samples (KV cache, temperature, top-p) and
 //!   scores sequences, from a GGUF file, an HF folder or from scratch ([`policy_io`]);
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
+//! - [`lora`]: LoRA adapters on chosen linear layers (only they and the value head train), and
+//!   [`peft`]: their files in PEFT's layout (`adapter_config.json`, `adapter_model.safetensors`);
 //! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`;
 //! - [`recompute`]: gradient checkpointing for decoders (blocks rerun in the backward pass);
 //! - [`ops`]: the fused CPU kernels with their backward passes (linear, attention, layer norm,
@@ -44,9 +46,11 @@ pub mod generate;
 pub mod gguf;
 pub mod gpt2;
 pub mod llama;
+pub mod lora;
 pub mod nn;
 pub mod ops;
 pub mod params;
+pub mod peft;
 pub mod policy_io;
 pub mod recompute;
 pub mod reward;
@@ -59,8 +63,10 @@ pub use checkpoint::{load, save, InitMissing, LoadOptions, LoadedModel, ModelMet
 pub use error::{ModelError, Result};
 pub use generate::{ChatTemplate, GenerateError, GenerationConfig, Policy, Sample};
 pub use gguf::{GgufFile, GgufTokenizer};
+pub use lora::LoraConfig;
 pub use nn::Mode;
-pub use params::ParamStore;
+pub use params::{LoraPlan, ParamStore};
+pub use peft::TaskType;
 pub use recompute::Recompute;
 pub use reward::{Pooling, RewardModel};
 pub use rewardkit_data::Rng;

@@ -337,9 +337,9 @@ impl Layer {
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> candle_core::Result<Tensor> {
         let n = self.input_layernorm.forward(x)?;
-        let q = nn::split_heads(&self.q_proj.forward(&n)?, self.heads)?;
-        let k = nn::split_heads(&self.k_proj.forward(&n)?, self.kv_heads)?;
-        let v = nn::split_heads(&self.v_proj.forward(&n)?, self.kv_heads)?;
+        let q = nn::split_heads(&self.q_proj.forward_t(&n, mode)?, self.heads)?;
+        let k = nn::split_heads(&self.k_proj.forward_t(&n, mode)?, self.kv_heads)?;
+        let v = nn::split_heads(&self.v_proj.forward_t(&n, mode)?, self.kv_heads)?;
         debug_assert_eq!(q.dim(D::Minus1)?, self.head_dim);
         let q = rotary.apply(&q)?;
         let mut k = rotary.apply(&k)?;
@@ -361,12 +361,12 @@ impl Layer {
             bias,
             Some((&self.attn_dropout, mode)),
         )?)?;
-        let x = (x + self.o_proj.forward(&ctx)?)?;
+        let x = (x + self.o_proj.forward_t(&ctx, mode)?)?;
         let n = self.post_attention_layernorm.forward(&x)?;
-        let gate = self.act.apply(&self.gate_proj.forward(&n)?)?;
+        let gate = self.act.apply(&self.gate_proj.forward_t(&n, mode)?)?;
         let m = self
             .down_proj
-            .forward(&(gate * self.up_proj.forward(&n)?)?)?;
+            .forward_t(&(gate * self.up_proj.forward_t(&n, mode)?)?, mode)?;
         x + m
     }
 }

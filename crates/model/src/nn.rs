@@ -10,6 +10,7 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
+use crate::lora::LoraAdapter;
 use rewardkit_data::Rng;
 
 /// How a forward pass runs: inference, or training with dropout drawn from `(seed, step)`.
@@ -102,11 +103,13 @@ impl DropoutDraw {
 
 /// `y = x Wᵀ + b`, with `W` stored `[out, in]` as in PyTorch's `nn.Linear`; or, for GPT-2's
 /// `Conv1D`, stored `[in, out]` (`y = x W + b`), loaded under its checkpoint layout unchanged.
+/// Over a LoRA store, a target module also carries an adapter ([`crate::lora`]).
 #[derive(Debug, Clone)]
 pub struct Linear {
     weight: Tensor,
     bias: Option<Tensor>,
     transposed: bool,
+    lora: Option<LoraAdapter>,
 }
 
 impl Linear {
@@ -135,6 +138,7 @@ impl Linear {
             weight,
             bias,
             transposed: false,
+            lora: LoraAdapter::from_vb(&vb, d_in, d_out)?,
         })
     }
 
@@ -158,17 +162,28 @@ impl Linear {
             weight,
             bias,
             transposed: true,
+            lora: LoraAdapter::from_vb(&vb, d_in, d_out)?,
         })
     }
 
     pub fn weight(&self) -> &Tensor {
         &self.weight
     }
+
+    /// The layer in `mode` (the adapter's dropout is active in training).
+    pub fn forward_t(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        let y = crate::ops::linear(x, &self.weight, self.bias.as_ref(), self.transposed)?;
+        match &self.lora {
+            Some(lora) => y + lora.forward(x, mode)?,
+            None => Ok(y),
+        }
+    }
 }
 
 impl Module for Linear {
+    /// The layer in evaluation mode.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        crate::ops::linear(x, &self.weight, self.bias.as_ref(), self.transposed)
+        self.forward_t(x, Mode::Eval)
     }
 }
 

@@ -7,6 +7,10 @@
 //! after the parameter. Every answer becomes a trainable `Var`, recorded by name, so the same
 //! store serves training (all vars), saving (safetensors under the requested names) and reports
 //! of missing and unused checkpoint weights.
+//!
+//! With a [`LoraPlan`] ([`ParamStore::with_lora`]) only the adapters and the plan's
+//! `modules_to_save` become `Var`s; every other weight is kept as a plain tensor (no gradient,
+//! not in [`ParamStore::vars`]), and [`ParamStore::base_view`] builds models without adapters.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
@@ -15,15 +19,62 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::{Init, VarBuilder};
 
+use crate::backbone::ArchConfig;
 use crate::error::{ModelError, Result};
+use crate::lora::{is_target, LoraConfig, LORA_SPEC};
 use rewardkit_data::Rng;
 
 /// Prefixes that HF checkpoints put before the backbone's weights.
 pub const BASE_PREFIXES: [&str; 5] = ["bert.", "model.", "transformer.", "roberta.", "backbone."];
 
+/// Where a LoRA store puts adapters and what it trains besides them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoraPlan {
+    pub config: LoraConfig,
+    /// The resolved target module names (never empty).
+    pub targets: Vec<String>,
+    /// Modules trained in full beside the adapters (a reward model's value head).
+    pub modules_to_save: Vec<String>,
+    /// The targets are GPT-2 `Conv1D`s (weights `[in, out]`; PEFT's `fan_in_fan_out`).
+    pub fan_in_fan_out: bool,
+    /// Where the base weights come from (PEFT's `base_model_name_or_path`).
+    pub base: Option<String>,
+}
+
+impl LoraPlan {
+    /// The plan of `config` on `arch`; `head` is the value head of a reward model, if any.
+    pub fn new(
+        config: &LoraConfig,
+        arch: &ArchConfig,
+        head: Option<&str>,
+        base: Option<String>,
+    ) -> Self {
+        LoraPlan {
+            config: config.clone(),
+            targets: config.targets_for(arch),
+            modules_to_save: head.map(|h| vec![h.to_string()]).unwrap_or_default(),
+            fan_in_fan_out: matches!(arch, ArchConfig::Gpt2(_)),
+            base,
+        }
+    }
+
+    /// Whether the parameter `name` is trained: an adapter, or under a module to save.
+    pub fn is_trainable(&self, name: &str) -> bool {
+        name.contains(".lora_A.")
+            || name.contains(".lora_B.")
+            || self
+                .modules_to_save
+                .iter()
+                .any(|m| name.starts_with(&format!("{m}.")))
+    }
+}
+
 #[derive(Default)]
 struct Inner {
     vars: BTreeMap<String, Var>,
+    /// With a LoRA plan: the frozen base weights, as plain tensors.
+    base: BTreeMap<String, Tensor>,
+    lora: Option<LoraPlan>,
     /// Checkpoint tensors by their names in the file.
     source: HashMap<String, Tensor>,
     /// Checkpoint names that were used.
@@ -41,6 +92,8 @@ pub struct ParamStore {
     /// Hand out detached tensors: a model built over a frozen view records no autograd graph
     /// (inference keeps no activations alive), yet shares the weights' storage with training.
     frozen: bool,
+    /// Models built over this handle get the LoRA plan's adapters (false: [`Self::base_view`]).
+    adapters: bool,
 }
 
 impl ParamStore {
@@ -51,7 +104,78 @@ impl ParamStore {
             seed,
             device: device.clone(),
             frozen: false,
+            adapters: true,
         }
+    }
+
+    /// Puts adapters on this store's models (before any model is built over it).
+    pub fn with_lora(self, plan: LoraPlan) -> Result<Self> {
+        plan.config.validate().map_err(ModelError::Unsupported)?;
+        {
+            let mut inner = self.lock();
+            if !inner.vars.is_empty() || !inner.base.is_empty() {
+                return Err(ModelError::Unsupported(
+                    "LoRA must be planned before a model is built over the store".into(),
+                ));
+            }
+            inner.lora = Some(plan);
+        }
+        Ok(self)
+    }
+
+    /// A new store over this one's weights (shared storage) plus `extra` tensors (e.g. a saved
+    /// adapter, by store name), with `plan`: rebuild the model over it to get the adapters.
+    pub fn with_lora_over(&self, plan: LoraPlan, extra: HashMap<String, Tensor>) -> Result<Self> {
+        let mut tensors = self.merged_tensors()?;
+        tensors.extend(extra);
+        ParamStore::with_tensors(tensors, self.seed, &self.device)?.with_lora(plan)
+    }
+
+    /// The LoRA plan, if any.
+    pub fn lora(&self) -> Option<LoraPlan> {
+        self.lock().lora.clone()
+    }
+
+    /// A frozen view whose models have no adapters: the base model, over the same tensors.
+    pub fn base_view(&self) -> Self {
+        ParamStore {
+            frozen: true,
+            adapters: false,
+            ..self.clone()
+        }
+    }
+
+    /// Every weight (base tensors and vars) by name, with the adapters folded in:
+    /// `W + (alpha/r)·B·A` (transposed for `Conv1D`s), the `lora_*` tensors left out.
+    pub fn merged_tensors(&self) -> Result<HashMap<String, Tensor>> {
+        let inner = self.lock();
+        let mut out: HashMap<String, Tensor> = inner.base.clone().into_iter().collect();
+        for (name, var) in &inner.vars {
+            out.insert(name.clone(), var.as_tensor().detach());
+        }
+        let Some(plan) = &inner.lora else {
+            return Ok(out);
+        };
+        let scale = plan.config.scaling();
+        let modules: Vec<String> = out
+            .keys()
+            .filter_map(|k| k.strip_suffix(".lora_A.weight").map(str::to_string))
+            .collect();
+        for m in modules {
+            let take = |out: &mut HashMap<String, Tensor>, k: String| {
+                out.remove(&k)
+                    .ok_or_else(|| ModelError::Weights(format!("LoRA merge: no `{k}`")))
+            };
+            let a = take(&mut out, format!("{m}.lora_A.weight"))?;
+            let b = take(&mut out, format!("{m}.lora_B.weight"))?;
+            let w = take(&mut out, format!("{m}.weight"))?;
+            let mut delta = (b.matmul(&a)? * scale)?;
+            if plan.fan_in_fan_out {
+                delta = delta.t()?;
+            }
+            out.insert(format!("{m}.weight"), (w + delta)?);
+        }
+        Ok(out)
     }
 
     /// The same weights, handed out without autograd tracking (for inference). Updates made
@@ -159,6 +283,25 @@ impl ParamStore {
         self.lock().source.clear();
     }
 
+    /// Saves the weights a run needs to resume into `dir`: a LoRA store's adapter in PEFT's
+    /// layout ([`crate::peft::save_adapter`]), else `model.safetensors`.
+    pub fn save_dir(&self, dir: &Path, task: crate::peft::TaskType) -> Result<()> {
+        if self.lora().is_some() {
+            crate::peft::save_adapter(self, task, dir)
+        } else {
+            self.save(&dir.join("model.safetensors"))
+        }
+    }
+
+    /// Reads back what [`Self::save_dir`] wrote (resume).
+    pub fn load_dir(&self, dir: &Path) -> Result<()> {
+        if self.lora().is_some() {
+            crate::peft::load_adapter_values(self, dir)
+        } else {
+            self.load_values(&dir.join("model.safetensors"))
+        }
+    }
+
     /// Saves every parameter under its name, atomically ([`save_tensors_atomic`]).
     pub fn save(&self, path: &Path) -> Result<()> {
         let tensors: HashMap<String, Tensor> = self
@@ -175,6 +318,11 @@ impl ParamStore {
     pub fn load_values(&self, path: &Path) -> Result<()> {
         let loaded = candle_core::safetensors::load(path, &self.device)
             .map_err(|e| ModelError::Weights(format!("{}: {e}", path.display())))?;
+        self.set_values(&loaded, path)
+    }
+
+    /// Overwrites every parameter with its tensor in `loaded` (read from `path`, for errors).
+    pub fn set_values(&self, loaded: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
         let inner = self.lock();
         for (name, var) in &inner.vars {
             let t = loaded.get(name).ok_or_else(|| {
@@ -191,6 +339,14 @@ impl ParamStore {
             var.set(&t.to_dtype(DType::F32)?)?;
         }
         Ok(())
+    }
+
+    /// The LoRA config when `name` is the LoRA spec of a target module of an adapter-carrying
+    /// handle.
+    fn lora_spec<'a>(&self, inner: &'a Inner, name: &str) -> Option<&'a LoraConfig> {
+        let module = name.strip_suffix(LORA_SPEC)?.strip_suffix('.')?;
+        let plan = inner.lora.as_ref().filter(|_| self.adapters)?;
+        is_target(module, &plan.targets).then_some(&plan.config)
     }
 
     /// The checkpoint name that holds `name`, trying the usual HF prefixes both ways.
@@ -257,6 +413,9 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
             }
             return Ok(self.hand_out(v));
         }
+        if let Some(t) = inner.base.get(name) {
+            return Ok(t.clone());
+        }
         let tensor = match ParamStore::resolve(&inner, name) {
             Some(key) => {
                 let t = inner.source[&key].clone();
@@ -275,7 +434,14 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
                 Tensor::from_vec(values, s, dev)?
             }
         };
-        let var = Var::from_tensor(&tensor.to_dtype(dtype)?.to_device(dev)?)?;
+        let tensor = tensor.to_dtype(dtype)?.to_device(dev)?;
+        if let Some(plan) = &inner.lora {
+            if !plan.is_trainable(name) {
+                inner.base.insert(name.to_string(), tensor.clone());
+                return Ok(tensor);
+            }
+        }
+        let var = Var::from_tensor(&tensor)?;
         let t = self.hand_out(&var);
         inner.vars.insert(name.to_string(), var);
         Ok(t)
@@ -283,6 +449,13 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
 
     fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
         let inner = self.lock();
+        if let Some(c) = self.lora_spec(&inner, name) {
+            let spec = [c.r as f64, c.lora_alpha, c.lora_dropout];
+            return Tensor::new(&spec[..], dev)?.to_dtype(dtype);
+        }
+        if let Some(t) = inner.base.get(name) {
+            return Ok(t.clone());
+        }
         if let Some(v) = inner.vars.get(name) {
             return Ok(self.hand_out(v));
         }
@@ -294,6 +467,11 @@ impl candle_nn::var_builder::SimpleBackend for ParamStore {
 
     fn contains_tensor(&self, name: &str) -> bool {
         let inner = self.lock();
-        inner.vars.contains_key(name) || ParamStore::resolve(&inner, name).is_some()
+        if name.ends_with(LORA_SPEC) {
+            return self.lora_spec(&inner, name).is_some();
+        }
+        inner.vars.contains_key(name)
+            || inner.base.contains_key(name)
+            || ParamStore::resolve(&inner, name).is_some()
     }
 }

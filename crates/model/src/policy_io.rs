@@ -16,7 +16,9 @@ use crate::causal_lm::CausalLm;
 use crate::checkpoint::is_known_extra;
 use crate::error::ModelError;
 use crate::generate::{ChatTemplate, GenerateError, Policy};
-use crate::params::ParamStore;
+use crate::lora::LoraConfig;
+use crate::params::{LoraPlan, ParamStore};
+use crate::peft::{TaskType, ADAPTER_WEIGHTS};
 
 /// The file a saved policy's chat template and EOS token are written to (HF's name).
 const TOKENIZER_CONFIG: &str = "tokenizer_config.json";
@@ -77,6 +79,9 @@ impl Policy {
     /// the model needs must be in the weights and every tensor there used (known extras aside).
     pub fn from_dir(dir: &Path) -> Result<Self, GenerateError> {
         crate::ops::simd_level()?;
+        if crate::peft::is_adapter_dir(dir) {
+            return Policy::from_adapter_dir(dir);
+        }
         let err = |message: String| GenerateError::Load {
             path: dir.to_path_buf(),
             message,
@@ -101,15 +106,7 @@ impl Policy {
             .into_iter()
             .filter(|n| !is_known_extra(n))
             .collect();
-        if !missing.is_empty() || !unused.is_empty() {
-            return Err(ModelError::WeightsMismatch {
-                path: weights,
-                missing,
-                unused,
-                head_only: false,
-            }
-            .into());
-        }
+        refuse_mismatch(weights, missing, unused)?;
         policy.store.release_source();
         Ok(policy)
     }
@@ -136,14 +133,14 @@ impl Policy {
         &self.device
     }
 
-    /// A policy with a copy of the current weights, unaffected by later training of this one:
-    /// RL's frozen reference.
+    /// A policy with a copy of the current weights (adapters folded in), unaffected by later
+    /// training of this one.
     pub fn snapshot(&self) -> Result<Policy, GenerateError> {
         let tensors: HashMap<String, Tensor> = self
             .store
-            .vars()
+            .merged_tensors()?
             .into_iter()
-            .map(|(name, var)| Ok((name, var.as_tensor().copy()?)))
+            .map(|(name, t)| Ok((name, t.copy()?)))
             .collect::<Result<_, candle_core::Error>>()?;
         let store = ParamStore::with_tensors(tensors, 0, &self.device)?;
         let copy = Policy::new(
@@ -157,12 +154,90 @@ impl Policy {
         Ok(copy)
     }
 
+    /// RL's frozen reference: with LoRA adapters, this policy with its adapters off (the base
+    /// weights, shared: no second copy); otherwise a [`Policy::snapshot`].
+    pub fn reference(&self) -> Result<Policy, GenerateError> {
+        if self.store.lora().is_none() {
+            return self.snapshot();
+        }
+        Policy::new(
+            &self.config,
+            self.store.base_view(),
+            self.tokenizer.clone(),
+            self.eos_ids.clone(),
+            self.template.clone(),
+        )
+    }
+
+    /// The same policy with fresh LoRA adapters per `config` on its current weights (only the
+    /// adapters train from now on); `base` is what the saved adapter names as its base.
+    pub fn with_lora(self, config: &LoraConfig, base: &Path) -> Result<Self, GenerateError> {
+        let base = std::path::absolute(base).unwrap_or_else(|_| base.to_path_buf());
+        let plan = LoraPlan::new(config, &self.config, None, Some(base.display().to_string()));
+        self.rebuild(self.store.with_lora_over(plan, HashMap::new())?, &base)
+    }
+
+    /// A plain policy with the adapters folded into its weights (`W + (alpha/r)·B·A`).
+    pub fn merged(&self) -> Result<Self, GenerateError> {
+        let tensors = self.store.merged_tensors()?;
+        self.rebuild(
+            ParamStore::with_tensors(tensors, 0, &self.device)?,
+            Path::new("(merged weights)"),
+        )
+    }
+
+    /// This policy over `store`; every tensor there must be used and none missing (`source`
+    /// names where they came from, for errors).
+    fn rebuild(&self, store: ParamStore, source: &Path) -> Result<Self, GenerateError> {
+        let policy = Policy::new(
+            &self.config,
+            store,
+            self.tokenizer.clone(),
+            self.eos_ids.clone(),
+            self.template.clone(),
+        )?;
+        // Build the trainable model once so that every var exists (adapters included).
+        policy.trainable()?;
+        let plan = policy.store.lora();
+        let fresh_adapter = |n: &String| plan.as_ref().is_some_and(|p| p.is_trainable(n));
+        let missing: Vec<String> = policy
+            .store
+            .initialised()
+            .into_iter()
+            .filter(|n| !fresh_adapter(n))
+            .collect();
+        let unused = policy.store.unused();
+        refuse_mismatch(source.to_path_buf(), missing, unused)?;
+        policy.store.release_source();
+        Ok(policy)
+    }
+
+    /// A PEFT adapter folder: the base its `base_model_name_or_path` names (a folder or a
+    /// `.gguf` file) with the adapter's weights; every adapter tensor must be there.
+    fn from_adapter_dir(dir: &Path) -> Result<Self, GenerateError> {
+        let (plan, adapter) = crate::peft::read_adapter(dir, &Device::Cpu)?;
+        let base = crate::peft::base_path(dir, &plan)?;
+        let policy = Policy::load(&base)?;
+        let store = policy.store.with_lora_over(plan, adapter)?;
+        let policy = policy.rebuild(store, dir)?;
+        let new: Vec<String> = policy.store.initialised();
+        if !new.is_empty() {
+            return Err(GenerateError::Load {
+                path: dir.to_path_buf(),
+                message: format!("adapter tensors missing from {ADAPTER_WEIGHTS}: {new:?}"),
+            });
+        }
+        Ok(policy)
+    }
+
     /// Writes the policy into the folder `dir` (existing; e.g. the temporary folder of
     /// [`rewardkit_io::write_dir`]): `model.safetensors` (HF names), `config.json` (the
     /// `*ForCausalLM` class, `eos_token_id`), `tokenizer.json` and `tokenizer_config.json` (EOS,
     /// chat template). Every file is written atomically.
+    /// With LoRA adapters, the weights are the adapter's files in PEFT's layout
+    /// ([`crate::peft`]), naming the base.
     pub fn save(&self, dir: &Path) -> Result<(), GenerateError> {
-        self.store.save(&dir.join("model.safetensors"))?;
+        self.store.save_dir(dir, TaskType::CausalLm)?;
         let mut config =
             serde_json::to_value(&self.config).map_err(|e| GenerateError::Config(e.to_string()))?;
         if let Some(obj) = config.as_object_mut() {
@@ -191,6 +266,24 @@ impl Policy {
         }
         write_json(&dir.join(TOKENIZER_CONFIG), &serde_json::Value::Object(tc))
     }
+}
+
+/// An error naming the weights of `path` that were missing or unused, if any.
+fn refuse_mismatch(
+    path: std::path::PathBuf,
+    missing: Vec<String>,
+    unused: Vec<String>,
+) -> Result<(), GenerateError> {
+    if missing.is_empty() && unused.is_empty() {
+        return Ok(());
+    }
+    Err(ModelError::WeightsMismatch {
+        path,
+        missing,
+        unused,
+        head_only: false,
+    }
+    .into())
 }
 
 /// transformers' causal-LM class of an architecture.

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use rewardkit_goodhart::combine::Combine;
+use rewardkit_model::LoraConfig;
 
 use crate::config::{RlConfig, SftConfig};
 
@@ -21,6 +22,8 @@ pub struct SftRunConfig {
     pub raw_prompts: bool,
     pub out: Option<PathBuf>,
     pub sft: SftConfig,
+    /// LoRA adapters on the policy (`lora.r > 0`): only they train.
+    pub lora: LoraConfig,
 }
 
 /// `rewardkit rl`.
@@ -47,6 +50,9 @@ pub struct RlRunConfig {
     pub gold_model: Option<PathBuf>,
     pub out: Option<PathBuf>,
     pub rl: RlConfig,
+    /// LoRA adapters on the policy (`lora.r > 0`): only they train, and the KL reference is the
+    /// policy with its adapters off (no second copy) unless `reference` names another model.
+    pub lora: LoraConfig,
 }
 
 impl SftRunConfig {

@@ -158,9 +158,7 @@ fn resume_from(
             differences,
         });
     }
-    policy
-        .params()
-        .load_values(&dir.join("model.safetensors"))?;
+    policy.params().load_dir(dir)?;
     optimizer.load(&dir.join("optimizer.safetensors"))?;
     Ok(then.step)
 }

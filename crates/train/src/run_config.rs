@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 
 use rewardkit_data::{Format, SplitConfig};
-use rewardkit_model::Pooling;
+use rewardkit_model::{LoraConfig, Pooling};
 
 use crate::config::TrainConfig;
 
@@ -29,6 +29,8 @@ pub struct RunConfig {
     /// The run folder.
     pub out: Option<PathBuf>,
     pub train: TrainConfig,
+    /// LoRA adapters (`lora.r > 0`): only they and the value head train.
+    pub lora: LoraConfig,
 }
 
 impl RunConfig {

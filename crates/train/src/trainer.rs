@@ -298,10 +298,7 @@ fn resume_from(
             differences,
         });
     }
-    model
-        .model
-        .params()
-        .load_values(&dir.join("model.safetensors"))?;
+    model.model.params().load_dir(dir)?;
     optimizer.load(&dir.join("optimizer.safetensors"))?;
     Ok(state.step)
 }

@@ -5,6 +5,8 @@ pub mod demo_rl;
 pub mod eval;
 pub mod generate;
 pub mod goodhart;
+pub mod lora;
+pub mod lora_args;
 pub mod policy_args;
 pub mod rl;
 pub mod score;

@@ -135,6 +135,8 @@ pub struct RlArgs {
     forward_batch_size: Option<usize>,
     #[command(flatten)]
     optim: OptimArgs,
+    #[command(flatten)]
+    lora: super::lora_args::LoraArgs,
     /// Seed of the prompt order, the samples and the minibatches (default 42).
     #[arg(long)]
     seed: Option<u64>,
@@ -213,6 +215,8 @@ impl RlArgs {
             r.target_kl = self.target_kl;
         }
         self.optim.apply(&mut r.optim);
+        self.lora.apply(&mut c.lora)?;
+        let r = &mut c.rl;
         r.validate()
             .map_err(|e| crate::Usage(format!("invalid RL configuration: {e}")))?;
         Ok(c)
@@ -273,10 +277,17 @@ pub fn run(args: RlArgs) -> anyhow::Result<u8> {
     if c.reward_models.len() > 1 && c.combine.is_none() {
         return Err(usage("several reward models need --combine"));
     }
-    let policy = Policy::load(&model).with_context(|| format!("loading {}", model.display()))?;
-    let reference_path = c.reference.clone().unwrap_or_else(|| model.clone());
-    let reference = Policy::load(&reference_path)
-        .with_context(|| format!("loading {}", reference_path.display()))?;
+    let mut policy =
+        Policy::load(&model).with_context(|| format!("loading {}", model.display()))?;
+    if c.lora.enabled() {
+        policy = policy.with_lora(&c.lora, &model)?;
+    }
+    let reference = match &c.reference {
+        Some(path) => Policy::load(path).with_context(|| format!("loading {}", path.display()))?,
+        // Fresh adapters: the reference is the policy with them off (the same base weights).
+        None if c.lora.enabled() => policy.reference()?,
+        None => Policy::load(&model).with_context(|| format!("loading {}", model.display()))?,
+    };
     let prompts = read_prompts(&c, &policy)?;
     let models = load_models(&c.reward_models)?;
     let scorers: Vec<ModelScorer> = models

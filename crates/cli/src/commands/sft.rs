@@ -51,6 +51,8 @@ pub struct SftArgs {
     max_length: Option<usize>,
     #[command(flatten)]
     optim: OptimArgs,
+    #[command(flatten)]
+    lora: super::lora_args::LoraArgs,
     /// Seed of the row order (default 42).
     #[arg(long)]
     seed: Option<u64>,
@@ -94,6 +96,8 @@ impl SftArgs {
         s.seed = self.seed.unwrap_or(s.seed);
         s.log_every = self.log_every.unwrap_or(s.log_every);
         s.save_every = self.save_every.unwrap_or(s.save_every);
+        self.lora.apply(&mut c.lora)?;
+        let s = &mut c.sft;
         s.validate()
             .map_err(|e| crate::Usage(format!("invalid SFT configuration: {e}")))?;
         Ok(c)
@@ -118,7 +122,11 @@ pub fn run(args: SftArgs) -> anyhow::Result<u8> {
     for path in &config.data {
         rows.extend(rewardkit_rl::read_sft_rows(path)?);
     }
-    let policy = Policy::load(&model).with_context(|| format!("loading {}", model.display()))?;
+    let mut policy =
+        Policy::load(&model).with_context(|| format!("loading {}", model.display()))?;
+    if config.lora.enabled() {
+        policy = policy.with_lora(&config.lora, &model)?;
+    }
     if policy.chat_template().is_some() && !config.raw_prompts {
         for r in &mut rows {
             r.prompt = policy.format_prompt(&r.prompt)?;

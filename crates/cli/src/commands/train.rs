@@ -122,6 +122,8 @@ pub struct TrainArgs {
     /// Save a checkpoint every N steps (and always at the end).
     #[arg(long)]
     save_every: Option<usize>,
+    #[command(flatten)]
+    lora: super::lora_args::LoraArgs,
     /// Print the final summary as JSON.
     #[arg(long)]
     json: bool,
@@ -194,6 +196,8 @@ impl TrainArgs {
         set!(self.log_every, t.log_every);
         set!(self.eval_every, t.eval_every);
         set!(self.save_every, t.save_every);
+        self.lora.apply(&mut c.lora)?;
+        let t = &mut c.train;
         t.validate()
             .map_err(|e| crate::Usage(format!("invalid training configuration: {e}")))?;
         Ok(c)
@@ -253,7 +257,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<u8> {
         max_length: config.train.max_length,
         inference: false,
     };
-    let model = rewardkit_model::load(&model_dir, &options, &candle_core::Device::Cpu)?;
+    let mut model = rewardkit_model::load(&model_dir, &options, &candle_core::Device::Cpu)?;
+    if config.lora.enabled() {
+        if config.from_scratch {
+            return Err(usage(anyhow::anyhow!(
+                "--lora-rank trains adapters on pretrained weights, not --from-scratch"
+            )));
+        }
+        model = model.with_lora(&config.lora, &model_dir)?;
+    }
     // What the run uses is what it records (and what a resume compares).
     let mut config = config;
     config.train.max_length = Some(model.meta.max_length);

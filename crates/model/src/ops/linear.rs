@@ -112,16 +112,20 @@ impl LinearOp {
         w: &Tensor,
         grad: &Tensor,
         with_bias: bool,
-    ) -> candle_core::Result<(Tensor, Tensor, Option<Tensor>)> {
+    ) -> candle_core::Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
+        // A weight that records no graph (a frozen LoRA base) gets no gradient: skip its matmul.
+        let need_w = w.track_op();
         let (x, w) = (x.detach(), w.detach());
         let d_in = *x.dims().last().unwrap_or(&0);
         let d_out = *grad.dims().last().unwrap_or(&0);
         let x2 = x.reshape(((), d_in))?;
         let g2 = grad.detach().contiguous()?.reshape(((), d_out))?;
         let (dx, dw) = if self.transposed {
-            (g2.matmul(&w.t()?)?, x2.t()?.matmul(&g2)?)
+            let dw = need_w.then(|| x2.t()?.matmul(&g2)).transpose()?;
+            (g2.matmul(&w.t()?)?, dw)
         } else {
-            (g2.matmul(&w)?, g2.t()?.matmul(&x2)?)
+            let dw = need_w.then(|| g2.t()?.matmul(&x2)).transpose()?;
+            (g2.matmul(&w)?, dw)
         };
         let db = if with_bias {
             Some(column_sums(&g2)?)
@@ -156,7 +160,7 @@ impl CustomOp2 for LinearOp {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let (dx, dw, _) = self.grads(x, w, grad, false)?;
-        Ok((Some(dx), Some(dw)))
+        Ok((Some(dx), dw))
     }
 }
 
@@ -183,12 +187,12 @@ impl CustomOp3 for LinearOp {
         &self,
         x: &Tensor,
         w: &Tensor,
-        _b: &Tensor,
+        b: &Tensor,
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let (dx, dw, db) = self.grads(x, w, grad, true)?;
-        Ok((Some(dx), Some(dw), db))
+        let (dx, dw, db) = self.grads(x, w, grad, b.track_op())?;
+        Ok((Some(dx), dw, db))
     }
 }
 
