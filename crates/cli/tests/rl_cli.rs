@@ -5,15 +5,7 @@
 
 mod common;
 
-use common::{model_dir, models, ok, run};
-
-fn lines(path: &std::path::Path) -> Vec<serde_json::Value> {
-    std::fs::read_to_string(path)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect()
-}
+use common::{jsonl, model_dir, models, ok, run};
 
 #[test]
 fn sft_then_rl_on_a_tiny_decoder() {
@@ -46,7 +38,7 @@ fn sft_then_rl_on_a_tiny_decoder() {
         "--threads",
         "1",
     ]));
-    let log = lines(&sft.join("metrics.jsonl"));
+    let log = jsonl(&sft.join("metrics.jsonl"));
     assert_eq!(log.len(), 8);
     let loss = |i: usize| log[i]["loss"].as_f64().unwrap();
     assert!(
@@ -105,7 +97,7 @@ fn sft_then_rl_on_a_tiny_decoder() {
     let summary: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(summary["steps"], 3);
     assert_eq!(summary["stop"], "max_steps");
-    let log = lines(&out.join("metrics.jsonl"));
+    let log = jsonl(&out.join("metrics.jsonl"));
     assert_eq!(log.len(), 3);
     for (i, l) in log.iter().enumerate() {
         assert_eq!(l["kind"], "rl");
@@ -156,7 +148,7 @@ fn sft_then_rl_on_a_tiny_decoder() {
         v
     };
     assert_eq!(
-        strip(lines(&d.path().join("rl-config/metrics.jsonl"))),
+        strip(jsonl(&d.path().join("rl-config/metrics.jsonl"))),
         strip(log.clone())
     );
     // A resume with another β belongs to another run: refused, exit 2, nothing touched.
@@ -184,6 +176,10 @@ fn help_documents_every_option() {
         "--raw-prompts",
         "--reward-model",
         "--reward-baseline",
+        "--reward-url",
+        "--reward-api-key",
+        "REWARDKIT_API_KEY",
+        "Retry-After",
         "--combine",
         "--lambda",
         "--gold-gsm8k",

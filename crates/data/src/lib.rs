@@ -37,6 +37,7 @@ pub mod scorer;
 pub mod split;
 pub mod stats;
 pub mod types;
+pub mod wire;
 
 pub use error::{json_type, DataError, RowError, RowErrorKind};
 pub use format::{DropReason, Format};

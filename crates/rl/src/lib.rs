@@ -7,7 +7,8 @@
 //!   tokens only;
 //! - [`rl()`]: on-policy RL against any [`Reward`] (a reward model through
 //!   [`ScorerReward`], an ensemble with a [`rewardkit_goodhart::Combine`] rule, a closure
-//!   through [`FnReward`]): each step B prompts × k samples, reward minus β·KL to a frozen
+//!   through [`FnReward`], a running `rewardkit serve` through [`UrlReward`]): each step
+//!   B prompts × k samples, reward minus β·KL to a frozen
 //!   reference ([`KlEstimator`]), advantages by RLOO with optional group standardisation
 //!   ([`advantage`]), the PPO clipped objective over μ inner epochs ([`ppo`]);
 //! - both with the trainer's AdamW, warmup, clipping, run-folder policy ([`Start`]), atomic
@@ -45,6 +46,7 @@ pub mod run_config;
 pub mod run_dir;
 pub mod sft;
 pub mod trainer;
+pub mod url_reward;
 
 pub use config::{RlConfig, SftConfig};
 pub use data::read_sft_rows;
@@ -57,3 +59,4 @@ pub use rollout::Rollout;
 pub use run_config::{RlRunConfig, SftRunConfig};
 pub use sft::{sft, SftRow, SftRun, SftStepLog, SftSummary};
 pub use trainer::{rl, RlPrompt, RlRun, RlSession, RlStepLog, RlSummary, StepOutput, StopReason};
+pub use url_reward::{UrlReward, UrlRewardConfig};

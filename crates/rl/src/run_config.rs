@@ -41,6 +41,9 @@ pub struct RlRunConfig {
     pub reward_models: Vec<PathBuf>,
     /// A baseline scorer as the reward instead (`length`, `length-words`, `random[:SEED]`).
     pub reward_baseline: Option<String>,
+    /// A running `rewardkit serve` as the reward instead (`http://HOST:PORT` or its
+    /// `/v1/score` URL). Its API key is never part of the config (flag or environment only).
+    pub reward_url: Option<String>,
     pub combine: Option<Combine>,
     /// Sequences per reward-model forward pass.
     pub reward_batch_size: usize,

@@ -7,39 +7,9 @@ use utoipa::ToSchema;
 
 use crate::engine::MemberInfo;
 
-/// `POST /v1/score`.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)] // the schema of what `parse::score_item` reads
-pub struct ScoreRequest {
-    pub items: Vec<ScoreItem>,
-    /// Also answer each member's score and their standard deviation.
-    pub return_members: Option<bool>,
-}
-
-/// One (prompt, response); each a string or a list of `{role, content}` messages.
-#[derive(Debug, ToSchema)]
-#[allow(dead_code)]
-pub struct ScoreItem {
-    #[schema(value_type = Option<Object>)]
-    pub prompt: Option<serde_json::Value>,
-    #[schema(value_type = Object)]
-    pub response: serde_json::Value,
-}
-
-#[derive(Debug, Serialize, serde::Deserialize, ToSchema)]
-pub struct ScoreResponse {
-    /// The reward of each item (the ensemble's combined score).
-    pub scores: Vec<f64>,
-    /// Per item, each member's score (with `return_members`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub members: Option<Vec<Vec<f64>>>,
-    /// Per item, the members' population standard deviation (with `return_members`).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub std: Option<Vec<f64>>,
-    /// Whether each item was cut to the model's length (prompt start first).
-    pub truncated: Vec<bool>,
-    pub model: String,
-}
+/// `POST /v1/score`'s request and answer: defined once in [`rewardkit_data::wire`], where its
+/// clients (`rewardkit rl --reward-url`) read them too.
+pub use rewardkit_data::wire::{ScoreItem, ScoreRequest, ScoreResponse};
 
 /// `POST /get_reward` (OpenRLHF's remote reward protocol).
 #[derive(Debug, ToSchema)]

@@ -3,7 +3,6 @@
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use serde::Serialize;
 
 /// The kinds of failure a client can see.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,14 +59,8 @@ impl ServeError {
     }
 }
 
-/// The JSON body of every error.
-#[derive(Debug, Serialize, serde::Deserialize, utoipa::ToSchema)]
-pub struct ErrorBody {
-    pub error: String,
-    /// `invalid_json`, `validation`, `payload_too_large`, `overloaded`, `unauthorized`,
-    /// `backend` or `unavailable`.
-    pub error_type: String,
-}
+/// The JSON body of every error (defined once in [`rewardkit_data::wire`] for clients too).
+pub use rewardkit_data::wire::ErrorBody;
 
 /// Seconds a client told `overloaded` should wait before retrying.
 pub const RETRY_AFTER_S: u32 = 1;

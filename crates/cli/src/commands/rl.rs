@@ -11,7 +11,7 @@ use rewardkit_goodhart::combine::Combine;
 use rewardkit_model::{LoadedModel, ModelScorer, Policy};
 use rewardkit_rl::{
     EnsembleReward, Gsm8kGold, KlEstimator, Reward, RlPrompt, RlRun, RlRunConfig, RlStepLog,
-    ScorerReward,
+    ScorerReward, UrlReward, UrlRewardConfig,
 };
 
 use super::policy_args::{read_run_config, resume_command, OptimArgs, StartArgs};
@@ -31,7 +31,7 @@ enum CombineRule {
 #[derive(Args)]
 pub struct RlArgs {
     /// A run config (TOML or JSON) with the fields of this command (`model`, `reference`,
-    /// `prompts`, `raw_prompts`, `reward_models`, `reward_baseline`, `combine`,
+    /// `prompts`, `raw_prompts`, `reward_models`, `reward_baseline`, `reward_url`, `combine`,
     /// `reward_batch_size`, `gold_gsm8k`, `gold_model`, `out`, and `[rl]`: every setting of
     /// rewardkit_rl::RlConfig); flags override it.
     #[arg(long)]
@@ -60,13 +60,30 @@ pub struct RlArgs {
     /// random[:SEED].
     #[arg(long, conflicts_with = "reward_models")]
     reward_baseline: Option<String>,
+    /// A running `rewardkit serve` as the reward instead of a model folder: `http://HOST:PORT`
+    /// (or its full `/v1/score` URL). Each step's samples go in one `POST /v1/score` (of at
+    /// most --reward-batch-size items, default 256 here); 429 and 503 answers are retried
+    /// after their Retry-After (up to 8 times), anything else stops the run with the server's
+    /// message. Plain http:// only. An ensemble is the server's own (`serve --combine`).
+    #[arg(long, conflicts_with_all = ["reward_models", "reward_baseline", "combine"])]
+    reward_url: Option<String>,
+    /// The API key of the --reward-url server (its `serve --api-key`), sent as
+    /// `Authorization: Bearer KEY`; never written to the run's config or checkpoints.
+    #[arg(
+        long,
+        env = "REWARDKIT_API_KEY",
+        hide_env_values = true,
+        requires = "reward_url"
+    )]
+    reward_api_key: Option<String>,
     /// How an ensemble's scores become one reward (Coste et al. 2023).
     #[arg(long, value_enum)]
     combine: Option<CombineRule>,
     /// λ of mean-minus-var and mean-minus-std (default 1).
     #[arg(long, default_value_t = 1.0)]
     lambda: f64,
-    /// Sequences per reward-model forward pass (default 16).
+    /// Sequences per reward-model forward pass (default 16); with --reward-url, items per
+    /// request (default 256).
     #[arg(long, value_parser = super::at_least_one)]
     reward_batch_size: Option<usize>,
     /// Gold, logged per step: GSM8K's final-number check against this answers file
@@ -173,6 +190,9 @@ impl RlArgs {
         if self.reward_baseline.is_some() {
             c.reward_baseline.clone_from(&self.reward_baseline);
         }
+        if self.reward_url.is_some() {
+            c.reward_url.clone_from(&self.reward_url);
+        }
         c.raw_prompts |= self.raw_prompts;
         if let Some(rule) = self.combine {
             let lambda = self.lambda;
@@ -183,9 +203,14 @@ impl RlArgs {
                 CombineRule::MeanMinusStd => Combine::MeanMinusStd { lambda },
             });
         }
+        let default_batch = if c.reward_url.is_some() { 256 } else { 16 };
         c.reward_batch_size = self
             .reward_batch_size
-            .unwrap_or(c.reward_batch_size.max(16));
+            .unwrap_or(if c.reward_batch_size == 0 {
+                default_batch
+            } else {
+                c.reward_batch_size
+            });
         let r = &mut c.rl;
         macro_rules! set {
             ($($flag:ident),*) => { $( if let Some(v) = self.$flag { r.$flag = v; } )* };
@@ -269,9 +294,17 @@ pub fn run(args: RlArgs) -> anyhow::Result<u8> {
             "no prompts: pass --prompts FILE… (or `prompts` in --config)",
         ));
     }
-    if c.reward_models.is_empty() && c.reward_baseline.is_none() {
+    let rewards = usize::from(!c.reward_models.is_empty())
+        + usize::from(c.reward_baseline.is_some())
+        + usize::from(c.reward_url.is_some());
+    if rewards == 0 {
         return Err(usage(
-            "no reward: pass --reward-model DIR… or --reward-baseline",
+            "no reward: pass --reward-model DIR…, --reward-baseline or --reward-url",
+        ));
+    }
+    if rewards > 1 {
+        return Err(usage(
+            "one reward only: --reward-model, --reward-baseline or --reward-url",
         ));
     }
     if c.reward_models.len() > 1 && c.combine.is_none() {
@@ -303,10 +336,23 @@ pub fn run(args: RlArgs) -> anyhow::Result<u8> {
         .map(Baseline::parse)
         .transpose()
         .map_err(|e| usage(&format!("--reward-baseline: {e}")))?;
-    let mut reward: Box<dyn Reward> = match (&baseline, scorers.len()) {
-        (Some(b), _) => Box::new(ScorerReward(b)),
-        (None, 1) => Box::new(ScorerReward(&scorers[0])),
-        (None, _) => Box::new(EnsembleReward {
+    let url = c
+        .reward_url
+        .as_ref()
+        .map(|u| {
+            UrlReward::new(UrlRewardConfig {
+                api_key: args.reward_api_key.clone(),
+                batch_size: c.reward_batch_size,
+                ..UrlRewardConfig::new(u.as_str())
+            })
+        })
+        .transpose()
+        .map_err(|e| usage(&format!("--reward-url: {e}")))?;
+    let mut reward: Box<dyn Reward> = match (url, &baseline, scorers.len()) {
+        (Some(u), _, _) => Box::new(u),
+        (None, Some(b), _) => Box::new(ScorerReward(b)),
+        (None, None, 1) => Box::new(ScorerReward(&scorers[0])),
+        (None, None, _) => Box::new(EnsembleReward {
             members: &scorers,
             combine: c.combine.unwrap_or(Combine::Mean),
         }),

@@ -3,6 +3,8 @@
 #![allow(dead_code)] // each test binary uses its own subset
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
+pub mod serve;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -27,6 +29,15 @@ pub fn ok(o: Output) -> Output {
         String::from_utf8_lossy(&o.stderr)
     );
     o
+}
+
+/// The JSON values of a JSONL file, one per line.
+pub fn jsonl(path: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 pub fn stderr(o: &Output) -> String {
