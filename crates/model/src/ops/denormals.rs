@@ -11,8 +11,8 @@
 //! TensorFlow sets both flags on its CPU threads; PyTorch offers `torch.set_flush_denormal`.
 //! Here [`ensure`] sets them on the calling thread (every op of [`crate::ops`] calls it when it
 //! builds its node, so the backward pass on that thread runs flushed too) and, once per process,
-//! on the worker threads of
-//! rayon's global pool (candle's gemm) and of candle's barrier pool (its element-wise maps).
+//! on the worker threads of rayon's global pool (candle's gemm) and of candle's barrier pool
+//! (its element-wise maps).
 //! Values below 2⁻¹²⁶ then read and compute as 0: nothing a reward model or policy can see.
 
 /// MXCSR's flush-to-zero (bit 15) and denormals-are-zero (bit 6).
