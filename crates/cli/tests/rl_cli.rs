@@ -160,6 +160,54 @@ fn sft_then_rl_on_a_tiny_decoder() {
         "{}",
         common::stderr(&o)
     );
+    // Held-out prompts: evaluated before steps 1 and 3 and at the end, 2 × 3 samples each;
+    // gold and the proxy are the same model here, so they agree.
+    let held_out = d.path().join("held-out.jsonl");
+    std::fs::write(
+        &held_out,
+        "{\"prompt\": \"t30\"}\n{\"prompt\": \"t31 t32\"}\n",
+    )
+    .unwrap();
+    let eval_out = d.path().join("rl-eval");
+    let mut args = rl_args(&[
+        "--eval-prompts",
+        &s(&held_out),
+        "--eval-every",
+        "2",
+        "--eval-samples-per-prompt",
+        "3",
+    ]);
+    let at = args.iter().position(|a| a == "--out").unwrap();
+    args[at + 1] = s(&eval_out);
+    ok(run(&args.iter().map(String::as_str).collect::<Vec<_>>()));
+    let log = jsonl(&eval_out.join("metrics.jsonl"));
+    assert_eq!(log.len(), 4, "three steps and the final evaluation");
+    let evals: Vec<&serde_json::Value> = log
+        .iter()
+        .filter_map(|l| match l["kind"].as_str() {
+            Some("rl") => l.get("eval").filter(|e| !e.is_null()),
+            _ => Some(l),
+        })
+        .collect();
+    assert_eq!(evals.len(), 3, "{log:?}");
+    for (e, updates) in evals.iter().zip([0, 2, 3]) {
+        assert_eq!(e["updates"], updates, "{e}");
+        assert_eq!(e["samples"], 6, "{e}");
+        assert!((e["gold"].as_f64().unwrap() - e["proxy"].as_f64().unwrap()).abs() < 1e-9);
+        assert!(e["gold_se"].as_f64().is_some_and(|x| x >= 0.0), "{e}");
+    }
+    assert_eq!(log[3]["kind"], "rl_eval");
+    // Held-out prompts without a gold function: a bad command line.
+    let mut args = rl_args(&["--eval-prompts", &s(&held_out), "--overwrite"]);
+    let at = args.iter().position(|a| a == "--gold-model").unwrap();
+    args.drain(at..at + 2);
+    let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(o.status.code(), Some(2), "{}", common::stderr(&o));
+    assert!(
+        common::stderr(&o).contains("gold"),
+        "{}",
+        common::stderr(&o)
+    );
     // Two reward models without a rule is a bad command line.
     let args = rl_args(&["--reward-model", &s(&rm), "--overwrite"]);
     let o = run(&args.iter().map(String::as_str).collect::<Vec<_>>());
@@ -184,6 +232,9 @@ fn help_documents_every_option() {
         "--lambda",
         "--gold-gsm8k",
         "--gold-model",
+        "--eval-prompts",
+        "--eval-every",
+        "--eval-samples-per-prompt",
         "--out",
         "--resume",
         "--resume-or-start",

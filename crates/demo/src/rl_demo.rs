@@ -6,8 +6,9 @@
 //!    checked against the base policy on `check_samples` samples (correct share and filler
 //!    counts, read back from the decoded texts by [`World::read_response`]).
 //! 3. Best-of-n of the base policy against the proxy (the curve RL is compared with).
-//! 4. RL runs from the distilled decoder ([`crate::rl_runs`]), gold measured on every step's
-//!    samples; each run summarised and fitted ([`rewardkit_goodhart::rl`]).
+//! 4. RL runs from the distilled decoder ([`crate::rl_runs`]), gold and the proxy measured
+//!    before every step on a fixed evaluation with common random numbers; each run summarised
+//!    and fitted ([`rewardkit_goodhart::rl`]).
 
 use std::path::Path;
 use std::time::Instant;
@@ -86,6 +87,8 @@ impl Default for RlDemoConfig {
                 },
                 forward_batch_size: 32,
                 seed: 0,
+                // 20 items × 8: gold's standard error per step about 0.03.
+                eval_samples_per_prompt: 8,
                 ..RlConfig::default()
             },
             runs: RunsConfig::default(),

@@ -1,6 +1,9 @@
 //! The RL runs of `rewardkit demo rl`: each starts from the distilled decoder (its frozen copy
-//! is the reference) and optimises one reward for `rl.max_steps` steps, gold read from every
-//! step's samples by [`World::read_response`].
+//! is the reference) and optimises one reward for `rl.max_steps` steps. Before every step the
+//! policy is evaluated on all of the world's items, `rl.eval_samples_per_prompt` samples each,
+//! from the same random streams every time (common random numbers,
+//! [`rewardkit_rl::evaluate`]): gold read by [`World::read_response`] and the run's reward on
+//! those samples are the curve's values; KL is the step's own.
 //!
 //! Iterative retraining: every `retrain_every` steps, the step samples since the last round are
 //! paired (two samples of the same prompt), labelled by the biased labeler (the seed's loop) or
@@ -157,7 +160,7 @@ pub(crate) fn run_all(
             prompts: &prompts,
             name: &name,
         };
-        let (rows, rounds) = run.optimise(&kind, &policy, &reference, &rl, progress)?;
+        let (rows, rounds, gold_se) = run.optimise(&kind, &policy, &reference, &rl, progress)?;
         let summary = summarize(&rows, config.window)
             .map_err(|e| DemoError::Config(format!("run {name}: {e}")))?
             .into_iter()
@@ -178,6 +181,7 @@ pub(crate) fn run_all(
         out.runs.push(RlRun {
             kind,
             summary,
+            gold_se,
             seconds: t.elapsed().as_secs_f64(),
         });
     }
@@ -198,8 +202,8 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// The run's steps; its rows (step = updates made before the step's samples were drawn)
-    /// and retraining rounds.
+    /// The run's steps; its rows (step = updates made before the step's samples were drawn),
+    /// retraining rounds and the mean standard error of an evaluation's gold.
     fn optimise(
         &self,
         kind: &RunKind,
@@ -207,7 +211,7 @@ impl Run<'_> {
         reference: &Policy,
         rl: &RlConfig,
         progress: &mut dyn FnMut(DemoEvent),
-    ) -> Result<(Vec<RlCurveRow>, Vec<RetrainRound>), DemoError> {
+    ) -> Result<(Vec<RlCurveRow>, Vec<RetrainRound>, f64), DemoError> {
         let batch_size = self.config.demo.score_batch_size;
         let members: Vec<ModelScorer> = self
             .models
@@ -237,8 +241,9 @@ impl Run<'_> {
             unit: "steps",
         });
         let t = Instant::now();
+        let mut gold_se = 0.0;
         for step in 1..=rl.max_steps {
-            let output = {
+            let (output, eval) = {
                 let current = retrained.as_ref().unwrap_or(&self.models.members[0]);
                 let one = scorer(current, batch_size);
                 let mut reward: Box<dyn Reward + '_> = match kind {
@@ -249,20 +254,18 @@ impl Run<'_> {
                         combine: *combine,
                     }),
                 };
-                session.step(
-                    self.prompts,
-                    reward.as_mut(),
-                    Some(&mut gold as &mut dyn Reward),
-                )?
+                let eval = session.evaluate(self.prompts, &mut gold, Some(reward.as_mut()))?;
+                let output = session.step(self.prompts, reward.as_mut(), None)?;
+                (output, eval)
             };
-            let log = &output.log;
+            gold_se += eval.gold_se / rl.max_steps as f64;
             rows.push(RlCurveRow {
                 run: self.name.to_string(),
                 beta: rl.beta,
                 step: step - 1,
-                kl: log.kl,
-                proxy: log.proxy_mean,
-                gold: log.gold.unwrap_or(f64::NAN),
+                kl: output.log.kl,
+                proxy: eval.proxy.unwrap_or(f64::NAN),
+                gold: eval.gold,
             });
             progress(DemoEvent::Progress { done: step });
             if let RunKind::Retrained { gold: by_gold } = kind {
@@ -294,7 +297,7 @@ impl Run<'_> {
             name: &stage,
             seconds: t.elapsed().as_secs_f64(),
         });
-        Ok((rows, rounds))
+        Ok((rows, rounds, gold_se))
     }
 
     /// The run's name as a folder name.

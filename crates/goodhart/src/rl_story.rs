@@ -88,6 +88,10 @@ pub enum RunKind {
 pub struct RlRun {
     pub kind: RunKind,
     pub summary: RlRunSummary,
+    /// The standard error of one step's gold (mean over the steps): the sampling error of the
+    /// evaluation for its fixed prompts. Steps share random streams, so the difference between
+    /// two steps is far less noisy than this.
+    pub gold_se: f64,
     pub seconds: f64,
 }
 
@@ -168,10 +172,10 @@ impl<C> RlReport<C> {
         if let Some(first) = proxy_runs.first() {
             let r = &first.summary;
             lines.push(format!(
-                "2. RL against the proxy, β = {}: its score rises {:.2} → {:.2} while gold goes {:.3} → {:.3} at step {} (√KL {:.2}) → {:.3} at step {} (KL {:.1} nats): {:.3} lost after the peak. Gold fit d(α − β·ln d): {}.",
+                "2. RL against the proxy, β = {}: its score rises {:.2} → {:.2} while gold goes {:.3} → {:.3} at step {} (√KL {:.2}) → {:.3} at step {} (KL {:.1} nats): {:.3} lost after the peak (one step's gold ± {:.3}, common random numbers). Gold fit d(α − β·ln d): {}.",
                 r.beta, r.start.proxy, r.end.proxy, r.start.gold, r.gold_peak.gold,
                 r.gold_peak.step, r.gold_peak.sqrt_kl, r.end.gold, r.end.step, r.end.kl,
-                r.gold_fall, fit_text(r),
+                r.gold_fall, first.gold_se, fit_text(r),
             ));
             let others: Vec<String> = proxy_runs[1..]
                 .iter()

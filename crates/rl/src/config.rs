@@ -113,6 +113,11 @@ pub struct RlConfig {
     pub save_every: usize,
     /// Keep at most this many `checkpoint-N` folders (the newest).
     pub save_total_limit: usize,
+    /// With held-out prompts and a gold function: evaluate before every N-th step (1 = every
+    /// step; 0 = never) and once more at the end ([`crate::evaluate`]).
+    pub eval_every: usize,
+    /// Samples per held-out prompt of an evaluation (at least 2, for its standard error).
+    pub eval_samples_per_prompt: usize,
 }
 
 impl Default for RlConfig {
@@ -139,6 +144,8 @@ impl Default for RlConfig {
             seed: 42,
             save_every: 0,
             save_total_limit: 2,
+            eval_every: 1,
+            eval_samples_per_prompt: 4,
         }
     }
 }
@@ -160,6 +167,11 @@ impl RlConfig {
         }
         if self.samples_per_prompt < 2 {
             return Err("samples_per_prompt must be at least 2 (RLOO's baseline)".into());
+        }
+        if self.eval_samples_per_prompt < 2 {
+            return Err(
+                "eval_samples_per_prompt must be at least 2 (for the standard error)".into(),
+            );
         }
         if self.minibatches > self.prompts_per_step * self.samples_per_prompt {
             return Err("minibatches must not exceed prompts_per_step × samples_per_prompt".into());

@@ -10,7 +10,8 @@
 //!   through [`FnReward`], a running `rewardkit serve` through [`UrlReward`]): each step
 //!   B prompts × k samples, reward minus β·KL to a frozen
 //!   reference ([`KlEstimator`]), advantages by RLOO with optional group standardisation
-//!   ([`advantage`]), the PPO clipped objective over μ inner epochs ([`ppo`]);
+//!   ([`advantage`]), the PPO clipped objective over μ inner epochs ([`ppo`]); gold and the
+//!   reward measured on held-out prompts with common random numbers ([`evaluate`]);
 //! - both with the trainer's AdamW, warmup, clipping, run-folder policy ([`Start`]), atomic
 //!   checkpoints and exact resume, a stop flag for signals, a JSONL log per step and an event
 //!   per step for progress (libraries never print).
@@ -37,6 +38,7 @@ pub mod advantage;
 pub mod config;
 pub mod data;
 pub mod error;
+pub mod evaluate;
 pub mod event;
 pub mod kl;
 pub mod ppo;
@@ -51,6 +53,7 @@ pub mod url_reward;
 pub use config::{RlConfig, SftConfig};
 pub use data::read_sft_rows;
 pub use error::RlError;
+pub use evaluate::RlEvalLog;
 pub use event::Event;
 pub use kl::KlEstimator;
 pub use reward::{Completion, EnsembleReward, FnReward, Gsm8kGold, Reward, ScorerReward};

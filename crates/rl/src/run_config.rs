@@ -51,6 +51,8 @@ pub struct RlRunConfig {
     pub gold_gsm8k: Option<PathBuf>,
     /// Gold: the mean score of this reward model.
     pub gold_model: Option<PathBuf>,
+    /// Held-out prompt files: gold and the reward measured on them (`rl.eval_every`).
+    pub eval_prompts: Vec<PathBuf>,
     pub out: Option<PathBuf>,
     pub rl: RlConfig,
     /// LoRA adapters on the policy (`lora.r > 0`): only they train, and the KL reference is the

@@ -21,6 +21,7 @@ use rewardkit_train::{AdamW, Grads, Start};
 
 use crate::advantage::{clip_rewards, mean_std, rloo, whiten};
 use crate::config::RlConfig;
+use crate::evaluate::{evaluate, RlEvalLog};
 use crate::event::Event;
 use crate::kl::KlEstimator;
 use crate::ppo::{ppo_loss, PpoInputs, PpoStats};
@@ -52,6 +53,10 @@ impl RlPrompt {
 /// What to optimise on and where to write.
 pub struct RlRun<'a> {
     pub prompts: &'a [RlPrompt],
+    /// Held-out prompts: with a gold function, gold (and the reward) are also measured on
+    /// them every `eval_every` steps with common random numbers ([`crate::evaluate`]); empty
+    /// for none.
+    pub eval_prompts: &'a [RlPrompt],
     /// The run folder (checkpoints, `final/`, `metrics.jsonl`); `None` writes nothing.
     pub out: Option<&'a Path>,
     pub start: Start,
@@ -64,6 +69,7 @@ impl<'a> RlRun<'a> {
     pub fn in_memory(prompts: &'a [RlPrompt]) -> Self {
         RlRun {
             prompts,
+            eval_prompts: &[],
             out: None,
             start: Start::Fresh,
             stop: None,
@@ -96,8 +102,11 @@ pub struct RlStepLog {
     pub finished: f64,
     /// Share of response tokens whose PPO ratio was clipped, over all inner updates.
     pub clip_fraction: f64,
-    /// The gold function's mean score, when one is given.
+    /// The gold function's mean score on this step's samples, when one is given.
     pub gold: Option<f64>,
+    /// The held-out evaluation of the policy that drew this step's samples (before its
+    /// update), on the steps it is due.
+    pub eval: Option<RlEvalLog>,
     /// The surrogate loss of the last update.
     pub loss: f64,
     pub grad_norm: f64,
@@ -130,6 +139,9 @@ pub struct RlSummary {
     /// `final/` when the run finished (not when interrupted) and has a folder.
     pub final_dir: Option<PathBuf>,
     pub last: Option<RlStepLog>,
+    /// The held-out evaluation of the final policy (runs with evaluation prompts and a gold
+    /// function that were not interrupted).
+    pub final_eval: Option<RlEvalLog>,
     pub seconds: f64,
 }
 
@@ -173,6 +185,17 @@ impl<'a> RlSession<'a> {
             step: 0,
             started: Instant::now(),
         })
+    }
+
+    /// Gold (and, when given, `proxy`) of the current policy on the held-out `prompts`, with
+    /// the evaluation's fixed random streams ([`crate::evaluate`]).
+    pub fn evaluate(
+        &self,
+        prompts: &[RlPrompt],
+        gold: &mut dyn Reward,
+        proxy: Option<&mut dyn Reward>,
+    ) -> Result<RlEvalLog, RlError> {
+        evaluate(self.policy, &self.config, prompts, self.step, gold, proxy)
     }
 
     /// Steps done so far.
@@ -286,11 +309,16 @@ pub fn rl(
     let mut stop_reason = StopReason::MaxSteps;
     let mut last = None;
     for step in resumed_at + 1..=config.max_steps {
+        let eval = match (&mut gold, eval_due(config, run, step)) {
+            (Some(g), true) => Some(session.evaluate(run.eval_prompts, &mut **g, Some(reward))?),
+            _ => None,
+        };
         let g: Option<&mut dyn Reward> = match &mut gold {
             Some(g) => Some(&mut **g),
             None => None,
         };
-        let entry = session.step(run.prompts, reward, g)?.log;
+        let mut entry = session.step(run.prompts, reward, g)?.log;
+        entry.eval = eval;
         folder.log("rl", &entry)?;
         let mut stop = observer(Event::Step(&entry)).is_break();
         stop |= run.stop.is_some_and(|s| s.load(Ordering::SeqCst));
@@ -313,6 +341,14 @@ pub fn rl(
             break;
         }
     }
+    let final_eval = match &mut gold {
+        Some(g) if stop_reason != StopReason::Interrupted && !run.eval_prompts.is_empty() => {
+            let e = session.evaluate(run.eval_prompts, &mut **g, Some(reward))?;
+            folder.log("rl_eval", &e)?;
+            Some(e)
+        }
+        _ => None,
+    };
     let final_dir = if stop_reason == StopReason::Interrupted {
         None
     } else {
@@ -328,8 +364,16 @@ pub fn rl(
         stop: stop_reason,
         final_dir,
         last,
+        final_eval,
         seconds: session.started.elapsed().as_secs_f64(),
     })
+}
+
+/// Whether step `step` (1-based) starts with a held-out evaluation.
+fn eval_due(config: &RlConfig, run: &RlRun, step: usize) -> bool {
+    !run.eval_prompts.is_empty()
+        && config.eval_every > 0
+        && (step - 1).is_multiple_of(config.eval_every)
 }
 
 /// Hashes of the starting policy, the reference and the prompts.
@@ -427,6 +471,7 @@ impl StepContext<'_> {
             finished: rollouts.iter().filter(|r| r.finished).count() as f64 / n,
             clip_fraction: update.stats.clipped as f64 / update.stats.tokens.max(1) as f64,
             gold,
+            eval: None,
             loss: update.loss,
             grad_norm: update.grad_norm,
             learning_rate: update.lr,

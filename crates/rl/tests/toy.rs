@@ -111,6 +111,85 @@ fn rl_raises_the_reward_and_a_large_beta_holds_the_kl() {
     assert!(held.iter().all(|s| s.sqrt_kl >= 0.0 && s.entropy > 0.0));
 }
 
+/// Held-out evaluation: before every step (its policy has `step − 1` updates) and at the end,
+/// on prompts RL never trains on; the same policy evaluated twice gives the same numbers
+/// (fixed random streams), and gold on the held-out prompts rises as RL learns to write `a`.
+#[test]
+fn held_out_evaluation_uses_fixed_streams_and_follows_the_policy() {
+    let p = policy(0);
+    let reference = p.snapshot().unwrap();
+    let prompts = prompts();
+    let held_out: Vec<RlPrompt> = ["y ?", "c d ?", "e ?"]
+        .iter()
+        .map(|t| RlPrompt::plain(*t))
+        .collect();
+    let c = RlConfig {
+        eval_every: 5,
+        eval_samples_per_prompt: 8,
+        ..config(0.0, 20)
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let run = RlRun {
+        eval_prompts: &held_out,
+        out: Some(dir.path()),
+        ..RlRun::in_memory(&prompts)
+    };
+    let mut reward = FnReward::new("share-of-a", share_of_a);
+    let mut gold = FnReward::new("gold: share-of-a", share_of_a);
+    let mut logs = Vec::new();
+    let summary = rl(
+        &p,
+        &reference,
+        &c,
+        &run,
+        &mut reward,
+        Some(&mut gold),
+        |e| {
+            if let Event::Step(s) = e {
+                logs.push(s.clone());
+            }
+            ControlFlow::Continue(())
+        },
+    )
+    .unwrap();
+    let evals: Vec<_> = logs.iter().filter_map(|s| s.eval.clone()).collect();
+    // Steps 1, 6, 11, 16, then the final policy.
+    assert_eq!(
+        evals.iter().map(|e| e.updates).collect::<Vec<_>>(),
+        [0, 5, 10, 15]
+    );
+    assert!(logs
+        .iter()
+        .all(|s| s.eval.is_some() == ((s.step - 1) % 5 == 0)));
+    let last = summary.final_eval.clone().unwrap();
+    assert_eq!((last.updates, last.samples), (20, 24));
+    // Gold and the proxy are the same function here, so they agree sample for sample.
+    assert_eq!(last.proxy, Some(last.gold));
+    println!(
+        "held-out gold {:.3} ± {:.3} → {:.3} ± {:.3}",
+        evals[0].gold, evals[0].gold_se, last.gold, last.gold_se
+    );
+    assert!(evals[0].gold < 0.3 && last.gold > 0.6, "{evals:?} {last:?}");
+    // Chance: some samples hold an `a` and some not, so there is sampling error; once every
+    // sample is all `a`s, there is none.
+    assert!(
+        evals[0].gold_se > 0.0 && evals[0].gold_se < 0.2,
+        "{:?}",
+        evals[0]
+    );
+    assert!(evals.iter().all(|e| e.gold_se >= 0.0));
+    // The final evaluation is the last line of the log.
+    let text = std::fs::read_to_string(dir.path().join("metrics.jsonl")).unwrap();
+    let final_line: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(final_line["kind"], "rl_eval");
+    assert_eq!(final_line["updates"], 20);
+    // Fixed streams: the same policy, evaluated again, gives the same samples and numbers.
+    let session = RlSession::new(&p, &reference, &c).unwrap();
+    let again = session.evaluate(&held_out, &mut gold, None).unwrap();
+    assert_eq!((again.gold, again.gold_se), (last.gold, last.gold_se));
+    assert_eq!(again.response_length, last.response_length);
+}
+
 /// The same seed gives the same run: every logged number but the timings, and the weights.
 #[test]
 fn same_seed_same_run() {
@@ -169,6 +248,7 @@ fn rl_resume_after_an_interruption_is_exact() {
         let mut reward = FnReward::new("share-of-a", share_of_a);
         let run = RlRun {
             prompts: &prompts,
+            eval_prompts: &[],
             out: Some(out),
             start,
             stop: None,
@@ -209,6 +289,7 @@ fn rl_resume_after_an_interruption_is_exact() {
     let mut reward = FnReward::new("share-of-a", share_of_a);
     let run = RlRun {
         prompts: &prompts,
+        eval_prompts: &[],
         out: Some(&cut),
         start: Start::Resume,
         stop: None,

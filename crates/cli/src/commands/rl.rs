@@ -32,7 +32,7 @@ enum CombineRule {
 pub struct RlArgs {
     /// A run config (TOML or JSON) with the fields of this command (`model`, `reference`,
     /// `prompts`, `raw_prompts`, `reward_models`, `reward_baseline`, `reward_url`, `combine`,
-    /// `reward_batch_size`, `gold_gsm8k`, `gold_model`, `out`, and `[rl]`: every setting of
+    /// `reward_batch_size`, `gold_gsm8k`, `gold_model`, `eval_prompts`, `out`, and `[rl]`: every setting of
     /// rewardkit_rl::RlConfig); flags override it.
     #[arg(long)]
     config: Option<PathBuf>,
@@ -93,6 +93,19 @@ pub struct RlArgs {
     /// Gold, logged per step: the mean score of this reward model on the same samples.
     #[arg(long)]
     gold_model: Option<PathBuf>,
+    /// Held-out prompt files (as --prompts; RL never trains on them): with a gold function,
+    /// gold and the reward are measured on them every --eval-every steps and at the end, with
+    /// the same random streams each time (common random numbers), mean ± standard error in
+    /// the log's `eval` field. For --gold-gsm8k they must be questions of its answers file.
+    #[arg(long, num_args = 1..)]
+    eval_prompts: Vec<PathBuf>,
+    /// Evaluate on --eval-prompts before every N-th step (default 1: every step; 0: never)
+    /// and once at the end.
+    #[arg(long)]
+    eval_every: Option<usize>,
+    /// Samples per held-out prompt, at least 2 (default 4).
+    #[arg(long)]
+    eval_samples_per_prompt: Option<usize>,
     /// Output folder: checkpoint-N/, final/ (an HF causal-LM folder), metrics.jsonl (one line
     /// per step: step, proxy_mean, proxy_std, reward_mean, kl, sqrt_kl, kl_k3, entropy,
     /// response_length, finished, clip_fraction, gold, loss, grad_norm, learning_rate, seconds).
@@ -184,6 +197,9 @@ impl RlArgs {
         if !self.prompts.is_empty() {
             c.prompts.clone_from(&self.prompts);
         }
+        if !self.eval_prompts.is_empty() {
+            c.eval_prompts.clone_from(&self.eval_prompts);
+        }
         if !self.reward_models.is_empty() {
             c.reward_models.clone_from(&self.reward_models);
         }
@@ -229,7 +245,9 @@ impl RlArgs {
             max_steps,
             forward_batch_size,
             seed,
-            save_every
+            save_every,
+            eval_every,
+            eval_samples_per_prompt
         );
         r.group_std |= self.group_std;
         r.whiten_rewards |= self.whiten_rewards;
@@ -252,10 +270,14 @@ fn usage(m: &str) -> anyhow::Error {
     crate::Usage(m.into()).into()
 }
 
-/// The prompts of every file, formatted for the policy unless `raw`.
-fn read_prompts(config: &RlRunConfig, policy: &Policy) -> anyhow::Result<Vec<RlPrompt>> {
+/// The prompts of every file, formatted for the policy unless `config.raw_prompts`.
+fn read_prompts(
+    config: &RlRunConfig,
+    files: &[PathBuf],
+    policy: &Policy,
+) -> anyhow::Result<Vec<RlPrompt>> {
     let mut prompts = Vec::new();
-    for path in &config.prompts {
+    for path in files {
         for p in rewardkit_goodhart::pool::read_prompts(path)? {
             let input = if policy.chat_template().is_some() && !config.raw_prompts {
                 policy.format_prompt(&p.text)?
@@ -321,7 +343,13 @@ pub fn run(args: RlArgs) -> anyhow::Result<u8> {
         None if c.lora.enabled() => policy.reference()?,
         None => Policy::load(&model).with_context(|| format!("loading {}", model.display()))?,
     };
-    let prompts = read_prompts(&c, &policy)?;
+    let prompts = read_prompts(&c, &c.prompts, &policy)?;
+    let eval_prompts = read_prompts(&c, &c.eval_prompts, &policy)?;
+    if !eval_prompts.is_empty() && c.gold_gsm8k.is_none() && c.gold_model.is_none() {
+        return Err(usage(
+            "--eval-prompts needs a gold function: --gold-gsm8k or --gold-model",
+        ));
+    }
     let models = load_models(&c.reward_models)?;
     let scorers: Vec<ModelScorer> = models
         .iter()
@@ -375,14 +403,16 @@ pub fn run(args: RlArgs) -> anyhow::Result<u8> {
         (None, None) => None,
     };
     eprintln!(
-        "policy {}: {} parameters; {} prompts; reward {}",
+        "policy {}: {} parameters; {} prompts ({} held out); reward {}",
         model.display(),
         policy.params().num_params(),
         prompts.len(),
+        eval_prompts.len(),
         reward.name()
     );
     let run = RlRun {
         prompts: &prompts,
+        eval_prompts: &eval_prompts,
         out: Some(&out),
         start: args.start.start(),
         stop: Some(crate::signals::stop_on_signal()),
@@ -414,6 +444,16 @@ pub fn run(args: RlArgs) -> anyhow::Result<u8> {
             dir.display()
         );
     }
+    if let Some(e) = &summary.final_eval {
+        eprintln!(
+            "held-out evaluation after {} updates ({} samples): gold {:.3} ± {:.3}{}",
+            e.updates,
+            e.samples,
+            e.gold,
+            e.gold_se,
+            proxy_text(e.proxy, e.proxy_se)
+        );
+    }
     if args.json {
         print_json(&summary)?;
     }
@@ -424,8 +464,18 @@ pub fn run(args: RlArgs) -> anyhow::Result<u8> {
     })
 }
 
+fn proxy_text(mean: Option<f64>, se: Option<f64>) -> String {
+    match (mean, se) {
+        (Some(m), Some(se)) => format!(", proxy {m:.3} ± {se:.3}"),
+        _ => String::new(),
+    }
+}
+
 fn step_line(s: &RlStepLog) -> (usize, String) {
-    let gold = s.gold.map(|g| format!(" gold {g:.3}")).unwrap_or_default();
+    let mut gold = s.gold.map(|g| format!(" gold {g:.3}")).unwrap_or_default();
+    if let Some(e) = &s.eval {
+        gold += &format!(" held-out gold {:.3} ± {:.3}", e.gold, e.gold_se);
+    }
     let text = format!(
         "step {}/{}: proxy {:.3} ± {:.3}{gold} KL {:.3} (√ {:.3}) entropy {:.3} length {:.1} clip {:.2} ({:.1} s)",
         s.step,
