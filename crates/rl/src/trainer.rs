@@ -53,9 +53,9 @@ impl RlPrompt {
 /// What to optimise on and where to write.
 pub struct RlRun<'a> {
     pub prompts: &'a [RlPrompt],
-    /// Held-out prompts: with a gold function, gold (and the reward) are also measured on
-    /// them every `eval_every` steps with common random numbers ([`crate::evaluate`]); empty
-    /// for none.
+    /// Held-out prompts: gold (and the reward) are measured on them every `eval_every` steps
+    /// with common random numbers ([`crate::evaluate`]); empty for none. They need a gold
+    /// function: [`rl`] refuses them without one (`RlError::Config`).
     pub eval_prompts: &'a [RlPrompt],
     /// The run folder (checkpoints, `final/`, `metrics.jsonl`); `None` writes nothing.
     pub out: Option<&'a Path>,
@@ -283,6 +283,11 @@ pub fn rl(
 ) -> Result<RlSummary, RlError> {
     if run.prompts.is_empty() {
         return Err(RlError::Config("no prompts".into()));
+    }
+    if !run.eval_prompts.is_empty() && gold.is_none() {
+        return Err(RlError::Config(
+            "held-out evaluation prompts need a gold function".into(),
+        ));
     }
     let mut session = RlSession::new(policy, reference, config)?;
     let state = RunState {

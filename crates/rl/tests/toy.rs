@@ -6,8 +6,8 @@ use std::ops::ControlFlow;
 
 use rewardkit_model::{word_level_tokenizer, ArchConfig, Policy};
 use rewardkit_rl::{
-    rl, sft, Completion, Event, FnReward, OptimConfig, RlConfig, RlPrompt, RlRun, RlSession,
-    RlStepLog, SftConfig, SftRow, SftRun, Start,
+    rl, sft, Completion, Event, FnReward, OptimConfig, RlConfig, RlError, RlPrompt, RlRun,
+    RlSession, RlStepLog, SftConfig, SftRow, SftRun, Start,
 };
 
 const WORDS: [&str; 12] = ["?", "a", "b", "c", "d", "e", "f", "g", "h", "x", "y", "z"];
@@ -188,6 +188,15 @@ fn held_out_evaluation_uses_fixed_streams_and_follows_the_policy() {
     let again = session.evaluate(&held_out, &mut gold, None).unwrap();
     assert_eq!((again.gold, again.gold_se), (last.gold, last.gold_se));
     assert_eq!(again.response_length, last.response_length);
+    // Held-out prompts without a gold function are refused, not silently left unevaluated.
+    let err = rl(&p, &reference, &c, &run, &mut reward, None, |_| {
+        ControlFlow::Continue(())
+    })
+    .unwrap_err();
+    assert!(
+        matches!(&err, RlError::Config(m) if m.contains("gold")),
+        "{err}"
+    );
 }
 
 /// The same seed gives the same run: every logged number but the timings, and the weights.

@@ -359,10 +359,11 @@ impl Progress {
                         pb,
                         format!(
                             "estimated peak memory {} MiB ({} MiB parameters and optimizer, {} \
-                             MiB activations), {} MiB available",
+                             MiB activations, {} MiB a checkpoint save), {} MiB available",
                             mib(estimate.total()),
                             mib(estimate.parameters),
                             mib(estimate.activations),
+                            mib(estimate.checkpoint),
                             mib(available)
                         ),
                     );
