@@ -12,6 +12,11 @@
 //! embeddings in transformers' `rotate_half` (non-interleaved) convention, here built from
 //! differentiable ops with precomputed cos/sin tables.
 //!
+//! Over a whole sequence (scoring, training, the prompt of a generation) attention runs in
+//! `[b, t, heads · d]` through [`nn::Attention`], the fused kernel on CPU, which keeps nothing
+//! of size `[b, heads, t, t]` for the backward pass; the cached path of generation composes it
+//! from candle ops over the keys so far.
+//!
 //! Positions are counted from the attention mask (`cumsum(mask) − 1`, clamped at 0): with right
 //! padding this is what transformers does, and with left padding each row still starts at 0, so
 //! the padding side does not change the hidden states of real tokens.
@@ -245,12 +250,26 @@ impl Rotary {
     /// `x · cos + rotate_half(x) · sin` for `x` `[b, h, t, d]`, where
     /// `rotate_half([x1, x2]) = [−x2, x1]` (halves of the last dimension).
     fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let d = x.dim(D::Minus1)?;
-        let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-        let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
-        let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-        x.broadcast_mul(&self.cos)? + rotated.broadcast_mul(&self.sin)?
+        rotate(x, &self.cos, &self.sin)
     }
+
+    /// The same for `x` `[b, t, h, d]` (heads after positions, as the projections give them).
+    fn apply_heads_last(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (b, _, t, d) = self.cos.dims4()?;
+        // `[b, 1, t, d]` and `[b, t, 1, d]` have the same element order.
+        let cos = self.cos.reshape((b, t, 1, d))?;
+        let sin = self.sin.reshape((b, t, 1, d))?;
+        rotate(x, &cos, &sin)
+    }
+}
+
+/// `x · cos + rotate_half(x) · sin`, the tables broadcast over `x`.
+fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
 }
 
 /// `[b, kv, t, d]` → `[b, kv · n_rep, t, d]`, each K/V head repeated `n_rep` times in a row
@@ -265,6 +284,30 @@ fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
     Tensor::cat(&copies, 2)?.reshape((b, kv * n_rep, t, d))
 }
 
+/// `[b, t, kv, d]` → `[b, t, kv · n_rep · d]`: [`repeat_kv`] with the heads after the positions,
+/// side by side in the last dimension (head `j` is K/V head `j / n_rep`).
+fn repeat_kv_heads_last(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
+    let (b, t, kv, d) = x.dims4()?;
+    if n_rep == 1 {
+        return x.reshape((b, t, kv * d));
+    }
+    let x = x.unsqueeze(3)?;
+    let copies = vec![&x; n_rep];
+    Tensor::cat(&copies, 3)?.reshape((b, t, kv * n_rep * d))
+}
+
+/// What a block's attention is masked with.
+#[derive(Clone, Copy)]
+enum AttnMask<'a> {
+    /// The whole sequence at once: the `[b, t]` attention mask; causal attention over the
+    /// unmasked keys by [`nn::Attention`] (the fused kernel on CPU: nothing of size
+    /// `[b, heads, t, t]` kept for the backward pass).
+    Keys(&'a Tensor),
+    /// Cached inference: the additive bias `[b, 1, t, past + t]` of the new tokens' queries
+    /// over every key so far, composed from candle ops.
+    Bias(&'a Tensor),
+}
+
 struct Layer {
     input_layernorm: RmsNorm,
     q_proj: Linear,
@@ -275,7 +318,8 @@ struct Layer {
     gate_proj: Linear,
     up_proj: Linear,
     down_proj: Linear,
-    attn_dropout: Dropout,
+    /// Causal attention scaled by 1/√head_dim, with the config's attention dropout.
+    attention: nn::Attention,
     heads: usize,
     kv_heads: usize,
     head_dim: usize,
@@ -317,7 +361,12 @@ impl Layer {
             gate_proj: Linear::new(mlp.pp("gate_proj"), h, inter, mlp_bias, std)?,
             up_proj: Linear::new(mlp.pp("up_proj"), h, inter, mlp_bias, std)?,
             down_proj: Linear::new(mlp.pp("down_proj"), inter, h, mlp_bias, std)?,
-            attn_dropout: Dropout::new(c.attention_dropout, format!("llama.layer{i}.attn")),
+            attention: nn::Attention {
+                heads,
+                causal: true,
+                scale: 1.0 / (hd as f64).sqrt(),
+                dropout: Dropout::new(c.attention_dropout, format!("llama.layer{i}.attn")),
+            },
             heads,
             kv_heads: kv,
             head_dim: hd,
@@ -327,19 +376,70 @@ impl Layer {
 
     /// One block over `x` `[b, t, hidden]`. With a `cache` slot (inference), `x` holds only the
     /// new tokens: their K/V (after RoPE) are appended to the slot's and attention runs over
-    /// all of them; `bias` is then `[b, 1, t, past + t]`.
+    /// all of them; `mask` is then [`AttnMask::Bias`].
     fn forward(
         &self,
         x: &Tensor,
-        bias: &Tensor,
+        mask: AttnMask,
         rotary: &Rotary,
         mode: Mode,
         cache: Option<&mut Option<(Tensor, Tensor)>>,
     ) -> candle_core::Result<Tensor> {
         let n = self.input_layernorm.forward(x)?;
-        let q = nn::split_heads(&self.q_proj.forward_t(&n, mode)?, self.heads)?;
-        let k = nn::split_heads(&self.k_proj.forward_t(&n, mode)?, self.kv_heads)?;
-        let v = nn::split_heads(&self.v_proj.forward_t(&n, mode)?, self.kv_heads)?;
+        let ctx = match (mask, cache) {
+            (AttnMask::Keys(mask), None) => self.attention_whole(&n, mask, rotary, mode)?,
+            (AttnMask::Bias(bias), cache) => {
+                self.attention_cached(&n, bias, rotary, mode, cache)?
+            }
+            (AttnMask::Keys(_), Some(_)) => {
+                candle_core::bail!("a cached forward needs the attention bias of its keys")
+            }
+        };
+        let x = (x + self.o_proj.forward_t(&ctx, mode)?)?;
+        let n = self.post_attention_layernorm.forward(&x)?;
+        let gate = self.act.apply(&self.gate_proj.forward_t(&n, mode)?)?;
+        let m = self
+            .down_proj
+            .forward_t(&(gate * self.up_proj.forward_t(&n, mode)?)?, mode)?;
+        x + m
+    }
+
+    /// Attention of the whole sequence `n` `[b, t, hidden]` (normalised), heads after the
+    /// positions throughout: RoPE on `[b, t, heads, d]`, the K/V heads repeated side by side,
+    /// and [`nn::Attention`] over `[b, t, heads · d]`.
+    fn attention_whole(
+        &self,
+        n: &Tensor,
+        mask: &Tensor,
+        rotary: &Rotary,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let (b, t, _) = n.dims3()?;
+        let (heads, kv, hd) = (self.heads, self.kv_heads, self.head_dim);
+        let q = self.q_proj.forward_t(n, mode)?.reshape((b, t, heads, hd))?;
+        let k = self.k_proj.forward_t(n, mode)?.reshape((b, t, kv, hd))?;
+        let v = self.v_proj.forward_t(n, mode)?.reshape((b, t, kv, hd))?;
+        let q = rotary.apply_heads_last(&q)?.reshape((b, t, heads * hd))?;
+        let k = rotary.apply_heads_last(&k)?;
+        let n_rep = heads / kv;
+        let k = repeat_kv_heads_last(&k, n_rep)?;
+        let v = repeat_kv_heads_last(&v, n_rep)?;
+        self.attention.forward(&q, &k, &v, mask, mode)
+    }
+
+    /// Attention of the new tokens against the cached keys and values, composed from candle
+    /// ops over `[b, heads, t, d]` (the keys kept before their heads are repeated).
+    fn attention_cached(
+        &self,
+        n: &Tensor,
+        bias: &Tensor,
+        rotary: &Rotary,
+        mode: Mode,
+        cache: Option<&mut Option<(Tensor, Tensor)>>,
+    ) -> candle_core::Result<Tensor> {
+        let q = nn::split_heads(&self.q_proj.forward_t(n, mode)?, self.heads)?;
+        let k = nn::split_heads(&self.k_proj.forward_t(n, mode)?, self.kv_heads)?;
+        let v = nn::split_heads(&self.v_proj.forward_t(n, mode)?, self.kv_heads)?;
         debug_assert_eq!(q.dim(D::Minus1)?, self.head_dim);
         let q = rotary.apply(&q)?;
         let mut k = rotary.apply(&k)?;
@@ -354,20 +454,13 @@ impl Layer {
         let n_rep = self.heads / self.kv_heads;
         let k = repeat_kv(&k, n_rep)?;
         let v = repeat_kv(&v, n_rep)?;
-        let ctx = nn::merge_heads(&nn::attention(
+        nn::merge_heads(&nn::attention(
             &q,
             &k,
             &v,
             bias,
-            Some((&self.attn_dropout, mode)),
-        )?)?;
-        let x = (x + self.o_proj.forward_t(&ctx, mode)?)?;
-        let n = self.post_attention_layernorm.forward(&x)?;
-        let gate = self.act.apply(&self.gate_proj.forward_t(&n, mode)?)?;
-        let m = self
-            .down_proj
-            .forward_t(&(gate * self.up_proj.forward_t(&n, mode)?)?, mode)?;
-        x + m
+            Some((&self.attention.dropout, mode)),
+        )?)
     }
 }
 
@@ -483,9 +576,8 @@ impl Llama {
         let positions = nn::position_ids_from_mask(mask)?;
         let rotary = Rotary::new(&self.inv_freq, &positions)?;
         let mut x = self.embed_tokens.forward(ids)?;
-        let bias = nn::attention_bias(mask, true)?;
         for layer in &self.layers {
-            x = layer.forward(&x, &bias, &rotary, mode, None)?;
+            x = layer.forward(&x, AttnMask::Keys(mask), &rotary, mode, None)?;
         }
         self.norm.forward(&x)
     }
@@ -499,10 +591,12 @@ impl Llama {
         mode: Mode,
     ) -> candle_core::Result<(Tensor, Recompute<'_>)> {
         let positions = nn::position_ids_from_mask(mask)?;
-        let bias = nn::attention_bias(mask, true)?;
         let rotary = Rotary::new(&self.inv_freq, &positions)?;
         let layers = &self.layers;
-        let block = move |i: usize, x: &Tensor| layers[i].forward(x, &bias, &rotary, mode, None);
+        let mask = mask.clone();
+        let block = move |i: usize, x: &Tensor| {
+            layers[i].forward(x, AttnMask::Keys(&mask), &rotary, mode, None)
+        };
         let embed = self.embed_tokens.forward(ids)?;
         let (x, tape) = Recompute::run(layers.len(), Box::new(block), embed)?;
         Ok((self.norm.forward(&x)?, tape))
@@ -567,7 +661,7 @@ impl Llama {
         let rotary = Rotary::new(&self.inv_freq, &positions)?;
         let mut x = self.embed_tokens.forward(ids)?;
         for (layer, slot) in self.layers.iter().zip(&mut cache.layers) {
-            x = layer.forward(&x, &bias, &rotary, Mode::Eval, Some(slot))?;
+            x = layer.forward(&x, AttnMask::Bias(&bias), &rotary, Mode::Eval, Some(slot))?;
         }
         self.norm.forward(&x)
     }
