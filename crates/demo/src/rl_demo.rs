@@ -62,7 +62,9 @@ impl Default for RlDemoConfig {
             sft_rows: 6000,
             sft: SftConfig {
                 batch_size: 32,
-                epochs: 3.0,
+                // Seed 0, 4,000 samples: at 3 epochs the decoder was correct 5.4 points less
+                // often than the base policy; at 6, 1.6 points (filler-share gap 0.12 → 0.09).
+                epochs: 6.0,
                 max_length: Some(128),
                 optim: OptimConfig {
                     learning_rate: 2e-3,
