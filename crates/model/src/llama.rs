@@ -796,14 +796,7 @@ mod tests {
             .unwrap()
             .matmul(&m.embed_tokens().t().unwrap())
             .unwrap();
-        let diff = (logits.squeeze(0).unwrap() - want)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::ops::test_util::max_diff(&logits.squeeze(0).unwrap(), &want);
         assert_eq!(diff, 0.0);
 
         // Untied: `lm_head.weight` at the root when asked for, an error when not.
@@ -815,5 +808,78 @@ mod tests {
         let store = ParamStore::new(1, &dev);
         let m = Llama::new(store.var_builder(), &tiny(false), None).unwrap();
         assert!(m.logits(&h).is_err());
+    }
+
+    /// The whole-sequence path (fused attention, heads last) against the composed one (the
+    /// cached path with an empty cache, over the same tokens), rows padded on the right and on
+    /// the left: the hidden states of real tokens and the gradients of every parameter agree.
+    #[test]
+    fn fused_attention_matches_the_composed_path_values_and_gradients() {
+        let dev = Device::Cpu;
+        let mut c = tiny(true);
+        c.num_hidden_layers = 2;
+        c.num_attention_heads = 4;
+        c.num_key_value_heads = Some(2);
+        let store = ParamStore::new(3, &dev);
+        let m = Llama::new(store.var_builder(), &c, None).unwrap();
+        let ids = Tensor::new(&[[1u32, 2, 3, 4, 0, 0], [0, 0, 5, 6, 7, 8]], &dev).unwrap();
+        let mask = Tensor::new(&[[1u32, 1, 1, 1, 0, 0], [0, 0, 1, 1, 1, 1]], &dev).unwrap();
+        let composed = |ids: &Tensor, mask: &Tensor| -> Tensor {
+            let positions = nn::position_ids_from_mask(mask).unwrap();
+            let rotary = Rotary::new(&m.inv_freq, &positions).unwrap();
+            let bias = nn::attention_bias(mask, true).unwrap();
+            let mut x = m.embed_tokens.forward(ids).unwrap();
+            for layer in &m.layers {
+                let mut slot = None;
+                x = layer
+                    .forward(
+                        &x,
+                        AttnMask::Bias(&bias),
+                        &rotary,
+                        Mode::Eval,
+                        Some(&mut slot),
+                    )
+                    .unwrap();
+            }
+            m.norm.forward(&x).unwrap()
+        };
+        // A fixed weighting of the real positions' states: the loss both paths differentiate.
+        let keep = mask
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .unsqueeze(2)
+            .unwrap();
+        let w = Tensor::rand(-1f32, 1f32, (2, 6, 8), &dev).unwrap();
+        let loss = |h: &Tensor| {
+            h.broadcast_mul(&keep)
+                .unwrap()
+                .mul(&w)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+        };
+        let fused = m.forward(&ids, &mask, Mode::Eval).unwrap();
+        let reference = composed(&ids, &mask);
+        let diff = crate::ops::test_util::max_diff;
+        let real = |h: &Tensor| h.broadcast_mul(&keep).unwrap();
+        assert!(diff(&real(&fused), &real(&reference)) < 1e-5);
+        let (gf, gr) = (
+            loss(&fused).backward().unwrap(),
+            loss(&reference).backward().unwrap(),
+        );
+        let vars = store.vars();
+        assert!(vars.len() > 10);
+        for (name, var) in vars {
+            let (a, b) = (gf.get(var.as_tensor()), gr.get(var.as_tensor()));
+            let (Some(a), Some(b)) = (a, b) else {
+                panic!("{name}: a gradient on one path only")
+            };
+            let scale = diff(b, &b.zeros_like().unwrap());
+            assert!(
+                diff(a, b) <= 1e-4 * scale.max(1.0),
+                "{name}: {}",
+                diff(a, b)
+            );
+        }
     }
 }

@@ -276,7 +276,7 @@ pub fn cpu_simd_level() -> SimdLevel {
 }
 
 #[cfg(test)]
-mod test_util {
+pub(crate) mod test_util {
     use candle_core::{Device, Tensor, Var};
 
     pub(super) fn rand(shape: &[usize], seed: u64, scale: f64) -> Tensor {
@@ -286,7 +286,7 @@ mod test_util {
         Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
     }
 
-    pub(super) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+    pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
         (a - b)
             .unwrap()
             .abs()
