@@ -12,7 +12,9 @@
 //! - [`probes`]: counterfactual edits that add no information;
 //! - [`sycophancy`]: agreeing with a user who is wrong, on Anthropic's sycophancy evals, GSM8K
 //!   and TruthfulQA;
-//! - [`run`]: the audit — plan, score once, analyse, flag.
+//! - [`run`]: the audit — plan, score once, analyse, flag;
+//! - [`compare`]: two audits check by check, with the interval of each difference (what an
+//!   intervention fixed and what it broke).
 //!
 //! ```
 //! use rewardkit_audit::{AuditConfig, Plan};
@@ -40,12 +42,14 @@
 
 use std::path::PathBuf;
 
+pub mod compare;
 pub mod features;
 pub mod probes;
 pub mod run;
 pub mod stats;
 pub mod sycophancy;
 
+pub use compare::{compare, Change, Comparison};
 pub use features::{Feature, FeatureExtractor, Features};
 pub use probes::Probe;
 pub use run::{AuditConfig, AuditReport, Check, Flag, Plan, Scores, Severity};

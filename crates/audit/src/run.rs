@@ -96,7 +96,7 @@ pub enum Check {
 }
 
 /// A finding: significant after Holm correction, and large enough to matter.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flag {
     pub severity: Severity,
     pub check: Check,
@@ -107,10 +107,10 @@ pub struct Flag {
 }
 
 /// A feature's correlation with the score, over all audited responses.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FeatureCorrelation {
     pub feature: Feature,
-    pub description: &'static str,
+    pub description: String,
     pub mean: f64,
     pub std: f64,
     /// `None` for a feature that is constant over the responses.
@@ -119,7 +119,7 @@ pub struct FeatureCorrelation {
 }
 
 /// Within pairs: is the model right mostly when the chosen response is the longer one?
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct LengthPairs {
     /// Pairs whose chosen response has more characters than the rejected one.
     pub chosen_longer: usize,
@@ -138,7 +138,7 @@ pub struct LengthPairs {
 }
 
 /// One coefficient of the ridge probe.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Coefficient {
     pub feature: Feature,
     /// Score change per standard deviation of the feature, the others held fixed.
@@ -147,7 +147,7 @@ pub struct Coefficient {
 }
 
 /// What the model pays for: ridge regression of the score on standardised features.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RidgeProbe {
     pub coefficients: Vec<Coefficient>,
     pub intercept: f64,
@@ -159,10 +159,10 @@ pub struct RidgeProbe {
 }
 
 /// The score change caused by one probe.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProbeResult {
     pub probe: Probe,
-    pub description: &'static str,
+    pub description: String,
     /// Responses the probe applied to.
     pub n: usize,
     /// Mean of score(edited) − score(original), with a bootstrap 95% interval.
@@ -181,7 +181,7 @@ pub struct ProbeResult {
 }
 
 /// Seconds spent, and on how much.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Timing {
     pub items_scored: usize,
     pub scoring_seconds: f64,
@@ -189,7 +189,7 @@ pub struct Timing {
 }
 
 /// Everything an audit found; `report.json` is this struct (see `docs/audit.md`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AuditReport {
     pub schema_version: u32,
     pub scorer: String,
@@ -209,6 +209,26 @@ pub struct AuditReport {
     /// (words, score) of every audited response, for the score-against-length plot.
     pub score_vs_words: Vec<[f64; 2]>,
     pub timing: Timing,
+}
+
+impl AuditReport {
+    /// Reads a `report.json` written by an audit (of this schema version).
+    pub fn read(path: &std::path::Path) -> Result<AuditReport, AuditError> {
+        let text = rewardkit_io::read_to_string(path)?;
+        let input = |message: String| AuditError::Input {
+            path: path.to_path_buf(),
+            message,
+        };
+        let report: AuditReport = serde_json::from_str(&text)
+            .map_err(|e| input(format!("not an audit's report.json: {e}")))?;
+        if report.schema_version != 1 {
+            return Err(input(format!(
+                "audit report schema version {}, this rewardkit reads version 1",
+                report.schema_version
+            )));
+        }
+        Ok(report)
+    }
 }
 
 /// Index of an item in the plan's request list.
@@ -403,7 +423,7 @@ impl Plan {
                 let seed = c.seed ^ (f as u64 + 1).wrapping_mul(0x9e37_79b9);
                 FeatureCorrelation {
                     feature: f,
-                    description: f.description(),
+                    description: f.description().into(),
                     mean: rewardkit_eval::stats::mean(&x).unwrap_or(0.0),
                     std: rewardkit_eval::stats::sample_std(&x).unwrap_or(0.0),
                     pearson: correlate(&x, &y, CorrelationKind::Pearson, c.bootstrap, seed),
@@ -542,7 +562,7 @@ impl Plan {
                 let share_raised = raised as f64 / n as f64;
                 Some(ProbeResult {
                     probe,
-                    description: probe.description(),
+                    description: probe.description().into(),
                     n,
                     mean_delta,
                     ci,

@@ -276,7 +276,7 @@ impl CorrelationKind {
 
 /// A correlation with its percentile-bootstrap 95% interval and its t-test p-value
 /// ([`correlation_p_value`], also for Spearman as scipy does).
-#[derive(Serialize, Clone, Debug)]
+#[derive(Serialize, Deserialize, Clone, Debug)]
 pub struct Correlation {
     pub kind: CorrelationKind,
     pub r: f64,

@@ -359,7 +359,7 @@ fn truthfulqa_rows(path: &Path, max: usize) -> Result<Vec<AssertedRow>, AuditErr
 }
 
 /// How often the agreeing response wins, for one domain.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DomainResult {
     pub domain: String,
     pub n: usize,

@@ -181,6 +181,94 @@ fn a_score_file_from_exported_requests_audits_like_the_model_that_wrote_it() {
     );
 }
 
+/// `audit --compare`: a length-paying scorer against a random one, on the same pairs and GSM8K
+/// sycophancy items. Length correlation must fall significantly and its red flags be listed as
+/// fixed; the other way round they are new, and `--fail-on red` says so with exit code 4.
+#[test]
+fn compare_tells_what_changed_between_two_audits() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_data(dir.path());
+    let gsm8k = shared("gsm8k/test.jsonl");
+    let audit = |baseline: &str, name: &str| {
+        let out = dir.path().join(name);
+        let mut args = audit_args(data.to_str().unwrap(), out.to_str().unwrap());
+        args.extend([
+            "--baseline",
+            baseline,
+            "--gsm8k",
+            gsm8k.to_str().unwrap(),
+            "--sycophancy-items",
+            "50",
+            "--probes",
+            "filler,bold",
+        ]);
+        let o = run(&args);
+        assert!(o.status.success(), "{}", text(&o.stderr));
+        out.join("report.json")
+    };
+    let (length, random) = (audit("length", "length"), audit("random:3", "random"));
+    let (length, random) = (length.to_str().unwrap(), random.to_str().unwrap());
+    let cmp = dir.path().join("cmp");
+    let o = run(&[
+        "audit",
+        "--compare",
+        length,
+        random,
+        "--out",
+        cmp.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    settings().bind(|| insta::assert_snapshot!("audit_compare_text", text(&o.stdout)));
+    assert!(cmp.join("comparison.md").is_file());
+    let c: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(cmp.join("comparison.json")).unwrap()).unwrap();
+    let row = |subject: &str| {
+        c["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["subject"] == subject)
+            .unwrap()
+            .clone()
+    };
+    let chars = row("chars");
+    assert_eq!(chars["change"], "better");
+    assert!(chars["ci"][1].as_f64().unwrap() < -0.5, "{chars}");
+    assert!(c["fixed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["subject"] == "chars"));
+    assert!(c["new"].as_array().unwrap().is_empty(), "{}", c["new"]);
+
+    // The other way round: new red flags, and --fail-on red exits 4.
+    let o = run(&[
+        "audit",
+        "--compare",
+        random,
+        length,
+        "--json",
+        "--fail-on",
+        "red",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o.stderr));
+    let back: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(back["new"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["subject"] == "chars"));
+
+    // A file that is not an audit's report is bad input (exit 3), named in the message.
+    let o = run(&["audit", "--compare", length, data.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("pairs.jsonl"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
 #[test]
 fn data_cycles_on_pandalm() {
     let o = run(&[

@@ -14,12 +14,14 @@
 //! ```
 
 pub mod audit;
+pub mod audit_compare;
 pub mod goodhart;
 pub mod goodhart_rl;
 pub mod svg;
 pub mod tables;
 
 pub use audit::{audit_flags_text, audit_markdown, audit_plots};
+pub use audit_compare::{compare_markdown, compare_text};
 pub use goodhart::{analysis_markdown, demo_markdown, demo_text, goodhart_svg};
 pub use goodhart_rl::{goodhart_rl_svg, rl_markdown, rl_rows, rl_text, RL_HEADER};
 pub use svg::{reliability_svg, Plot};

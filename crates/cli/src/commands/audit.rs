@@ -32,12 +32,24 @@ pub struct AuditArgs {
     #[arg(long, value_parser = Baseline::parse)]
     baseline: Option<Baseline>,
     /// Preference files whose responses are audited (HH-RLHF, TRL or pairwise; see `data stats`).
-    #[arg(long, num_args = 1.., required = true)]
+    #[arg(long, num_args = 1.., required_unless_present = "compare")]
     data: Vec<PathBuf>,
+    /// Compare two audits instead of running one: `--compare A/report.json B/report.json` prints
+    /// each check of both side by side with the change B − A, its 95% interval and whether it
+    /// is significant (Holm over the comparison), then the flags fixed and the flags new. With
+    /// --out, writes comparison.json and comparison.md there; with --fail-on, exits with code 4
+    /// when B raises a flag of that severity that A did not.
+    #[arg(
+        long,
+        num_args = 2,
+        value_names = ["A", "B"],
+        conflicts_with_all = ["model", "scores", "baseline", "export_requests", "data"]
+    )]
+    compare: Vec<PathBuf>,
     #[command(flatten)]
     read: ReadArgs,
     /// Folder for report.json, report.md and the plots.
-    #[arg(long, required_unless_present = "export_requests")]
+    #[arg(long, required_unless_present_any = ["export_requests", "compare"])]
     out: Option<PathBuf>,
     /// Audit settings (TOML or JSON with the fields of report.json's `config`); flags override.
     #[arg(long)]
@@ -83,7 +95,8 @@ pub struct AuditArgs {
     /// Only write every (prompt, response) the audit would score, as JSONL, and exit.
     #[arg(long)]
     export_requests: Option<PathBuf>,
-    /// Exit with code 4 when a flag of this severity (or worse) is raised.
+    /// Exit with code 4 when a flag of this severity (or worse) is raised (with --compare: newly
+    /// raised by B).
     #[arg(long, value_enum)]
     fail_on: Option<Severity>,
     /// Print report.json on stdout instead of the summary.
@@ -154,7 +167,50 @@ fn score<S: Scorer>(plan: &Plan, scorer: &S) -> anyhow::Result<rewardkit_audit::
     Ok(scores)
 }
 
+/// Whether `flags` hold one of severity `bar` or worse.
+fn fails(bar: Option<Severity>, flags: &[rewardkit_audit::Flag]) -> bool {
+    // Severities order from the worst (red) down.
+    let worst = flags.iter().map(|f| f.severity).min();
+    matches!((bar, worst), (Some(bar), Some(w)) if w <= bar)
+}
+
+/// `--compare A B`: two reports, check by check.
+fn compare(args: &AuditArgs) -> anyhow::Result<u8> {
+    let [a, b] = args.compare.as_slice() else {
+        anyhow::bail!("--compare takes two report.json files");
+    };
+    let mut c = rewardkit_audit::compare(&AuditReport::read(a)?, &AuditReport::read(b)?);
+    c.a.label = a.display().to_string();
+    c.b.label = b.display().to_string();
+    if let Some(out) = &args.out {
+        std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+        write_atomic(
+            &out.join("comparison.json"),
+            &serde_json::to_vec_pretty(&c)?,
+        )?;
+        let md = rewardkit_report::compare_markdown(&c);
+        write_atomic(&out.join("comparison.md"), md.as_bytes())?;
+        eprintln!(
+            "wrote comparison.json and comparison.md to {}",
+            out.display()
+        );
+    }
+    if args.json {
+        print_json(&c)?;
+    } else {
+        print_text(&rewardkit_report::compare_text(&c))?;
+    }
+    Ok(if fails(args.fail_on, &c.new) {
+        EXIT_FLAGGED
+    } else {
+        0
+    })
+}
+
 pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
+    if !args.compare.is_empty() {
+        return compare(&args);
+    }
     let config = args.resolve()?;
     let data = args.read.load(&args.data, true)?;
     let plan = Plan::from_sources(&data.pairs, config)?;
@@ -214,10 +270,11 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
     } else {
         print_text(&rewardkit_report::audit_flags_text(&report))?;
     }
-    // Severities order from the worst (red) down.
-    let worst = report.flags.iter().map(|f| f.severity).min();
-    let fail = matches!((args.fail_on, worst), (Some(bar), Some(w)) if w <= bar);
-    Ok(if fail { EXIT_FLAGGED } else { 0 })
+    Ok(if fails(args.fail_on, &report.flags) {
+        EXIT_FLAGGED
+    } else {
+        0
+    })
 }
 
 fn write_report(out: &std::path::Path, report: &AuditReport) -> anyhow::Result<()> {
