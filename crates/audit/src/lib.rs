@@ -13,6 +13,8 @@
 //! - [`sycophancy`]: agreeing with a user who is wrong, on Anthropic's sycophancy evals, GSM8K
 //!   and TruthfulQA;
 //! - [`run`]: the audit — plan, score once, analyse, flag;
+//! - [`augment`]: the data-level fix — correction pairs from training questions and
+//!   counterfactual pairs from the training data, kept apart from what the audit tests;
 //! - [`compare`]: two audits check by check, with the interval of each difference (what an
 //!   intervention fixed and what it broke).
 //!
@@ -42,6 +44,7 @@
 
 use std::path::PathBuf;
 
+pub mod augment;
 pub mod compare;
 pub mod features;
 pub mod probes;
@@ -49,6 +52,7 @@ pub mod run;
 pub mod stats;
 pub mod sycophancy;
 
+pub use augment::{augment, AugmentConfig, AugmentReport, Augmentation};
 pub use compare::{compare, Change, Comparison};
 pub use features::{Feature, FeatureExtractor, Features};
 pub use probes::Probe;
@@ -74,4 +78,7 @@ pub enum AuditError {
     },
     #[error("nothing to audit: {0}")]
     Empty(String),
+    /// Settings that cannot work (a ratio out of range, an edit kept for the audit).
+    #[error("invalid settings: {0}")]
+    Config(String),
 }

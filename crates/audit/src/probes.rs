@@ -129,6 +129,44 @@ impl Default for ProbePhrases {
     }
 }
 
+impl ProbePhrases {
+    /// The phrases of `data augment`'s counterfactual training pairs (`lexicons/augment_*.txt`):
+    /// filler, flattering openers and hedges, none of them the audit's. The edits without
+    /// phrases (bullet list, bold, repeated sentence) are the same; apology and overconfident
+    /// have no training phrases and do not apply.
+    pub fn augment() -> Self {
+        let (filler, _) = phrase_lines(include_str!("../lexicons/augment_filler.txt"));
+        let (openers, _) = phrase_lines(include_str!("../lexicons/augment_openers.txt"));
+        let (hedge_prefixes, hedge_suffixes) =
+            phrase_lines(include_str!("../lexicons/augment_hedges.txt"));
+        ProbePhrases {
+            filler,
+            openers,
+            hedge_prefixes,
+            hedge_suffixes,
+            apologies: Vec::new(),
+            confident_prefixes: Vec::new(),
+            confident_suffixes: Vec::new(),
+        }
+    }
+
+    /// Every phrase, for the tests that keep two phrase sets apart.
+    #[cfg(test)]
+    fn all(&self) -> impl Iterator<Item = &String> {
+        [
+            &self.filler,
+            &self.openers,
+            &self.hedge_prefixes,
+            &self.hedge_suffixes,
+            &self.apologies,
+            &self.confident_prefixes,
+            &self.confident_suffixes,
+        ]
+        .into_iter()
+        .flatten()
+    }
+}
+
 /// The text with its first letter lowercased, unless the first word is "I" or an acronym.
 fn lower_first(s: &str) -> String {
     let first_word = s.split_whitespace().next().unwrap_or("");
@@ -146,13 +184,14 @@ fn lower_first(s: &str) -> String {
     }
 }
 
-fn pick<'a>(list: &'a [String], rng: &mut Rng) -> &'a str {
-    list.get(rng.below(list.len())).map_or("", String::as_str)
+/// A phrase of `list`, `None` when it is empty.
+fn pick<'a>(list: &'a [String], rng: &mut Rng) -> Option<&'a str> {
+    (!list.is_empty()).then(|| list[rng.below(list.len())].as_str())
 }
 
 impl ProbePhrases {
     /// The probed response, or `None` when the probe does not apply (an empty response; a
-    /// bulleted list of fewer than two sentences). Leading whitespace of the original (HH-RLHF
+    /// bulleted list of fewer than two sentences; a probe without phrases in this set). Leading whitespace of the original (HH-RLHF
     /// responses start with a space) is kept, so the change is the probe's alone.
     pub fn apply(&self, probe: Probe, response: &str, seed: u64, index: usize) -> Option<String> {
         let body = response.trim();
@@ -163,14 +202,17 @@ impl ProbePhrases {
         let mut rng = Rng::derive(seed, &["probe", probe.name(), &index.to_string()]);
         let edited = match probe {
             Probe::Filler => {
+                if self.filler.len() < 2 {
+                    return None;
+                }
                 let a = rng.below(self.filler.len());
                 let b = (a + 1 + rng.below(self.filler.len() - 1)) % self.filler.len();
                 format!("{body} {} {}", self.filler[a], self.filler[b])
             }
-            Probe::FlatteringOpener => format!("{} {body}", pick(&self.openers, &mut rng)),
+            Probe::FlatteringOpener => format!("{} {body}", pick(&self.openers, &mut rng)?),
             Probe::Hedges => {
-                let prefix = pick(&self.hedge_prefixes, &mut rng);
-                let suffix = pick(&self.hedge_suffixes, &mut rng);
+                let prefix = pick(&self.hedge_prefixes, &mut rng)?;
+                let suffix = pick(&self.hedge_suffixes, &mut rng)?;
                 format!("{prefix} {} {suffix}", lower_first(body))
             }
             Probe::BulletList => {
@@ -194,10 +236,10 @@ impl ProbePhrases {
                 let first = *sentences(body).first()?;
                 format!("{body} {first}")
             }
-            Probe::Apology => format!("{} {body}", pick(&self.apologies, &mut rng)),
+            Probe::Apology => format!("{} {body}", pick(&self.apologies, &mut rng)?),
             Probe::Overconfident => {
-                let prefix = pick(&self.confident_prefixes, &mut rng);
-                let suffix = pick(&self.confident_suffixes, &mut rng);
+                let prefix = pick(&self.confident_prefixes, &mut rng)?;
+                let suffix = pick(&self.confident_suffixes, &mut rng)?;
                 format!("{prefix} {} {suffix}", lower_first(body))
             }
         };
@@ -266,6 +308,21 @@ mod tests {
         assert_eq!(lower_first("I think so"), "I think so");
         assert_eq!(lower_first("NASA did it"), "NASA did it");
         assert_eq!(lower_first("The end"), "the end");
+    }
+
+    #[test]
+    fn the_training_phrases_are_not_the_audits() {
+        let (audit, train) = (ProbePhrases::default(), ProbePhrases::augment());
+        let audit: std::collections::HashSet<&String> = audit.all().collect();
+        assert!(train.all().count() >= 20);
+        for phrase in train.all() {
+            assert!(!audit.contains(phrase), "{phrase} is also an audit phrase");
+        }
+        let r = "Paris is the capital. It is in France.";
+        assert_eq!(train.apply(Probe::Apology, r, 0, 0), None);
+        assert_eq!(train.apply(Probe::Overconfident, r, 0, 0), None);
+        let edited = train.apply(Probe::FlatteringOpener, r, 0, 0).unwrap();
+        assert!(train.openers.iter().any(|o| edited == format!("{o} {r}")));
     }
 
     #[test]

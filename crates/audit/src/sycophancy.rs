@@ -13,6 +13,12 @@
 //!   answer; the correcting response gives the best answer.
 //!
 //! The GSM8K and TruthfulQA wordings are templates in `lexicons/sycophancy_templates.json`.
+//!
+//! **Audit and training questions.** GSM8K and TruthfulQA questions are split in halves by
+//! question text ([`Side::of`], seed [`QUESTION_SPLIT_SEED`]): the audit reads only the audit
+//! half, and `rewardkit data augment` builds its correction pairs ([`correction_items`], worded
+//! with the separate `lexicons/augment_correction_templates.json`) only from the training half,
+//! so a reward model trained on corrections is audited on questions and wordings it never saw.
 //! Prompts are plain text, or wrapped as an HH-RLHF transcript (`\n\nHuman: …\n\nAssistant:`,
 //! response with a leading space) for models trained on that format.
 
@@ -112,6 +118,36 @@ impl Default for SycophancySources {
     }
 }
 
+/// Seed of the split of GSM8K and TruthfulQA questions into the audit's half and the training
+/// half ([`Side::of`]). Fixed: changing it would let a model trained on one release's
+/// corrections be audited on its own training questions by another.
+pub const QUESTION_SPLIT_SEED: u64 = 0x5359_434f_5048_414e;
+
+/// Which half of a source's questions a question is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    /// Read by the sycophancy audit.
+    Audit,
+    /// Read by `data augment` for correction pairs.
+    Training,
+}
+
+impl Side {
+    /// The half of `question` (its text, so a question listed twice cannot straddle) in
+    /// `source` (`gsm8k`, `truthfulqa`): a seeded coin with [`QUESTION_SPLIT_SEED`].
+    pub fn of(source: &str, question: &str) -> Side {
+        let mut rng = Rng::derive(
+            QUESTION_SPLIT_SEED,
+            &["question-split", source, question.trim()],
+        );
+        if rng.uniform() < 0.5 {
+            Side::Audit
+        } else {
+            Side::Training
+        }
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct Templates {
     user: Vec<String>,
@@ -119,9 +155,64 @@ struct Templates {
     correct: Vec<String>,
 }
 
-fn templates() -> Templates {
-    serde_json::from_str(include_str!("../lexicons/sycophancy_templates.json"))
-        .expect("lexicons/sycophancy_templates.json is valid (checked by a test)")
+impl Templates {
+    /// The audit's wordings, or the training pairs' (`side`).
+    fn of(side: Side) -> Templates {
+        let text = match side {
+            Side::Audit => include_str!("../lexicons/sycophancy_templates.json"),
+            Side::Training => include_str!("../lexicons/augment_correction_templates.json"),
+        };
+        serde_json::from_str(text).expect("the template files are valid (checked by a test)")
+    }
+
+    /// Items of (id, question, wrong claim, answer) rows; row i uses template i mod each list's
+    /// length.
+    fn items(
+        &self,
+        domain: &str,
+        rows: Vec<AssertedRow>,
+        format: PromptFormat,
+    ) -> Vec<SycophancyItem> {
+        rows.into_iter()
+            .enumerate()
+            .map(|(i, (id, question, claim, answer))| {
+                let pick =
+                    |list: &[String]| fill(&list[i % list.len()], &question, &claim, &answer);
+                SycophancyItem {
+                    domain: domain.into(),
+                    id,
+                    prompt: format.prompt(&pick(&self.user)),
+                    agreeing: format.response(&pick(&self.agree)),
+                    correcting: format.response(&pick(&self.correct)),
+                }
+            })
+            .collect()
+    }
+}
+
+/// Correction items from the **training** half of GSM8K and TruthfulQA (at most `max` per
+/// source, in file order), worded with the training templates: `data augment` turns each into a
+/// pair whose chosen response corrects the user and whose rejected response agrees.
+pub fn correction_items(
+    gsm8k: Option<&Path>,
+    truthfulqa: Option<&Path>,
+    max: usize,
+    format: PromptFormat,
+    seed: u64,
+) -> Result<Vec<SycophancyItem>, AuditError> {
+    let t = Templates::of(Side::Training);
+    let mut items = Vec::new();
+    if let Some(p) = gsm8k {
+        items.extend(t.items("gsm8k", gsm8k_rows(p, max, seed, Side::Training)?, format));
+    }
+    if let Some(p) = truthfulqa {
+        items.extend(t.items(
+            "truthfulqa",
+            truthfulqa_rows(p, max, Side::Training)?,
+            format,
+        ));
+    }
+    Ok(items)
 }
 
 fn fill(template: &str, question: &str, claim: &str, answer: &str) -> String {
@@ -138,29 +229,14 @@ impl SycophancySources {
         if let Some(p) = &self.anthropic {
             items.extend(anthropic_items(p, self.max_items, format)?);
         }
-        let t = templates();
-        let mut asserted = |domain: &str, rows: Vec<(String, String, String, String)>| {
-            for (i, (id, question, claim, answer)) in rows.into_iter().enumerate() {
-                let pick = |list: &[String]| list[i % list.len()].clone();
-                items.push(SycophancyItem {
-                    domain: domain.into(),
-                    id,
-                    prompt: format.prompt(&fill(&pick(&t.user), &question, &claim, &answer)),
-                    agreeing: format.response(&fill(&pick(&t.agree), &question, &claim, &answer)),
-                    correcting: format.response(&fill(
-                        &pick(&t.correct),
-                        &question,
-                        &claim,
-                        &answer,
-                    )),
-                });
-            }
-        };
+        let t = Templates::of(Side::Audit);
         if let Some(p) = &self.gsm8k {
-            asserted("gsm8k", gsm8k_rows(p, self.max_items, seed)?);
+            let rows = gsm8k_rows(p, self.max_items, seed, Side::Audit)?;
+            items.extend(t.items("gsm8k", rows, format));
         }
         if let Some(p) = &self.truthfulqa {
-            asserted("truthfulqa", truthfulqa_rows(p, self.max_items)?);
+            let rows = truthfulqa_rows(p, self.max_items, Side::Audit)?;
+            items.extend(t.items("truthfulqa", rows, format));
         }
         Ok(items)
     }
@@ -241,8 +317,14 @@ fn wrong_number(gold: &str, rng: &mut Rng) -> String {
 
 type AssertedRow = (String, String, String, String);
 
-/// (id, question, wrong claim, gold answer) from GSM8K's `test.jsonl`.
-fn gsm8k_rows(path: &Path, max: usize, seed: u64) -> Result<Vec<AssertedRow>, AuditError> {
+/// (id, question, wrong claim, gold answer) of the questions on `side` of GSM8K's
+/// `test.jsonl`, the first `max` in file order.
+fn gsm8k_rows(
+    path: &Path,
+    max: usize,
+    seed: u64,
+    side: Side,
+) -> Result<Vec<AssertedRow>, AuditError> {
     let mut rows = Vec::new();
     for_each_record(path, |record| -> Result<(), DataError> {
         if rows.len() >= max {
@@ -271,6 +353,9 @@ fn gsm8k_rows(path: &Path, max: usize, seed: u64) -> Result<Vec<AssertedRow>, Au
             location: location.clone(),
             kind,
         })?;
+        if Side::of("gsm8k", &question) != side {
+            return Ok(());
+        }
         // The id (and so the seeded wrong claim) depends on the line, not on the file's path.
         let line = match location.position {
             rewardkit_data::Position::Line(n) | rewardkit_data::Position::Row(n) => n,
@@ -315,8 +400,9 @@ fn csv_records(text: &str) -> Vec<Vec<String>> {
     records
 }
 
-/// (id, question, first incorrect answer, best answer) from TruthfulQA's CSV.
-fn truthfulqa_rows(path: &Path, max: usize) -> Result<Vec<AssertedRow>, AuditError> {
+/// (id, question, first incorrect answer, best answer) of the questions on `side` of
+/// TruthfulQA's CSV, the first `max` in file order.
+fn truthfulqa_rows(path: &Path, max: usize, side: Side) -> Result<Vec<AssertedRow>, AuditError> {
     let raw = rewardkit_io::read_to_string(path)?;
     let records = csv_records(&raw);
     let bad = |message: String| AuditError::Input {
@@ -336,7 +422,10 @@ fn truthfulqa_rows(path: &Path, max: usize) -> Result<Vec<AssertedRow>, AuditErr
         col("Incorrect Answers")?,
     );
     let mut rows = Vec::new();
-    for (i, r) in records.iter().enumerate().skip(1).take(max) {
+    for (i, r) in records.iter().enumerate().skip(1) {
+        if rows.len() >= max {
+            break;
+        }
         let get = |c: usize| r.get(c).map(|s| s.trim().to_string()).unwrap_or_default();
         let claim = get(wrong)
             .split(';')
@@ -346,6 +435,9 @@ fn truthfulqa_rows(path: &Path, max: usize) -> Result<Vec<AssertedRow>, AuditErr
             .to_string();
         if get(q).is_empty() || get(best).is_empty() || claim.is_empty() {
             return Err(bad(format!("record {i}: empty question or answer")));
+        }
+        if Side::of("truthfulqa", &get(q)) != side {
+            continue;
         }
         let strip = |s: String| s.trim_end_matches('.').to_string();
         rows.push((
@@ -427,10 +519,11 @@ pub fn summarize(items: &[SycophancyItem], scores: &[(f64, f64)]) -> Vec<DomainR
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn shared(rel: &str) -> PathBuf {
+    /// A file of the shared data (`../shared/data/REL`).
+    pub(crate) fn shared(rel: &str) -> PathBuf {
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../../../shared/data")
             .join(rel)
@@ -451,12 +544,65 @@ mod tests {
     }
 
     #[test]
-    fn templates_parse_and_fill() {
-        let t = templates();
-        assert!(!t.user.is_empty() && !t.agree.is_empty() && !t.correct.is_empty());
-        assert!(t.agree.iter().all(|s| s.contains("{claim}")));
-        assert!(t.correct.iter().all(|s| s.contains("{answer}")));
+    fn templates_parse_and_fill_and_the_training_wordings_are_not_the_audits() {
+        let (audit, train) = (Templates::of(Side::Audit), Templates::of(Side::Training));
+        for t in [&audit, &train] {
+            assert!(!t.user.is_empty() && !t.agree.is_empty() && !t.correct.is_empty());
+            assert!(t
+                .user
+                .iter()
+                .all(|s| s.contains("{question}") && s.contains("{claim}")));
+            assert!(t.agree.iter().all(|s| s.contains("{claim}")));
+            assert!(t.correct.iter().all(|s| s.contains("{answer}")));
+        }
+        let audit_all: Vec<&String> = audit
+            .user
+            .iter()
+            .chain(&audit.agree)
+            .chain(&audit.correct)
+            .collect();
+        for t in train.user.iter().chain(&train.agree).chain(&train.correct) {
+            assert!(!audit_all.contains(&t), "{t} is an audit template");
+        }
         assert_eq!(fill("{question} {claim}?", "q", "5", "6"), "q 5?");
+    }
+
+    /// The audit's questions and the training questions of GSM8K (1,319) and TruthfulQA (817)
+    /// are disjoint halves of all of them.
+    #[test]
+    fn audit_and_training_questions_are_disjoint_halves() {
+        let (g, t) = (
+            shared("gsm8k/test.jsonl"),
+            shared("truthfulqa/TruthfulQA.csv"),
+        );
+        let sources = SycophancySources {
+            gsm8k: Some(g.clone()),
+            truthfulqa: Some(t.clone()),
+            max_items: usize::MAX,
+            ..Default::default()
+        };
+        let audit = sources.load(PromptFormat::Plain, 0).unwrap();
+        let train =
+            correction_items(Some(&g), Some(&t), usize::MAX, PromptFormat::Plain, 0).unwrap();
+        for (domain, total) in [("gsm8k", 1319), ("truthfulqa", 817)] {
+            let ids = |items: &[SycophancyItem]| -> std::collections::BTreeSet<String> {
+                items
+                    .iter()
+                    .filter(|i| i.domain == domain)
+                    .map(|i| i.id.clone())
+                    .collect()
+            };
+            let (a, b) = (ids(&audit), ids(&train));
+            assert!(a.is_disjoint(&b), "{domain}");
+            assert_eq!(a.len() + b.len(), total, "{domain}");
+            let share = a.len() as f64 / total as f64;
+            assert!((0.45..0.55).contains(&share), "{domain}: {share}");
+        }
+        // Disjoint by question text too (the ids are lines).
+        let question =
+            |i: &SycophancyItem| i.prompt.render().lines().next().unwrap_or("").to_string();
+        let audit_q: std::collections::HashSet<String> = audit.iter().map(question).collect();
+        assert!(train.iter().all(|i| !audit_q.contains(&question(i))));
     }
 
     #[test]
@@ -488,44 +634,47 @@ mod tests {
 
     #[test]
     fn gsm8k_and_truthfulqa_claims_are_wrong_and_corrections_right() {
+        let (g, t) = (
+            shared("gsm8k/test.jsonl"),
+            shared("truthfulqa/TruthfulQA.csv"),
+        );
         let sources = SycophancySources {
-            gsm8k: Some(shared("gsm8k/test.jsonl")),
-            truthfulqa: Some(shared("truthfulqa/TruthfulQA.csv")),
+            gsm8k: Some(g.clone()),
+            truthfulqa: Some(t.clone()),
             max_items: 40,
             ..Default::default()
         };
-        let items = sources.load(PromptFormat::Hh, 0).unwrap();
-        assert_eq!(items.len(), 80);
-        // GSM8K line 1: Janet's ducks, gold 18.
-        let g = &items[0];
-        let Text::Plain(correct) = &g.correcting else {
-            panic!()
+        let audit = sources.load(PromptFormat::Hh, 0).unwrap();
+        assert_eq!(audit.len(), 80);
+        let train = correction_items(Some(&g), Some(&t), usize::MAX, PromptFormat::Hh, 0).unwrap();
+        let all: Vec<&SycophancyItem> = audit.iter().chain(&train).collect();
+        let plain = |t: &Text| match t {
+            Text::Plain(s) => s.clone(),
+            _ => panic!("plain text expected"),
         };
+        // GSM8K line 1: Janet's ducks, gold 18 (in one half or the other).
+        let g = all.iter().find(|i| i.id == "gsm8k:1").unwrap();
+        let correct = plain(&g.correcting);
         assert!(
             correct.starts_with(' ') && correct.contains("18."),
             "{correct}"
         );
-        let Text::Plain(agree) = &g.agreeing else {
-            panic!()
-        };
-        assert!(!agree.contains(" 18."), "{agree}");
-        let Text::Plain(prompt) = &g.prompt else {
-            panic!()
-        };
+        assert!(
+            !plain(&g.agreeing).contains(" 18."),
+            "{}",
+            plain(&g.agreeing)
+        );
+        let prompt = plain(&g.prompt);
         assert!(prompt.starts_with("\n\nHuman: Janet") && prompt.ends_with("\n\nAssistant:"));
         // TruthfulQA row 1: watermelon seeds; wrong claim "You grow watermelons in your stomach".
-        let t = items.iter().find(|i| i.domain == "truthfulqa").unwrap();
-        let Text::Plain(agree) = &t.agreeing else {
-            panic!()
-        };
+        let t = all.iter().find(|i| i.id == "truthfulqa:1").unwrap();
+        let agree = plain(&t.agreeing);
         assert!(
             agree.contains("You grow watermelons in your stomach"),
             "{agree}"
         );
-        let Text::Plain(correct) = &t.correcting else {
-            panic!()
-        };
-        assert!(correct.contains("The watermelon seeds pass through your digestive system"));
+        assert!(plain(&t.correcting)
+            .contains("The watermelon seeds pass through your digestive system"));
     }
 
     #[test]

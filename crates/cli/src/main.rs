@@ -207,6 +207,10 @@ fn exit_code(e: &anyhow::Error) -> Exit {
             || cause
                 .downcast_ref::<rewardkit_rl::RlError>()
                 .is_some_and(|t| t.is_usage())
+            || matches!(
+                cause.downcast_ref::<rewardkit_audit::AuditError>(),
+                Some(rewardkit_audit::AuditError::Config(_))
+            )
         {
             return Exit::Usage;
         }

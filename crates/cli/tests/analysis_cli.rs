@@ -269,6 +269,103 @@ fn compare_tells_what_changed_between_two_audits() {
     );
 }
 
+/// `data augment` on 200 HH-RLHF pairs with GSM8K and TruthfulQA training questions: the
+/// output holds every original and the added pairs, each added one with its `source`, the same
+/// bytes for the same seed, and `data stats` counts the sources.
+#[test]
+fn data_augment_adds_marked_pairs_that_stats_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_data(dir.path());
+    let out = dir.path().join("augmented.jsonl");
+    let (gsm8k, tqa) = (
+        shared("gsm8k/test.jsonl"),
+        shared("truthfulqa/TruthfulQA.csv"),
+    );
+    let args = [
+        "data",
+        "augment",
+        data.to_str().unwrap(),
+        "--augment-ratio",
+        "0.2",
+        "--augment-gsm8k",
+        gsm8k.to_str().unwrap(),
+        "--augment-truthfulqa",
+        tqa.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--json",
+    ];
+    let o = run(&args);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let original = report["original"].as_u64().unwrap();
+    let added: u64 = report["added"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    // ratio 0.2: added / (original + added) = 0.2.
+    assert_eq!(added, (original as f64 * 0.25).round() as u64, "{report}");
+    let first = std::fs::read(&out).unwrap();
+    let rows: Vec<serde_json::Value> = std::str::from_utf8(&first)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len() as u64, original + added);
+    let marked = rows.iter().filter(|r| r["source"].is_string()).count() as u64;
+    assert_eq!(marked, added);
+    // Correction prompts are HH transcripts, as the audited pairs are.
+    let correction = rows
+        .iter()
+        .find(|r| r["source"] == "augment/correction/gsm8k")
+        .unwrap();
+    assert!(correction["prompt"]
+        .as_str()
+        .unwrap()
+        .starts_with("\n\nHuman: "));
+    // Deterministic: the same command writes the same bytes.
+    assert!(run(&args).status.success());
+    assert_eq!(std::fs::read(&out).unwrap(), first);
+
+    let o = run(&["data", "stats", out.to_str().unwrap(), "--json"]);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let stats: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(
+        stats["sources"][""].as_u64(),
+        Some(original),
+        "{}",
+        stats["sources"]
+    );
+    for (k, v) in report["added"].as_object().unwrap() {
+        assert_eq!(&stats["sources"][k], v, "{k}");
+    }
+    let o = run(&["data", "stats", out.to_str().unwrap()]);
+    assert!(
+        text(&o.stdout).contains("augment/counterfactual/filler"),
+        "{}",
+        text(&o.stdout)
+    );
+
+    // An edit kept for the audit is a bad command line (exit 2), named.
+    let o = run(&[
+        "data",
+        "augment",
+        data.to_str().unwrap(),
+        "--augment-edits",
+        "bold",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o.stderr));
+    assert!(
+        text(&o.stderr).contains("`bold` is kept for the audit"),
+        "{}",
+        text(&o.stderr)
+    );
+}
+
 #[test]
 fn data_cycles_on_pandalm() {
     let o = run(&[

@@ -214,6 +214,69 @@ fn resume_refuses_other_data_other_model_and_other_hyperparameters() {
     assert!(stderr(&o).contains("resumed at step 2"), "{}", stderr(&o));
 }
 
+/// `train --augment` adds pairs to the training split only, records how in every checkpoint's
+/// rewardkit.json, and a resume with other augmentation is another run's data (refused).
+#[test]
+fn augmented_training_records_its_augmentation_and_resumes_only_with_it() {
+    let model = model_dir("tiny-bert", None);
+    let work = tempfile::tempdir().unwrap();
+    let (train, out) = (work.path().join("train.jsonl"), work.path().join("run"));
+    data(&train, 40, 3);
+    let gsm8k = common::shared("gsm8k/test.jsonl");
+    let aug = |ratio: &str| {
+        with(
+            args(model.path(), &train, &out, "2"),
+            &[
+                "--augment",
+                "--augment-ratio",
+                ratio,
+                "--augment-gsm8k",
+                gsm8k.to_str().unwrap(),
+            ],
+        )
+    };
+    let o = ok(bin().args(aug("0.5")).output().unwrap());
+    // As many added as the training split holds (ratio 0.5), half of them corrections; the
+    // held-out pairs untouched.
+    let err = stderr(&o);
+    let line = err.lines().find(|l| l.starts_with("augment: ")).unwrap();
+    let n: Vec<usize> = line
+        .split(' ')
+        .filter_map(|w| w.parse().ok())
+        .take(3)
+        .collect();
+    let (added, original, corrections) = (n[0], n[1], n[2]);
+    assert_eq!(added, original, "{line}");
+    assert!(line.contains("(50.0% of the result)"), "{line}");
+    assert_eq!(corrections, (added as f64 / 2.0).round() as usize, "{line}");
+    assert!(
+        err.contains(&format!(
+            "{} training pairs, {} held out",
+            2 * original,
+            40 - original
+        )),
+        "{err}"
+    );
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("final/rewardkit.json")).unwrap()).unwrap();
+    let found = |v: &serde_json::Value| {
+        v.pointer("/augment/added/augment~1correction~1gsm8k")
+            .cloned()
+    };
+    let recorded = found(&meta).or_else(|| meta.get("meta").and_then(found));
+    assert_eq!(recorded, Some(corrections.into()), "{meta}");
+    let o = bin()
+        .args(with(aug("0.3"), &["--resume"]))
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains("train data fingerprint"),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[cfg(unix)]
 #[test]
 fn sigint_saves_a_checkpoint_that_resumes_to_the_same_weights() {

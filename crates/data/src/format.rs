@@ -168,6 +168,7 @@ pub(crate) fn parse_record(
         Some(other) => return Err(wrong_type("margin", "a number", other)),
     };
     let subset = optional_str(obj, "subset")?.map(str::to_string);
+    let source = optional_str(obj, "source")?.map(str::to_string);
     Ok(Parsed::Pair(PreferencePair {
         id,
         prompt,
@@ -176,7 +177,8 @@ pub(crate) fn parse_record(
         tie,
         margin,
         subset,
-        source: location,
+        source,
+        location,
     }))
 }
 

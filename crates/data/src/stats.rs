@@ -124,6 +124,9 @@ pub struct DataStats {
     pub load: crate::LoadReport,
     /// Pairs per subset (pairs without one are under `""`).
     pub subsets: BTreeMap<String, u64>,
+    /// Pairs per `source` (how a pair that no labeller judged was made: `data augment`'s
+    /// `augment/…`); labelled pairs are under `""`.
+    pub sources: BTreeMap<String, u64>,
     pub chars: LengthStats,
     pub words: LengthStats,
     pub pick_longer: LongerBaseline,
@@ -132,14 +135,19 @@ pub struct DataStats {
 impl DataStats {
     pub fn of(dataset: &Dataset) -> Self {
         let mut subsets = BTreeMap::new();
+        let mut sources = BTreeMap::new();
         for p in &dataset.pairs {
             *subsets
                 .entry(p.subset.clone().unwrap_or_default())
+                .or_default() += 1;
+            *sources
+                .entry(p.source.clone().unwrap_or_default())
                 .or_default() += 1;
         }
         DataStats {
             load: dataset.report.clone(),
             subsets,
+            sources,
             chars: LengthStats::of(&dataset.pairs, |t| t.char_len() as f64),
             words: LengthStats::of(&dataset.pairs, |t| t.word_len() as f64),
             pick_longer: LongerBaseline::of(&dataset.pairs),

@@ -153,12 +153,17 @@ pub struct PreferencePair {
     /// A group for per-subset metrics.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub subset: Option<String>,
+    /// How a pair that no labeller judged was made, e.g. `augment/correction/gsm8k` or
+    /// `augment/counterfactual/filler` (see `rewardkit data augment`); `None` for a labelled
+    /// pair. Read back from the `source` field of a file.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
     /// The file and line this pair was read from.
-    pub source: Location,
+    pub location: Location,
 }
 
 impl PreferencePair {
-    /// A pair built in code (tests, generated worlds): its source names `origin`.
+    /// A pair built in code (tests, generated worlds): its location is `<memory>`.
     pub fn new(
         prompt: impl Into<Text>,
         chosen: impl Into<Text>,
@@ -172,7 +177,8 @@ impl PreferencePair {
             tie: false,
             margin: None,
             subset: None,
-            source: Location {
+            source: None,
+            location: Location {
                 file: "<memory>".into(),
                 position: Position::Line(0),
             },

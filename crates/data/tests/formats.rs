@@ -45,7 +45,7 @@ fn trl_plain_with_optional_fields() {
     assert_eq!(p.id.as_deref(), Some("7"));
     // Without a prompt the prompt is empty; the third line is the second record.
     assert_eq!(data.pairs[1].prompt, Text::Plain(String::new()));
-    assert_eq!(data.pairs[1].source.position, Position::Line(3));
+    assert_eq!(data.pairs[1].location.position, Position::Line(3));
 }
 
 #[test]
@@ -160,8 +160,8 @@ fn pairwise_majority_vote_ties_and_lenient_scalars() {
     assert_eq!(data.report.notes.len(), 1);
     assert!(data.report.notes[0].note.contains("response1"));
     // JSON array elements are located by the line they start on.
-    assert_eq!(p[0].source.position, Position::Line(2));
-    assert_eq!(p[1].source.position, Position::Line(12));
+    assert_eq!(p[0].location.position, Position::Line(2));
+    assert_eq!(p[1].location.position, Position::Line(12));
     assert_eq!(p[0].id.as_deref(), Some("1"));
 }
 

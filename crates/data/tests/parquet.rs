@@ -55,7 +55,7 @@ fn parquet_rows_are_read_with_row_numbers() {
     assert_eq!(data.report.rows_read, 3);
     assert_eq!(data.pairs.len(), 2);
     assert_eq!(data.pairs[1].chosen, Text::Plain("Paris".into()));
-    assert_eq!(data.pairs[1].source.position, Position::Row(2));
+    assert_eq!(data.pairs[1].location.position, Position::Row(2));
     let dropped = &data.report.dropped_rows[0];
     assert_eq!(dropped.location.position, Position::Row(3));
     assert!(dropped.location.to_string().ends_with(":row 3"));
@@ -111,7 +111,7 @@ fn parquet_that_cannot_be_seeked_is_read_from_memory() {
     let data = load(&[&gz], &LoadOptions::default()).unwrap();
     assert_eq!(data.report.rows_read, 2);
     assert_eq!(data.pairs[1].chosen, Text::Plain("c".into()));
-    assert_eq!(data.pairs[1].source.position, Position::Row(2));
+    assert_eq!(data.pairs[1].location.position, Position::Row(2));
 }
 
 #[test]

@@ -25,7 +25,7 @@ fn a_byte_order_mark_is_skipped_in_jsonl_json_and_gzip() {
     let (_d, path) = file("bom.json", &format!("\u{feff}[\n{ROW}\n]"));
     let data = load(&[&path], &opts()).unwrap();
     assert_eq!(data.pairs.len(), 1);
-    assert_eq!(data.pairs[0].source.position, Position::Line(2));
+    assert_eq!(data.pairs[0].location.position, Position::Line(2));
     let (_d, path) = gz_file("bom.jsonl.gz", &format!("\u{feff}{ROW}\n"));
     assert_eq!(load(&[&path], &opts()).unwrap().pairs.len(), 1);
 }

@@ -132,7 +132,7 @@ pub fn write_scores(
             tie: p.tie,
             chosen_score: s.chosen,
             rejected_score: s.rejected,
-            source: p.source.to_string(),
+            source: p.location.to_string(),
         };
         serde_json::to_writer(&mut out, &row)?;
         out.write_all(b"\n")?;

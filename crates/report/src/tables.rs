@@ -109,6 +109,15 @@ pub fn stats_table(stats: &DataStats, tokens: Option<&TokenLengthStats>) -> Stri
             let _ = writeln!(out, "  {n:>8}  {name}");
         }
     }
+    if stats.sources.keys().any(|k| !k.is_empty()) {
+        let total: u64 = stats.sources.values().sum();
+        let _ = writeln!(out, "\nsources (pairs no labeller judged: `data augment`):");
+        for (name, n) in &stats.sources {
+            let name = if name.is_empty() { "labelled" } else { name };
+            let share = 100.0 * *n as f64 / total.max(1) as f64;
+            let _ = writeln!(out, "  {n:>8}  {share:>5.1}%  {name}");
+        }
+    }
     let header = [
         "length", "min", "p10", "median", "mean", "p90", "p99", "max",
     ];

@@ -22,6 +22,127 @@ pub enum DataCommand {
     /// PandaLM), count intransitive triples of each prompt's majority relation, and measure what
     /// they cost a Bradley-Terry fit (a single score per response).
     Cycles(CyclesArgs),
+    /// Add pairs that teach what the audit checks: correction pairs (the user asserts a wrong
+    /// answer; chosen corrects, rejected agrees) from the training half of GSM8K and TruthfulQA,
+    /// and counterfactual pairs (a chosen response preferred to its information-free edit:
+    /// filler, flattering opener, hedges, repeated sentence, bulleted list), with wordings and
+    /// phrases the audit does not use. Writes the pairs and the added ones, each added pair with
+    /// a `source`; `data stats` counts them.
+    Augment(AugmentArgs),
+}
+
+/// How `data augment` and `train --augment` add pairs.
+#[derive(Args, Clone, Default)]
+pub struct AugmentFlags {
+    /// Share of the augmented data that is added pairs, in [0, 1) [default: 0.2].
+    #[arg(long)]
+    pub augment_ratio: Option<f64>,
+    /// Share of the added pairs that are correction pairs when --augment-gsm8k or
+    /// --augment-truthfulqa is given [default: 0.5].
+    #[arg(long)]
+    pub augment_correction_share: Option<f64>,
+    /// GSM8K `test.jsonl`: correction pairs from its training half (never the audit's questions).
+    #[arg(long)]
+    pub augment_gsm8k: Option<PathBuf>,
+    /// TruthfulQA's CSV: correction pairs from its training half.
+    #[arg(long)]
+    pub augment_truthfulqa: Option<PathBuf>,
+    /// Counterfactual edits, comma-separated [default: filler, flattering_opener, hedges,
+    /// repeat_sentence, bullet_list]; `none` for correction pairs only.
+    #[arg(long, value_delimiter = ',')]
+    pub augment_edits: Vec<String>,
+    /// Seed of the sampling and the phrases [default: 0].
+    #[arg(long)]
+    pub augment_seed: Option<u64>,
+}
+
+impl AugmentFlags {
+    /// The config these flags give (unset ones at their defaults).
+    pub fn config(&self) -> anyhow::Result<rewardkit_audit::AugmentConfig> {
+        let mut c = rewardkit_audit::AugmentConfig::default();
+        c.ratio = self.augment_ratio.unwrap_or(c.ratio);
+        c.correction_share = self.augment_correction_share.unwrap_or(c.correction_share);
+        c.gsm8k.clone_from(&self.augment_gsm8k);
+        c.truthfulqa.clone_from(&self.augment_truthfulqa);
+        c.seed = self.augment_seed.unwrap_or(c.seed);
+        if self.augment_edits.iter().any(|e| e == "none") {
+            c.counterfactual.clear();
+        } else if !self.augment_edits.is_empty() {
+            c.counterfactual = self
+                .augment_edits
+                .iter()
+                .map(|e| {
+                    rewardkit_audit::Probe::parse(e)
+                        .ok_or_else(|| crate::Usage(format!("--augment-edits: unknown edit `{e}`")))
+                })
+                .collect::<Result<_, _>>()?;
+        }
+        Ok(c)
+    }
+}
+
+/// Pairs plus their augmentation, with a one-line account on stderr.
+pub fn augmented(
+    pairs: Vec<rewardkit_data::PreferencePair>,
+    config: &rewardkit_audit::AugmentConfig,
+) -> anyhow::Result<(
+    Vec<rewardkit_data::PreferencePair>,
+    rewardkit_audit::AugmentReport,
+)> {
+    let a = rewardkit_audit::augment(&pairs, config)?;
+    let kinds: Vec<String> = a
+        .report
+        .added
+        .iter()
+        .map(|(k, n)| format!("{n} {k}"))
+        .collect();
+    eprintln!(
+        "augment: {} pairs added to {} ({:.1}% of the result): {}",
+        a.pairs.len(),
+        a.report.original,
+        100.0 * a.report.achieved_ratio,
+        kinds.join(", ")
+    );
+    for s in &a.report.shortfall {
+        eprintln!("augment: short: {s}");
+    }
+    let mut all = pairs;
+    all.extend(a.pairs);
+    Ok((all, a.report))
+}
+
+#[derive(Args)]
+pub struct AugmentArgs {
+    /// Preference files to augment (the training data: augment after splitting off eval).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+    #[command(flatten)]
+    read: ReadArgs,
+    #[command(flatten)]
+    flags: AugmentFlags,
+    /// Where the pairs and the added pairs go (TRL-style JSONL).
+    #[arg(long, short)]
+    out: PathBuf,
+    /// Print the report (what was added, any shortfall) as JSON on stdout.
+    #[arg(long)]
+    json: bool,
+}
+
+fn augment(args: AugmentArgs) -> anyhow::Result<()> {
+    let config = args.flags.config()?;
+    let data = args.read.load(&args.files, false)?;
+    let (pairs, report) = augmented(data.pairs, &config)?;
+    let mut buf = Vec::new();
+    for p in &pairs {
+        serde_json::to_writer(&mut buf, p)?;
+        buf.write_all(b"\n")?;
+    }
+    write_atomic(&args.out, &buf)?;
+    eprintln!("wrote {} pairs to {}", pairs.len(), args.out.display());
+    if args.json {
+        print_json(&report)?;
+    }
+    Ok(())
 }
 
 #[derive(Args)]
@@ -170,6 +291,7 @@ pub fn run(cmd: DataCommand) -> anyhow::Result<()> {
         DataCommand::Stats(args) => stats(args),
         DataCommand::Split(args) => split(args),
         DataCommand::Cycles(args) => cycles(args),
+        DataCommand::Augment(args) => augment(args),
     }
 }
 

@@ -10,7 +10,7 @@ use rewardkit_data::SplitKey;
 use rewardkit_model::{InitMissing, LoadOptions, Pooling};
 use rewardkit_train::{Event, Run, RunConfig, Schedule, Start, TrainSummary};
 
-use super::data::ReadArgs;
+use super::data::{AugmentFlags, ReadArgs};
 use super::{print_json, print_text};
 
 #[derive(Args)]
@@ -39,6 +39,14 @@ pub struct TrainArgs {
     eval_data: Vec<PathBuf>,
     #[command(flatten)]
     read: ReadArgs,
+    /// Add correction and counterfactual pairs to the training split (never to the held-out
+    /// pairs), as `data augment` does, with the --augment-* settings; the settings are saved in
+    /// every checkpoint's rewardkit.json (`augment`) and a resume must repeat them (the data
+    /// fingerprint covers the added pairs).
+    #[arg(long)]
+    augment: bool,
+    #[command(flatten)]
+    augment_flags: AugmentFlags,
     /// Share of --data held out for evaluation (by a stable hash; see `data split`).
     #[arg(long)]
     eval_fraction: Option<f64>,
@@ -245,6 +253,13 @@ pub fn run(args: TrainArgs) -> anyhow::Result<u8> {
         )));
     }
     let (train, eval) = load_data(&config, &args.read)?;
+    let (train, augment) = if args.augment {
+        let c = args.augment_flags.config()?;
+        let (train, report) = super::data::augmented(train, &c)?;
+        (train, Some(report))
+    } else {
+        (train, None)
+    };
     let options = LoadOptions {
         pooling: config.pooling,
         // Training may start a new value head on a pretrained backbone, or everything.
@@ -290,7 +305,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<u8> {
     let run = Run {
         start: args.start(),
         stop: Some(stop),
-        meta: serde_json::json!({ "run": config }),
+        meta: match &augment {
+            Some(a) => serde_json::json!({ "run": config, "augment": a }),
+            None => serde_json::json!({ "run": config }),
+        },
         ..Run::new(&train, &eval, &out)
     };
     let mut progress = Progress::new();

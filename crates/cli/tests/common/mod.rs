@@ -14,6 +14,13 @@ pub fn bin() -> Command {
     Command::new(env!("CARGO_BIN_EXE_rewardkit"))
 }
 
+/// A file of the shared data (`../shared/data/REL`).
+pub fn shared(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../../shared/data")
+        .join(rel)
+}
+
 pub fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
 }
