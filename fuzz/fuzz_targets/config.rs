@@ -1,5 +1,6 @@
 //! Config files: the run config (`train --config`, which holds the training config), the
-//! training config alone and the audit config, as TOML and as JSON.
+//! training config alone, the audit and augmentation configs, as TOML and as JSON; and an
+//! audit's `report.json` as `audit --compare` reads it.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -26,4 +27,12 @@ fuzz_target!(|data: &[u8]| {
     }
     let _ = toml::from_str::<rewardkit_audit::AuditConfig>(text);
     let _ = serde_json::from_str::<rewardkit_audit::AuditConfig>(text);
+    let _ = toml::from_str::<rewardkit_audit::AugmentConfig>(text);
+    if let Ok(c) = serde_json::from_str::<rewardkit_audit::AugmentConfig>(text) {
+        let _ = c.validate();
+    }
+    if let Ok(report) = serde_json::from_str::<rewardkit_audit::AuditReport>(text) {
+        // Any report that reads compares with itself without a panic.
+        let _ = rewardkit_audit::compare(&report, &report);
+    }
 });
