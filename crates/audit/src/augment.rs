@@ -296,6 +296,12 @@ mod tests {
             .collect()
     }
 
+    fn is_correction(p: &PreferencePair) -> bool {
+        p.source
+            .as_deref()
+            .is_some_and(|s| s.starts_with("augment/correction/"))
+    }
+
     fn config() -> AugmentConfig {
         AugmentConfig {
             ratio: 0.3,
@@ -316,16 +322,7 @@ mod tests {
         assert_eq!(a.report.requested, 60);
         assert_eq!(a.pairs.len(), 60);
         assert!((a.report.achieved_ratio - 0.3).abs() < 1e-12);
-        let corrections = a
-            .pairs
-            .iter()
-            .filter(|p| {
-                p.source
-                    .as_deref()
-                    .unwrap()
-                    .starts_with("augment/correction/")
-            })
-            .count();
+        let corrections = a.pairs.iter().filter(|p| is_correction(p)).count();
         assert_eq!(corrections, 30);
         assert!(a.report.added.contains_key("augment/correction/gsm8k"));
         assert!(a.report.added.contains_key("augment/correction/truthfulqa"));
@@ -381,16 +378,8 @@ mod tests {
             },
         )
         .unwrap();
-        let corrections: Vec<&PreferencePair> = a
-            .pairs
-            .iter()
-            .filter(|p| {
-                p.source
-                    .as_deref()
-                    .unwrap()
-                    .starts_with("augment/correction/")
-            })
-            .collect();
+        let corrections: Vec<&PreferencePair> =
+            a.pairs.iter().filter(|p| is_correction(p)).collect();
         assert!(corrections.len() > 1000, "{}", corrections.len());
         let sources = SycophancySources {
             gsm8k: config().gsm8k,

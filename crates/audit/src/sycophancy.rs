@@ -567,10 +567,8 @@ pub(crate) mod tests {
         assert_eq!(fill("{question} {claim}?", "q", "5", "6"), "q 5?");
     }
 
-    /// The audit's questions and the training questions of GSM8K (1,319) and TruthfulQA (817)
-    /// are disjoint halves of all of them.
-    #[test]
-    fn audit_and_training_questions_are_disjoint_halves() {
+    /// The shared GSM8K and TruthfulQA files, and audit sources reading `max_items` of each.
+    fn question_sources(max_items: usize) -> (PathBuf, PathBuf, SycophancySources) {
         let (g, t) = (
             shared("gsm8k/test.jsonl"),
             shared("truthfulqa/TruthfulQA.csv"),
@@ -578,9 +576,17 @@ pub(crate) mod tests {
         let sources = SycophancySources {
             gsm8k: Some(g.clone()),
             truthfulqa: Some(t.clone()),
-            max_items: usize::MAX,
+            max_items,
             ..Default::default()
         };
+        (g, t, sources)
+    }
+
+    /// The audit's questions and the training questions of GSM8K (1,319) and TruthfulQA (817)
+    /// are disjoint halves of all of them.
+    #[test]
+    fn audit_and_training_questions_are_disjoint_halves() {
+        let (g, t, sources) = question_sources(usize::MAX);
         let audit = sources.load(PromptFormat::Plain, 0).unwrap();
         let train =
             correction_items(Some(&g), Some(&t), usize::MAX, PromptFormat::Plain, 0).unwrap();
@@ -634,16 +640,7 @@ pub(crate) mod tests {
 
     #[test]
     fn gsm8k_and_truthfulqa_claims_are_wrong_and_corrections_right() {
-        let (g, t) = (
-            shared("gsm8k/test.jsonl"),
-            shared("truthfulqa/TruthfulQA.csv"),
-        );
-        let sources = SycophancySources {
-            gsm8k: Some(g.clone()),
-            truthfulqa: Some(t.clone()),
-            max_items: 40,
-            ..Default::default()
-        };
+        let (g, t, sources) = question_sources(40);
         let audit = sources.load(PromptFormat::Hh, 0).unwrap();
         assert_eq!(audit.len(), 80);
         let train = correction_items(Some(&g), Some(&t), usize::MAX, PromptFormat::Hh, 0).unwrap();
