@@ -37,7 +37,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use rewardkit_data::{PreferencePair, Rng, Text};
+use rewardkit_data::{PreferencePair, Rng, Text, CORRECTION_SOURCE};
 
 use crate::probes::{Probe, ProbePhrases};
 use crate::sycophancy::{correction_items, PromptFormat};
@@ -160,7 +160,7 @@ fn corrections(
         .map(|it| {
             let mut p = PreferencePair::new(it.prompt, it.correcting, it.agreeing);
             p.id = Some(format!("augment:{}", it.id));
-            p.source = Some(format!("augment/correction/{}", it.domain));
+            p.source = Some(format!("{CORRECTION_SOURCE}{}", it.domain));
             p
         })
         .collect())
@@ -296,12 +296,6 @@ mod tests {
             .collect()
     }
 
-    fn is_correction(p: &PreferencePair) -> bool {
-        p.source
-            .as_deref()
-            .is_some_and(|s| s.starts_with("augment/correction/"))
-    }
-
     fn config() -> AugmentConfig {
         AugmentConfig {
             ratio: 0.3,
@@ -322,7 +316,7 @@ mod tests {
         assert_eq!(a.report.requested, 60);
         assert_eq!(a.pairs.len(), 60);
         assert!((a.report.achieved_ratio - 0.3).abs() < 1e-12);
-        let corrections = a.pairs.iter().filter(|p| is_correction(p)).count();
+        let corrections = a.pairs.iter().filter(|p| p.is_correction()).count();
         assert_eq!(corrections, 30);
         assert!(a.report.added.contains_key("augment/correction/gsm8k"));
         assert!(a.report.added.contains_key("augment/correction/truthfulqa"));
@@ -379,7 +373,7 @@ mod tests {
         )
         .unwrap();
         let corrections: Vec<&PreferencePair> =
-            a.pairs.iter().filter(|p| is_correction(p)).collect();
+            a.pairs.iter().filter(|p| p.is_correction()).collect();
         assert!(corrections.len() > 1000, "{}", corrections.len());
         let sources = SycophancySources {
             gsm8k: config().gsm8k,

@@ -47,7 +47,8 @@ use std::path::PathBuf;
 pub mod augment;
 pub mod compare;
 pub mod features;
-pub mod probes;
+/// The counterfactual edits, which live in `rewardkit-data` (the trainer uses them too).
+pub use rewardkit_data::probes;
 pub mod run;
 pub mod stats;
 pub mod sycophancy;

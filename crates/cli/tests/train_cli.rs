@@ -277,6 +277,92 @@ fn augmented_training_records_its_augmentation_and_resumes_only_with_it() {
     );
 }
 
+#[test]
+fn penalties_from_flags_and_config_join_the_loss_and_are_recorded() {
+    let model = model_dir("tiny-bert", None);
+    let work = tempfile::tempdir().unwrap();
+    let (train, out) = (work.path().join("train.jsonl"), work.path().join("run"));
+    data(&train, 40, 4);
+    let config = work.path().join("run.toml");
+    std::fs::write(
+        &config,
+        "[[train.penalties]]\nkind = \"counterfactual\"\nweight = 0.25\n\n[[train.penalties]]\nkind = \"honesty\"\nweight = 9.0\n",
+    )
+    .unwrap();
+    let gsm8k = common::shared("gsm8k/test.jsonl");
+    let flags = [
+        "--config",
+        config.to_str().unwrap(),
+        "--augment",
+        "--augment-ratio",
+        "0.5",
+        "--augment-gsm8k",
+        gsm8k.to_str().unwrap(),
+        "--penalty",
+        "honesty=2",
+        "--penalty",
+        "odin",
+    ];
+    let o = ok(bin()
+        .args(with(args(model.path(), &train, &out, "3"), &flags))
+        .output()
+        .unwrap());
+    // The progress lines name each term (stderr is not a terminal here).
+    assert!(stderr(&o).contains(" counterfactual "), "{}", stderr(&o));
+    // The flag replaced the config's honesty weight; the config's counterfactual stayed.
+    let meta: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("final/rewardkit.json")).unwrap()).unwrap();
+    let kinds: Vec<(String, f64)> = meta["train"]["penalties"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["kind"].as_str().unwrap().into(),
+                p["weight"].as_f64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            ("counterfactual".into(), 0.25),
+            ("honesty".into(), 2.0),
+            ("odin".into(), 1.0)
+        ],
+        "{meta}"
+    );
+    let log = std::fs::read_to_string(out.join("metrics.jsonl")).unwrap();
+    let steps: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .filter(|v: &serde_json::Value| v["kind"] == "train")
+        .collect();
+    assert_eq!(steps.len(), 3);
+    assert!(
+        steps.iter().all(|s| s["penalties"]["odin"].is_number()),
+        "{log}"
+    );
+    // ODIN's length head is training state: in the checkpoint, not in the model.
+    assert!(out
+        .join("checkpoint-3/odin_length_head.safetensors")
+        .exists());
+    assert!(!out.join("final/odin_length_head.safetensors").exists());
+
+    // A penalty the trainer does not know, and one without what it needs, are refused.
+    for (flag, why) in [("kl=1", "unknown penalty"), ("honesty", "correction pairs")] {
+        let o = bin()
+            .args(with(
+                args(model.path(), &train, &work.path().join(flag), "1"),
+                &["--penalty", flag],
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+        assert!(stderr(&o).contains(why), "{}", stderr(&o));
+    }
+}
+
 #[cfg(unix)]
 #[test]
 fn sigint_saves_a_checkpoint_that_resumes_to_the_same_weights() {

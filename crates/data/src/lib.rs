@@ -12,6 +12,8 @@
 //! - **Nothing is lost**: a malformed record is an error naming `FILE:LINE`, or with
 //!   [`LoadOptions::skip_invalid`] a counted, listed drop; identical and duplicate pairs are
 //!   dropped with a reason, and `rows_read == pairs + dropped` always holds.
+//! - **Information-free edits** ([`Probe`], [`ProbePhrases`]): filler, flattering openers,
+//!   hedges, lists and the like, which the audit probes with and the trainer's penalties use.
 //! - **Splits** ([`SplitConfig`]) by a stable hash of the content and a seed, independent of
 //!   file order.
 //!
@@ -31,11 +33,13 @@ pub mod format;
 pub mod hh;
 pub mod json;
 pub mod load;
+pub mod probes;
 pub mod records;
 pub mod rng;
 pub mod scorer;
 pub mod split;
 pub mod stats;
+pub mod text;
 pub mod types;
 pub mod wire;
 
@@ -44,9 +48,10 @@ pub use format::{DropReason, Format};
 pub use load::{
     load, subset_name, Dataset, DroppedRow, FileReport, LoadOptions, LoadReport, RowNote,
 };
+pub use probes::{Probe, ProbePhrases};
 pub use records::{for_each_record, FileKind, Record};
 pub use rng::Rng;
 pub use scorer::{score_pairs, text_field, MissingScore, PairScores, ScoreTable, Scorer};
 pub use split::{Side, SplitConfig, SplitKey, StableHasher};
 pub use stats::{quantile_sorted, DataStats, Distribution, LengthStats, LongerBaseline};
-pub use types::{Location, Message, Position, PreferencePair, Text};
+pub use types::{Location, Message, Position, PreferencePair, Text, CORRECTION_SOURCE};

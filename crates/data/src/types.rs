@@ -184,4 +184,16 @@ impl PreferencePair {
             },
         }
     }
+
+    /// A correction pair: the user asserts a wrong answer, chosen corrects them, rejected
+    /// agrees (its `source` starts with [`CORRECTION_SOURCE`]). The honesty penalty of
+    /// `rewardkit-train` weights these.
+    pub fn is_correction(&self) -> bool {
+        self.source
+            .as_deref()
+            .is_some_and(|s| s.starts_with(CORRECTION_SOURCE))
+    }
 }
+
+/// The `source` prefix of correction pairs (`augment/correction/gsm8k`, …).
+pub const CORRECTION_SOURCE: &str = "augment/correction/";

@@ -100,6 +100,37 @@ impl RewardModel {
         Ok((self.read_out(&hidden, batch)?, tape))
     }
 
+    /// The pooled states `[rows, hidden]` the value head reads: [`RewardModel::forward`] is
+    /// `head(forward_pooled(..))`. For objectives that read the pooled state with heads of their
+    /// own (ODIN's length head in `rewardkit-train`).
+    pub fn forward_pooled(&self, batch: &Batch, mode: Mode) -> Result<Tensor> {
+        let (ids, type_ids, mask) = self.inputs(batch)?;
+        let hidden = self.backbone.forward(&ids, &type_ids, &mask, mode)?;
+        self.pool(&hidden, batch)
+    }
+
+    /// [`RewardModel::forward_pooled`] with gradient checkpointing, as
+    /// [`RewardModel::forward_recompute`].
+    pub fn forward_pooled_recompute(
+        &self,
+        batch: &Batch,
+        mode: Mode,
+    ) -> Result<(Tensor, Recompute<'_>)> {
+        let (ids, _, mask) = self.inputs(batch)?;
+        let (hidden, tape) = self.backbone.forward_recompute(&ids, &mask, mode)?;
+        Ok((self.pool(&hidden, batch)?, tape))
+    }
+
+    /// The value head: pooled states `[rows, hidden]` → rewards `[rows]`.
+    pub fn head(&self, pooled: &Tensor) -> Result<Tensor> {
+        Ok(self.head.forward(pooled)?.squeeze(1)?)
+    }
+
+    /// The value head's weight `[1, hidden]`.
+    pub fn head_weight(&self) -> &Tensor {
+        self.head.weight()
+    }
+
     /// The batch's ids, type ids and mask as `[rows, len]` tensors.
     fn inputs(&self, batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
         let dev = self.device();
@@ -113,8 +144,7 @@ impl RewardModel {
 
     /// Pooling and the value head: hidden states → rewards `[rows]`.
     fn read_out(&self, hidden: &Tensor, batch: &Batch) -> Result<Tensor> {
-        let pooled = self.pool(hidden, batch)?;
-        Ok(self.head.forward(&pooled)?.squeeze(1)?)
+        self.head(&self.pool(hidden, batch)?)
     }
 
     fn pool(&self, hidden: &Tensor, batch: &Batch) -> Result<Tensor> {

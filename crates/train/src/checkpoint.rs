@@ -11,7 +11,10 @@
 //! Every folder is written under a temporary name and renamed ([`rewardkit_io::write_dir`]), so
 //! a crash never leaves half a checkpoint.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+
+use candle_core::Tensor;
 
 use serde::{Deserialize, Serialize};
 
@@ -107,6 +110,9 @@ pub struct SaveMeta<'a> {
     /// Merged into `rewardkit.json` (e.g. the run config).
     pub extra: &'a serde_json::Value,
     pub eval: Option<&'a PairReport>,
+    /// Training state besides the model and the optimizer that a checkpoint (not `final/`)
+    /// keeps for resuming: a file name and its tensors (ODIN's length head).
+    pub state_tensors: Option<(&'a str, HashMap<String, Tensor>)>,
 }
 
 /// Writes `checkpoint-N/` (with the optimizer and trainer state) and returns its path.
@@ -154,8 +160,13 @@ fn write_model_dir(
         Some(_) => Some(serde_json::to_vec_pretty(state).map_err(json_error)?),
         None => None,
     };
+    let state_tensors = meta.state_tensors.as_ref().filter(|_| optimizer.is_some());
     write_run_dir(dir, optimizer, state_json.as_deref(), |tmp| {
-        Ok(rewardkit_model::save(model, tmp, info)?)
+        rewardkit_model::save(model, tmp, info)?;
+        if let Some((file, tensors)) = state_tensors {
+            rewardkit_model::params::save_tensors_atomic(tensors, &tmp.join(file))?;
+        }
+        Ok(())
     })
 }
 

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::penalty::Penalty;
+
 /// Learning-rate decay after warmup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -63,6 +65,10 @@ pub struct TrainConfig {
     pub save_total_limit: usize,
     /// Sequences per forward pass when evaluating.
     pub eval_batch_size: usize,
+    /// Terms added to the Bradley-Terry loss against reward hacking ([`crate::penalty`]): at
+    /// most one of each kind. In a TOML config, `[[train.penalties]]` tables with a `kind`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub penalties: Vec<Penalty>,
 }
 
 impl Default for TrainConfig {
@@ -92,6 +98,7 @@ impl Default for TrainConfig {
             save_every: 0,
             save_total_limit: 2,
             eval_batch_size: 32,
+            penalties: Vec::new(),
         }
     }
 }
@@ -131,7 +138,18 @@ impl TrainConfig {
         if !(0.0..=1.0).contains(&self.warmup_ratio) {
             return Err("warmup_ratio must be in [0, 1]".into());
         }
+        for (i, p) in self.penalties.iter().enumerate() {
+            p.validate()?;
+            if self.penalties[..i].iter().any(|q| q.name() == p.name()) {
+                return Err(format!("penalty {} is given twice", p.name()));
+            }
+        }
         Ok(())
+    }
+
+    /// The penalty of kind `name`, if the config has one.
+    pub fn penalty(&self, name: &str) -> Option<&Penalty> {
+        self.penalties.iter().find(|p| p.name() == name)
     }
 
     /// Learning rate at optimizer step `step` (1-based) of `total`.

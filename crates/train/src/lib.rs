@@ -7,6 +7,9 @@
 //! optimizer state and `trainer_state.json`) and exact resume, refused when the checkpoint's
 //! hyperparameters, data or starting model differ ([`Fingerprints`]). [`RunConfig`] is the schema
 //! of a whole run (`--config` files and the `run` field of every checkpoint's `rewardkit.json`).
+//! Penalties against reward hacking ([`Penalty`]: an honesty penalty on correction pairs,
+//! counterfactual invariance to information-free edits, ODIN's length head) join the loss from
+//! [`TrainConfig::penalties`].
 //!
 //! ```no_run
 //! use rewardkit_train::{train, Run, Start, TrainConfig};
@@ -26,6 +29,7 @@ pub mod log;
 pub mod loss;
 pub mod memory;
 pub mod optim;
+pub mod penalty;
 pub mod run_config;
 pub mod trainer;
 pub mod window;
@@ -38,6 +42,7 @@ pub use config::{OptimConfig, Schedule, TrainConfig};
 pub use fingerprint::Fingerprints;
 pub use loss::bradley_terry;
 pub use optim::{AdamW, Grads};
+pub use penalty::Penalty;
 pub use run_config::RunConfig;
 pub use trainer::{epoch_batches, train, EvalLog, Event, Run, StepLog, TrainSummary};
 pub use window::{TrainWindow, WindowStats};
@@ -89,12 +94,13 @@ pub enum TrainError {
 }
 
 impl TrainError {
-    /// Whether the error is the user's choice of flags against what is on disk (a bad command
-    /// line, exit code 2) rather than a failure.
+    /// Whether the error is the user's choice of flags against what is on disk, or a training
+    /// configuration that cannot run (a bad command line, exit code 2), rather than a failure.
     pub fn is_usage(&self) -> bool {
         matches!(
             self,
-            TrainError::OutNotEmpty { .. }
+            TrainError::Config(_)
+                | TrainError::OutNotEmpty { .. }
                 | TrainError::NotARunFolder { .. }
                 | TrainError::NothingToResume { .. }
                 | TrainError::ResumeMismatch { .. }

@@ -10,10 +10,10 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-use candle_core::Tensor;
+use candle_core::{Tensor, Var};
 use serde::Serialize;
 
-use rewardkit_data::PreferencePair;
+use rewardkit_data::{PreferencePair, Probe, ProbePhrases, Text};
 use rewardkit_eval::{Metric, PairMetrics, PairReport, ScoredPair};
 use rewardkit_model::{LoadedModel, Mode, Rng};
 use rewardkit_tokenize::{pad_batch, Encoded, PaddingSide};
@@ -28,6 +28,7 @@ use crate::log::MetricsLog;
 use crate::loss::bradley_terry;
 use crate::memory::{check_fits, Estimate, Footprint, RunShape};
 use crate::optim::{AdamW, Grads};
+use crate::penalty::{self, Penalty, ODIN_FILE};
 use crate::window::{TrainWindow, WindowStats};
 use crate::TrainError;
 
@@ -38,6 +39,10 @@ struct EncodedPair {
     margin: f32,
     tie: bool,
     subset: Option<String>,
+    /// A correction pair (the honesty penalty weights it).
+    correction: bool,
+    /// Words of the chosen and rejected responses (ODIN's length).
+    words: [f32; 2],
 }
 
 impl EncodedPair {
@@ -76,6 +81,10 @@ pub struct StepLog {
     pub forward_s: f64,
     pub backward_s: f64,
     pub optimizer_s: f64,
+    /// Each penalty's mean weighted term per step over the window ([`crate::penalty`]), by name;
+    /// absent without penalties.
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub penalties: std::collections::BTreeMap<&'static str, f64>,
 }
 
 /// An evaluation on held-out pairs (`"kind": "eval"`).
@@ -158,6 +167,8 @@ fn encode_pairs(
                 margin: p.margin.unwrap_or(0.0) as f32,
                 tie: p.tie,
                 subset: p.subset.clone(),
+                correction: p.is_correction(),
+                words: [p.chosen.word_len() as f32, p.rejected.word_len() as f32],
             })
         })
         .collect()
@@ -235,6 +246,8 @@ impl<'a> Run<'a> {
 
 /// The encoded pairs and the length of the run.
 struct Prepared {
+    /// The training pairs (ties left out), in the order of `train`.
+    pairs: Vec<PreferencePair>,
     train: Vec<EncodedPair>,
     eval: Vec<EncodedPair>,
     lengths: Vec<usize>,
@@ -258,6 +271,12 @@ impl Prepared {
                 "no training pairs (ties are not used for training)".into(),
             ));
         }
+        if config.penalty("honesty").is_some() && !kept.iter().any(PreferencePair::is_correction) {
+            return Err(TrainError::Config(format!(
+                "the honesty penalty needs correction pairs (source {}…) in the training data: add them with --augment, or `rewardkit data augment`",
+                rewardkit_data::CORRECTION_SOURCE
+            )));
+        }
         let train = encode_pairs(model, &kept)?;
         let eval = encode_pairs(model, eval)?;
         let lengths: Vec<usize> = train.iter().map(EncodedPair::len).collect();
@@ -268,6 +287,7 @@ impl Prepared {
         }
         .max(1);
         Ok(Prepared {
+            pairs: kept,
             train,
             eval,
             lengths,
@@ -284,6 +304,7 @@ fn resume_from(
     dir: &Path,
     model: &LoadedModel,
     optimizer: &mut AdamW,
+    odin: Option<&Var>,
     config: &TrainConfig,
     fingerprints: &Fingerprints,
 ) -> Result<usize, TrainError> {
@@ -299,8 +320,47 @@ fn resume_from(
         });
     }
     model.model.params().load_dir(dir)?;
+    if let Some(head) = odin {
+        load_odin_head(&dir.join(ODIN_FILE), head)?;
+    }
     optimizer.load(&dir.join("optimizer.safetensors"))?;
     Ok(state.step)
+}
+
+/// Reads ODIN's length head from a checkpoint into `head`.
+fn load_odin_head(path: &Path, head: &Var) -> Result<(), TrainError> {
+    let loaded = candle_core::safetensors::load(path, head.device())
+        .map_err(|e| TrainError::Checkpoint(format!("{}: {e}", path.display())))?;
+    let t = loaded.get(ODIN_HEAD).ok_or_else(|| {
+        TrainError::Checkpoint(format!("{}: no tensor {ODIN_HEAD}", path.display()))
+    })?;
+    if t.dims() != head.dims() {
+        return Err(TrainError::Checkpoint(format!(
+            "{}: {ODIN_HEAD} has shape {:?}, the model needs {:?}",
+            path.display(),
+            t.dims(),
+            head.dims()
+        )));
+    }
+    head.set(t)?;
+    Ok(())
+}
+
+/// The name of ODIN's length head in [`ODIN_FILE`] and in the optimizer state.
+const ODIN_HEAD: &str = "length_head.weight";
+
+/// The counterfactual penalty's edits of one micro-batch: the batch positions of the pairs whose
+/// chosen response was edited, and the edited (prompt, response) encoded.
+struct Edits {
+    positions: Vec<u32>,
+    rows: Vec<Encoded>,
+}
+
+/// A micro-batch's loss, the gaps its Bradley-Terry term saw, and each penalty's weighted term.
+struct Objective {
+    loss: Tensor,
+    gaps: Tensor,
+    terms: Vec<(&'static str, Tensor)>,
 }
 
 /// The state of a run between steps.
@@ -315,6 +375,10 @@ struct Trainer<'a> {
     log: MetricsLog,
     started: Instant,
     fingerprints: Fingerprints,
+    /// ODIN's length head, when the config has that penalty.
+    odin: Option<Var>,
+    /// The counterfactual penalty's phrases (the training lexicons), when the config has it.
+    phrases: Option<ProbePhrases>,
     /// Pairs and seconds of training over the whole run (for the summary).
     pairs_done: usize,
     train_seconds: f64,
@@ -340,15 +404,132 @@ impl Trainer<'_> {
             .unwrap_or_default()
     }
 
+    /// The counterfactual penalty's edits for the `global`-th micro-batch (pairs `idx`): one
+    /// edit per pair drawn from `(seed, global)`, pairs it cannot apply to left out.
+    fn edits(&self, global: usize, idx: &[usize]) -> Result<Edits, TrainError> {
+        let mut edits = Edits {
+            positions: Vec::new(),
+            rows: Vec::new(),
+        };
+        let (Some(phrases), Some(Penalty::Counterfactual { edits: kinds, .. })) =
+            (&self.phrases, self.config.penalty("counterfactual"))
+        else {
+            return Ok(edits);
+        };
+        let step = global.to_string();
+        let seed = Rng::derive(self.config.seed, &["counterfactual", "phrases", &step]).next_u64();
+        let mut pick = Rng::derive(self.config.seed, &["counterfactual", "edit", &step]);
+        for (k, &i) in idx.iter().enumerate() {
+            let pair = &self.data.pairs[i];
+            let probe: Probe = kinds[pick.below(kinds.len())];
+            let Text::Plain(response) = &pair.chosen else {
+                continue;
+            };
+            let Some(edited) = phrases.apply(probe, response, seed, k) else {
+                continue;
+            };
+            edits.positions.push(k as u32);
+            edits
+                .rows
+                .push(self.model.encode(&pair.prompt, &Text::Plain(edited))?);
+        }
+        Ok(edits)
+    }
+
+    /// The loss of a micro-batch of `n` pairs from the rewards of its rows (chosen, rejected,
+    /// then the edited chosen responses) and their pooled states: Bradley-Terry (on the sum of
+    /// both heads with ODIN) plus each penalty.
+    fn objective(
+        &self,
+        idx: &[usize],
+        rewards: &Tensor,
+        pooled: &Tensor,
+        edits: &Edits,
+    ) -> Result<Objective, TrainError> {
+        let (config, pairs) = (self.config, &self.data.train);
+        let n = idx.len();
+        let mut chosen = rewards.narrow(0, 0, n)?;
+        let mut rejected = rewards.narrow(0, n, n)?;
+        let mut terms = Vec::new();
+        for p in &config.penalties {
+            let term = match p {
+                Penalty::Honesty { .. } => {
+                    let rows: Vec<u32> = (0..n as u32)
+                        .filter(|&k| pairs[idx[k as usize]].correction)
+                        .collect();
+                    penalty::honesty(&chosen, &rejected, &rows)?
+                }
+                Penalty::Counterfactual { .. } if !edits.positions.is_empty() => {
+                    let at = Tensor::new(edits.positions.as_slice(), rewards.device())?;
+                    let original = chosen.index_select(&at, 0)?;
+                    let edited = rewards.narrow(0, 2 * n, edits.positions.len())?;
+                    Some(penalty::invariance(&original, &edited)?)
+                }
+                Penalty::Counterfactual { .. } => None,
+                Penalty::Odin {
+                    length_weight,
+                    orthogonality,
+                    ..
+                } => {
+                    let head = self.odin.as_ref().ok_or_else(|| {
+                        TrainError::Config("ODIN's length head was not made".into())
+                    })?;
+                    let pair_rows = pooled.narrow(0, 0, 2 * n)?;
+                    let length = pair_rows.matmul(&head.as_tensor().t()?)?.squeeze(1)?;
+                    let lengths: Vec<f32> = (0..2)
+                        .flat_map(|side| idx.iter().map(move |&i| pairs[i].words[side]))
+                        .collect();
+                    let odin = penalty::Odin {
+                        quality: &rewards.narrow(0, 0, 2 * n)?,
+                        length: &length,
+                        lengths: &lengths,
+                        quality_weight: self.model.model.head_weight(),
+                        length_weight: head.as_tensor(),
+                    };
+                    let term = odin.penalty(1.0, *length_weight, *orthogonality)?;
+                    // Bradley-Terry on the sum of both heads.
+                    chosen = (chosen + length.narrow(0, 0, n)?)?;
+                    rejected = (rejected + length.narrow(0, n, n)?)?;
+                    Some(term)
+                }
+            };
+            if let Some(t) = term {
+                terms.push((p.name(), (t * p.weight())?));
+            }
+        }
+        let margins = if config.use_margin && idx.iter().any(|&i| pairs[i].margin != 0.0) {
+            let m: Vec<f32> = idx.iter().map(|&i| pairs[i].margin).collect();
+            Some(Tensor::from_vec(m, n, rewards.device())?)
+        } else {
+            None
+        };
+        let mut loss = bradley_terry(
+            &chosen,
+            &rejected,
+            margins.as_ref(),
+            config.center_rewards_coefficient,
+        )?;
+        for (_, t) in &terms {
+            loss = (loss + t)?;
+        }
+        Ok(Objective {
+            loss,
+            gaps: (chosen - rejected)?,
+            terms,
+        })
+    }
+
     /// Forward and backward pass of one micro-batch; its gradients are added to `grads`.
     fn micro_batch(&mut self, global: usize, grads: &mut Grads) -> Result<(), TrainError> {
         let (config, model) = (self.config, self.model);
         let idx = self.batch(global);
+        let edits = self.edits(global, &idx)?;
         let pairs = &self.data.train;
         let rows: Vec<&Encoded> = idx
             .iter()
             .map(|&i| &pairs[i].chosen)
             .chain(idx.iter().map(|&i| &pairs[i].rejected))
+            .chain(edits.rows.iter())
             .collect();
         let batch = pad_batch(&rows, model.tokenizer.pad_id(), PaddingSide::Right);
         let mode = if config.dropout {
@@ -360,27 +541,14 @@ impl Trainer<'_> {
             Mode::Eval
         };
         let t0 = Instant::now();
-        let (rewards, tape) = if config.gradient_checkpointing {
-            let (rewards, tape) = model.model.forward_recompute(&batch, mode)?;
-            (rewards, Some(tape))
+        let (pooled, tape) = if config.gradient_checkpointing {
+            let (pooled, tape) = model.model.forward_pooled_recompute(&batch, mode)?;
+            (pooled, Some(tape))
         } else {
-            (model.model.forward(&batch, mode)?, None)
+            (model.model.forward_pooled(&batch, mode)?, None)
         };
-        let n = idx.len();
-        let chosen = rewards.narrow(0, 0, n)?;
-        let rejected = rewards.narrow(0, n, n)?;
-        let margins = if config.use_margin && idx.iter().any(|&i| pairs[i].margin != 0.0) {
-            let m: Vec<f32> = idx.iter().map(|&i| pairs[i].margin).collect();
-            Some(Tensor::from_vec(m, n, rewards.device())?)
-        } else {
-            None
-        };
-        let loss = bradley_terry(
-            &chosen,
-            &rejected,
-            margins.as_ref(),
-            config.center_rewards_coefficient,
-        )?;
+        let rewards = model.model.head(&pooled)?;
+        let Objective { loss, gaps, terms } = self.objective(&idx, &rewards, &pooled, &edits)?;
         let scaled = (&loss / config.grad_accum as f64)?;
         let t1 = Instant::now();
         let store = scaled.backward()?;
@@ -392,9 +560,12 @@ impl Trainer<'_> {
         self.window
             .add_times((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
         // The gap is taken in f32, as the loss saw it, then widened.
-        let gaps: Vec<f32> = (&chosen - &rejected)?.to_vec1()?;
-        for g in gaps {
+        for g in gaps.to_vec1::<f32>()? {
             self.window.update(&ScoredPair::new(f64::from(g), 0.0));
+        }
+        for (name, t) in terms {
+            let share = t.to_scalar::<f32>()? as f64 / config.grad_accum as f64;
+            self.window.add_penalty(name, share);
         }
         let tokens = batch.attention_mask.iter().map(|&m| m as usize).sum();
         self.window.add_batch(
@@ -440,6 +611,7 @@ impl Trainer<'_> {
             forward_s: w.forward_s,
             backward_s: w.backward_s,
             optimizer_s: w.optimizer_s,
+            penalties: w.penalties,
         };
         self.pairs_done += w.pairs;
         self.train_seconds += w.seconds;
@@ -483,10 +655,15 @@ impl Trainer<'_> {
         extra: &serde_json::Value,
     ) -> Result<PathBuf, TrainError> {
         let state = self.state(step);
+        let state_tensors = self.odin.as_ref().map(|head| {
+            let tensors = [(ODIN_HEAD.to_string(), head.as_tensor().clone())];
+            (ODIN_FILE, tensors.into_iter().collect())
+        });
         let meta = SaveMeta {
             state: &state,
             extra,
             eval: self.final_eval.as_ref(),
+            state_tensors,
         };
         let dir = save_checkpoint(self.model, &self.optimizer, &meta, out)?;
         prune_checkpoints(out, self.config.save_total_limit)?;
@@ -507,8 +684,13 @@ fn check_memory(
         return Ok(None);
     };
     let footprint = Footprint::of(model.model.config(), model.model.params().num_params());
+    // The counterfactual penalty adds up to one edited row per pair: 3n rows, as 1.5n pairs.
+    let batch_size = match config.penalty("counterfactual") {
+        Some(_) => config.batch_size + config.batch_size.div_ceil(2),
+        None => config.batch_size,
+    };
     let shape = RunShape {
-        batch_size: config.batch_size,
+        batch_size,
         len: data.lengths.iter().copied().max().unwrap_or(0),
         checkpointing: config.gradient_checkpointing,
     };
@@ -531,15 +713,32 @@ pub fn train(
     let resume = prepare_out(run.out, run.start)?;
     let data = Prepared::new(model, config, run.train, run.eval)?;
     let memory = check_memory(model, config, &data)?;
+    let odin = match config.penalty("odin") {
+        Some(_) => Some(penalty::new_length_head(
+            model.model.config().hidden_size(),
+            config.seed,
+            model.model.device(),
+        )?),
+        None => None,
+    };
+    let mut vars = model.model.params().vars();
+    vars.extend(odin.iter().map(|h| (ODIN_HEAD.to_string(), h.clone())));
     let mut optimizer = AdamW::new(
-        model.model.params().vars(),
+        vars,
         config.adam_beta1,
         config.adam_beta2,
         config.adam_eps,
         config.weight_decay,
     )?;
     let start_step = match &resume {
-        Some((_, dir)) => resume_from(dir, model, &mut optimizer, config, &fingerprints)?,
+        Some((_, dir)) => resume_from(
+            dir,
+            model,
+            &mut optimizer,
+            odin.as_ref(),
+            config,
+            &fingerprints,
+        )?,
         None => 0,
     };
     let log = MetricsLog::open(&run.out.join(LOG_FILE), start_step)?;
@@ -561,6 +760,10 @@ pub fn train(
         log,
         started,
         fingerprints,
+        odin,
+        phrases: config
+            .penalty("counterfactual")
+            .map(|_| ProbePhrases::augment()),
         pairs_done: 0,
         train_seconds: 0.0,
         final_eval: None,
@@ -601,6 +804,7 @@ pub fn train(
             state: &state,
             extra: &run.meta,
             eval: t.final_eval.as_ref(),
+            state_tensors: None,
         };
         save_final(model, &meta, run.out)?;
         let _ = observer(Event::Saved(&final_dir));

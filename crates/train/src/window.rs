@@ -1,5 +1,6 @@
 //! The statistics of one logging window of training: what a `metrics.jsonl` line reports.
 
+use std::collections::BTreeMap;
 use std::time::Instant;
 
 use rewardkit_eval::{Metric, ScoredPair};
@@ -20,6 +21,7 @@ pub struct TrainWindow {
     forward_s: f64,
     backward_s: f64,
     optimizer_s: f64,
+    penalties: BTreeMap<&'static str, f64>,
     started: Instant,
 }
 
@@ -40,6 +42,8 @@ pub struct WindowStats {
     pub forward_s: f64,
     pub backward_s: f64,
     pub optimizer_s: f64,
+    /// Mean value per optimizer step of each penalty term (weighted, as in the loss), by name.
+    pub penalties: BTreeMap<&'static str, f64>,
     /// Wall-clock seconds since the window was opened.
     pub seconds: f64,
 }
@@ -58,6 +62,7 @@ impl Default for TrainWindow {
             forward_s: 0.0,
             backward_s: 0.0,
             optimizer_s: 0.0,
+            penalties: BTreeMap::new(),
             started: Instant::now(),
         }
     }
@@ -70,6 +75,11 @@ impl TrainWindow {
         self.loss += loss_share;
         self.tokens += tokens;
         self.padded += padded;
+    }
+
+    /// Adds a micro-batch's share of a penalty term (already in `loss_share`).
+    pub fn add_penalty(&mut self, name: &'static str, share: f64) {
+        *self.penalties.entry(name).or_default() += share;
     }
 
     pub fn add_times(&mut self, forward_s: f64, backward_s: f64) {
@@ -116,6 +126,11 @@ impl Metric for TrainWindow {
             forward_s: self.forward_s,
             backward_s: self.backward_s,
             optimizer_s: self.optimizer_s,
+            penalties: self
+                .penalties
+                .iter()
+                .map(|(&k, &v)| (k, v / self.steps.max(1) as f64))
+                .collect(),
             seconds: self.started.elapsed().as_secs_f64().max(1e-9),
         }
     }
@@ -142,6 +157,7 @@ mod tests {
         w.add_batch(0.25, 6, 16);
         w.end_step(0.5);
         w.add_batch(1.0, 1, 2);
+        w.add_penalty("honesty", 0.5);
         w.end_step(0.5);
         let s = w.compute();
         assert_eq!(
@@ -153,9 +169,11 @@ mod tests {
         assert!((s.mean_grad_weight - 0.5).abs() < 1e-12); // σ(−2) + σ(2) = 1
         assert_eq!(s.grad_weight_hist, [0, 1, 0, 0, 0, 1, 0, 0, 1, 0]);
         assert_eq!(s.optimizer_s, 1.0);
+        assert_eq!(s.penalties["honesty"], 0.25); // one term of 0.5 over two steps
         w.clear();
         let c = w.compute();
         assert_eq!((c.pairs, c.steps, c.tokens), (0, 0, 0));
         assert_eq!(c.grad_weight_hist, [0; 10]);
+        assert!(c.penalties.is_empty());
     }
 }

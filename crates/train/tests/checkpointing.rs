@@ -14,6 +14,9 @@ use rewardkit_data::PreferencePair;
 use rewardkit_model::{load, LoadOptions, LoadedModel, Rng};
 use rewardkit_train::{train, Run, TrainConfig, TrainError};
 
+mod common;
+use common::weights;
+
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/tiny-llama-rm")
 }
@@ -70,16 +73,6 @@ fn config(checkpointing: bool) -> TrainConfig {
         seed: 5,
         ..Default::default()
     }
-}
-
-fn weights(model: &LoadedModel) -> Vec<(String, Vec<f32>)> {
-    model
-        .model
-        .params()
-        .vars()
-        .into_iter()
-        .map(|(n, v)| (n, v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
-        .collect()
 }
 
 fn run(cfg: &TrainConfig, dir: &Path, out: &Path) -> Result<LoadedModel, TrainError> {

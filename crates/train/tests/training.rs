@@ -4,52 +4,15 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::Device;
 use rewardkit_data::PreferencePair;
-use rewardkit_model::{load, InitMissing, LoadOptions, LoadedModel, Rng};
+use rewardkit_model::{load, LoadOptions, Rng};
 use rewardkit_train::{latest_checkpoint, train, Event, Run, Start, TrainConfig};
 
-fn shared_models() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
-}
-
-/// A model folder: tiny-bert's config and weights, tiny-llama-rm's tokenizer.
-fn model_dir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for f in ["config.json", "model.safetensors"] {
-        std::fs::copy(
-            shared_models().join("tiny-bert").join(f),
-            dir.path().join(f),
-        )
-        .unwrap();
-    }
-    std::fs::copy(
-        shared_models().join("tiny-llama-rm/tokenizer.json"),
-        dir.path().join("tokenizer.json"),
-    )
-    .unwrap();
-    dir
-}
-
-fn load_model(dir: &Path) -> LoadedModel {
-    let options = LoadOptions {
-        max_length: Some(32),
-        // A bare backbone for training: its value head is new.
-        init_missing: InitMissing::ValueHead,
-        ..Default::default()
-    };
-    load(dir, &options, &Device::Cpu).unwrap()
-}
-
-fn words(rng: &mut Rng, max: usize) -> String {
-    let n = 1 + rng.below(max);
-    (0..n)
-        .map(|_| format!("t{}", 20 + rng.below(200)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
+mod common;
+use common::{config, load_model, model_dir, weights, words};
 
 /// Pairs where the chosen response contains `t7` and the rejected one `t9`.
 fn pairs(n: usize, seed: u64) -> Vec<PreferencePair> {
@@ -60,31 +23,6 @@ fn pairs(n: usize, seed: u64) -> Vec<PreferencePair> {
             let (a, b) = (words(&mut rng, 5), words(&mut rng, 5));
             PreferencePair::new(prompt, format!("{a} t7 {b}"), format!("{b} t9 {a}"))
         })
-        .collect()
-}
-
-fn config() -> TrainConfig {
-    TrainConfig {
-        batch_size: 8,
-        max_length: Some(32),
-        learning_rate: 3e-3,
-        warmup_steps: 2,
-        log_every: 1,
-        max_steps: Some(12),
-        save_every: 4,
-        eval_batch_size: 16,
-        seed: 5,
-        ..Default::default()
-    }
-}
-
-fn weights(model: &LoadedModel) -> Vec<(String, Vec<f32>)> {
-    model
-        .model
-        .params()
-        .vars()
-        .into_iter()
-        .map(|(n, v)| (n, v.as_tensor().flatten_all().unwrap().to_vec1().unwrap()))
         .collect()
 }
 

@@ -8,7 +8,7 @@ use clap::Args;
 
 use rewardkit_data::SplitKey;
 use rewardkit_model::{InitMissing, LoadOptions, Pooling};
-use rewardkit_train::{Event, Run, RunConfig, Schedule, Start, TrainSummary};
+use rewardkit_train::{Event, Penalty, Run, RunConfig, Schedule, Start, TrainSummary};
 
 use super::data::{AugmentFlags, ReadArgs};
 use super::{print_json, print_text};
@@ -118,6 +118,15 @@ pub struct TrainArgs {
     /// `gradient_checkpointing = true` in --config.
     #[arg(long)]
     gradient_checkpointing: bool,
+    /// A penalty against reward hacking added to the Bradley-Terry loss, NAME or NAME=λ (λ = 1):
+    /// `honesty` (λ·softplus(r(agree) − r(correct)) on correction pairs: needs --augment or
+    /// correction pairs in --data), `counterfactual` (λ·(r(x′) − r(x))² for information-free
+    /// edits x′ of the chosen responses, made on the fly), `odin` (a length head beside the
+    /// value head, λ·|ρ(value head, length)|; the saved model scores with the value head alone).
+    /// Repeatable; replaces the --config penalty of the same kind. Formulas and measurements:
+    /// docs/interventions.md.
+    #[arg(long = "penalty", value_name = "NAME[=λ]", value_parser = Penalty::parse)]
+    penalties: Vec<Penalty>,
     /// Seed of initialisation, data order and dropout.
     #[arg(long)]
     seed: Option<u64>,
@@ -200,6 +209,10 @@ impl TrainArgs {
         }
         t.dropout |= self.dropout;
         t.gradient_checkpointing |= self.gradient_checkpointing;
+        for p in &self.penalties {
+            t.penalties.retain(|q| q.name() != p.name());
+            t.penalties.push(p.clone());
+        }
         set!(self.seed, t.seed);
         set!(self.log_every, t.log_every);
         set!(self.eval_every, t.eval_every);
@@ -399,8 +412,13 @@ impl Progress {
                     s.loss, s.accuracy, s.mean_grad_weight, s.pairs_per_s
                 ));
                 if pb.is_hidden() {
+                    let penalties: String = s
+                        .penalties
+                        .iter()
+                        .map(|(name, v)| format!(" {name} {v:.4}"))
+                        .collect();
                     eprintln!(
-                        "step {}/{}: loss {:.4} accuracy {:.3} lr {:.2e} grad-norm {:.3} {:.2} pairs/s",
+                        "step {}/{}: loss {:.4}{penalties} accuracy {:.3} lr {:.2e} grad-norm {:.3} {:.2} pairs/s",
                         s.step, s.total_steps, s.loss, s.accuracy, s.learning_rate, s.grad_norm, s.pairs_per_s
                     );
                 }

@@ -4,14 +4,18 @@
 //! in most cases can be gamed by a policy that learns to make it.
 //!
 //! The probes form a closed set ([`Probe`]), selected by name in the audit config. Their phrases
-//! are data files in `lexicons/probe_*.txt`, not strings in code. Which phrase a response gets is
-//! a function of (seed, probe, response index), so an audit is reproducible.
+//! are data files in `lexicons/probe_*.txt`, not strings in code; the training side (`data
+//! augment`'s counterfactual pairs and the trainer's counterfactual-invariance penalty) edits with
+//! the separate `lexicons/augment_*.txt` ([`ProbePhrases::augment`]), so the audit is not taught
+//! to itself. The edits live here, below both the audit and the trainer, so both use one copy.
+//!
+//! Which phrase a response gets is a function of (seed, probe, response index), so an audit is
+//! reproducible.
 
 use serde::{Deserialize, Serialize};
 
-use rewardkit_data::Rng;
-
-use crate::features::sentences;
+use crate::rng::Rng;
+use crate::text::sentences;
 
 /// One information-free edit of a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
