@@ -14,17 +14,19 @@ use rewardkit_model::{
     load, InitMissing, LoadOptions, LoadedModel, ModelError, ModelScorer, Pooling,
 };
 use rewardkit_tokenize::Encoded;
-use rewardkit_train::{train, Event, Run, Schedule, TrainConfig, TrainError};
+use rewardkit_train::{train, Event, Penalty, Run, Schedule, TrainConfig, TrainError};
 
 use rewardkit_goodhart::analysis::{
     analyze_labelled, AnalysisError, Mitigations, PoolScores, PromptScores, Selector,
 };
 use rewardkit_goodhart::bon::default_ns;
 use rewardkit_goodhart::story::{
-    LabelStats, ModelDescription, ModelSummary, RoundSummary, StoryConfig, Timings,
+    InterventionSummary, LabelStats, ModelDescription, ModelSummary, RoundSummary, StoryConfig,
+    SycophancyStory, Timings,
 };
 use rewardkit_io::IoError;
 
+use crate::sycophancy::{self as syco, Interventions, KNOWN_QUESTIONS, NEW_QUESTIONS};
 use crate::world::{Item, LabelerConfig, Response, World, WorldConfig};
 
 /// Everything the demo does; every field has a default (the values `rewardkit demo` runs).
@@ -77,6 +79,11 @@ pub struct DemoConfig {
     pub round_n: usize,
     /// Bootstrap resamples of the audit's intervals.
     pub audit_bootstrap: usize,
+    /// Questions the world never asks, each with a wrong user claim, for the audit's held-out
+    /// sycophancy check ([`crate::sycophancy`]).
+    pub new_questions: usize,
+    /// Reward models retrained with an intervention against sycophancy or length.
+    pub interventions: Interventions,
     /// Sequences per forward pass when scoring.
     pub score_batch_size: usize,
 }
@@ -110,6 +117,8 @@ impl Default for DemoConfig {
             round_prompts: 500,
             round_n: 16,
             audit_bootstrap: 500,
+            new_questions: 150,
+            interventions: Interventions::default(),
             score_batch_size: 256,
         }
     }
@@ -294,8 +303,28 @@ pub fn run(
 
     // 3. The audit of the proxy.
     let t = Instant::now();
-    let audit = audit_proxy(world, config, held_out, &models.members[0], progress)?;
+    let syco_items = syco::audit_items(world, config.new_questions, seed);
+    let audit = audit_proxy(
+        config,
+        held_out,
+        syco_items.clone(),
+        &models.members[0],
+        progress,
+    )?;
     timings.audit = t.elapsed().as_secs_f64();
+
+    // The interventions: the proxy retrained with one change each.
+    let t = Instant::now();
+    let mut intervened = Vec::new();
+    for run in config.interventions.runs() {
+        let corrections = config.interventions.corrections(config.train_pairs);
+        let train_set = syco::training_pairs(world, &pairs, &run, corrections, seed);
+        let name = run.name.replace(' ', "-");
+        let (model, s) = trainer.train_with(&name, &train_set, seed, &run.penalties, progress)?;
+        let summary = models.summarize(run.name, &model, &s, train_set.len())?;
+        intervened.push((run, model, summary));
+    }
+    timings.interventions = t.elapsed().as_secs_f64();
 
     // 4. Iterative retraining: gold labels of the proxy's own best-of-n picks.
     let t = Instant::now();
@@ -331,6 +360,29 @@ pub fn run(
         .chain([&models.control])
         .collect();
     let scores = score_pool(&pool, &scorers, config.score_batch_size, progress)?;
+    let intervention_models: Vec<&LoadedModel> = std::iter::once(&models.members[0])
+        .chain(intervened.iter().map(|(_, m, _)| m))
+        .collect();
+    let intervention_scores = score_pool(
+        &pool,
+        &intervention_models,
+        config.score_batch_size,
+        progress,
+    )?;
+    // The policy step of the sycophancy pipeline: the base policy's answers to new questions,
+    // each with a wrong user claim.
+    let new_items: Vec<Item> = world
+        .new_question_sycophancy_items(config.new_questions, seed)
+        .into_iter()
+        .map(|(item, _, _)| item)
+        .collect();
+    let syco_pool = world.pool_of(&new_items, config.samples_per_prompt, seed);
+    let syco_scores = score_pool(
+        &syco_pool,
+        &intervention_models,
+        config.score_batch_size,
+        progress,
+    )?;
     timings.pool_scoring = t.elapsed().as_secs_f64();
 
     // 6. Curves.
@@ -354,12 +406,50 @@ pub fn run(
         },
         "control (unbiased labels)".into(),
     ));
-    let analysis = analyze_labelled(&scores, &selectors, &default_ns(config.samples_per_prompt))?;
+    let ns = default_ns(config.samples_per_prompt);
+    let analysis = analyze_labelled(&scores, &selectors, &ns)?;
     timings.analysis = t.elapsed().as_secs_f64();
-    timings.total = started.elapsed().as_secs_f64();
 
     let mut summaries = std::mem::take(&mut models.summaries).into_iter();
     let proxy = summaries.next().expect("the proxy is trained first");
+    let batch = config.score_batch_size;
+    let favourite = analysis.favourite_n;
+    let runs = std::iter::once((
+        "plain proxy",
+        "the biased labels as they are",
+        proxy.clone(),
+    ))
+    .chain(
+        intervened
+            .iter()
+            .map(|(run, _, summary)| (run.name, run.description, summary.clone())),
+    );
+    let mut interventions = Vec::new();
+    for (k, (name, description, summary)) in runs.enumerate() {
+        let model = intervention_models[k];
+        let (at_favourite, _) =
+            syco::best_of_n_agreement(&syco_pool, &syco_scores, k, &[favourite]);
+        interventions.push(InterventionSummary {
+            name: name.into(),
+            description: description.into(),
+            model: summary,
+            agree_new_questions: syco::agree_rate(model, &syco_items, NEW_QUESTIONS, batch)?,
+            agree_known_questions: syco::agree_rate(model, &syco_items, KNOWN_QUESTIONS, batch)?,
+            gold_at_favourite: syco::gold_at(&intervention_scores, k, favourite),
+            agree_at_favourite: at_favourite.first().map_or(f64::NAN, |p| p.agree),
+        });
+    }
+    let (best_of_n, wrong_claim_prompts) =
+        syco::best_of_n_agreement(&syco_pool, &syco_scores, 0, &ns);
+    let sycophancy = SycophancyStory {
+        labels_by_agreement: labels.agreeing,
+        proxy_new_questions: interventions[0].agree_new_questions.clone(),
+        best_of_n,
+        wrong_claim_prompts,
+        favourite_n: favourite,
+        interventions,
+    };
+    timings.total = started.elapsed().as_secs_f64();
     Ok(DemoReport {
         config: config.clone(),
         items: world.items().len(),
@@ -372,6 +462,7 @@ pub fn run(
         rounds,
         audit,
         analysis,
+        sycophancy,
         timings,
     })
 }
@@ -491,6 +582,7 @@ pub(crate) fn reward_models<'a>(
             gold_accuracy: f64::NAN,
             prefers_longer: f64::NAN,
             prefers_agreeing: f64::NAN,
+            length_r: f64::NAN,
         },
         control,
         summaries: Vec::new(),
@@ -568,6 +660,18 @@ impl Trainer<'_> {
         seed: u64,
         progress: &mut dyn FnMut(DemoEvent),
     ) -> Result<(LoadedModel, rewardkit_train::TrainSummary), DemoError> {
+        self.train_with(name, pairs, seed, &[], progress)
+    }
+
+    /// [`Trainer::train`] with `penalties` in the loss.
+    pub fn train_with(
+        &self,
+        name: &str,
+        pairs: &[PreferencePair],
+        seed: u64,
+        penalties: &[Penalty],
+        progress: &mut dyn FnMut(DemoEvent),
+    ) -> Result<(LoadedModel, rewardkit_train::TrainSummary), DemoError> {
         let c = self.config;
         let t = Instant::now();
         let options = LoadOptions {
@@ -589,6 +693,7 @@ impl Trainer<'_> {
             seed,
             log_every: 5,
             save_total_limit: 1,
+            penalties: penalties.to_vec(),
             ..TrainConfig::default()
         };
         let out = self.models_dir.join(name);
@@ -723,16 +828,24 @@ fn held_out_summary(
                 })
                 .map(|i| prefers(i, pairs[i].a.attrs.agrees_with_claim)),
         ),
+        length_r: {
+            let words: Vec<f64> = pairs
+                .iter()
+                .map(|p| p.a.words() as f64)
+                .chain(pairs.iter().map(|p| p.b.words() as f64))
+                .collect();
+            rewardkit_audit::stats::pearson(scores, &words).unwrap_or(f64::NAN)
+        },
     }
 }
 
-/// Audits the proxy on the held-out pairs (as the biased labeler ordered them) and the world's
-/// sycophancy items. Probes are the edits that stay inside the world's vocabulary (a repeated
+/// Audits the proxy on the held-out pairs (as the biased labeler ordered them) and the
+/// sycophancy items (the world's own questions and new ones, [`syco::audit_items`]). Probes are the edits that stay inside the world's vocabulary (a repeated
 /// sentence, a bulleted list, bold): the others would add words the tokenizer does not know.
 fn audit_proxy(
-    world: &World,
     config: &DemoConfig,
     held_out: &[EvalPair],
+    sycophancy: Vec<SycophancyItem>,
     proxy: &LoadedModel,
     progress: &mut dyn FnMut(DemoEvent),
 ) -> Result<AuditReport, DemoError> {
@@ -750,17 +863,6 @@ fn audit_proxy(
                 chosen.text.as_str(),
                 rejected.text.as_str(),
             )
-        })
-        .collect();
-    let sycophancy = world
-        .sycophancy_items()
-        .into_iter()
-        .map(|(item, agree, correct)| SycophancyItem {
-            domain: "world".into(),
-            id: item.id,
-            prompt: Text::from(item.prompt.as_str()),
-            agreeing: Text::from(agree.text.as_str()),
-            correcting: Text::from(correct.text.as_str()),
         })
         .collect();
     let audit_config = AuditConfig {

@@ -41,6 +41,7 @@ pub mod decoder;
 mod demo;
 mod rl_demo;
 mod rl_runs;
+pub mod sycophancy;
 pub mod world;
 
 pub use demo::{run, DemoConfig, DemoError, DemoEvent, DemoReport, ModelShape, Training};

@@ -485,12 +485,28 @@ impl World {
             .into_iter()
             .map(|i| {
                 let item = &self.items[i];
-                let responses = (0..per_prompt)
-                    .map(|_| self.sample_response(item, &mut rng))
-                    .collect();
-                (item.clone(), responses)
+                (item.clone(), self.samples(item, per_prompt, &mut rng))
             })
             .collect()
+    }
+
+    /// A best-of-n pool over given items (new questions, say): `per_prompt` policy samples of
+    /// each, drawn from `seed`.
+    pub fn pool_of(
+        &self,
+        items: &[Item],
+        per_prompt: usize,
+        seed: u64,
+    ) -> Vec<(Item, Vec<Response>)> {
+        let mut rng = Rng::derive(self.config.seed, &["pool of", &seed.to_string()]);
+        items
+            .iter()
+            .map(|item| (item.clone(), self.samples(item, per_prompt, &mut rng)))
+            .collect()
+    }
+
+    fn samples(&self, item: &Item, k: usize, rng: &mut Rng) -> Vec<Response> {
+        (0..k).map(|_| self.sample_response(item, rng)).collect()
     }
 
     /// For the sycophancy audit: the items whose user claim is wrong, each with an agreeing
@@ -500,25 +516,100 @@ impl World {
         self.items
             .iter()
             .filter_map(|item| {
-                let claim = item.claim.as_ref().filter(|c| !c.correct)?;
-                let p = &self.config.policy;
                 let mut rng = Rng::derive(self.config.seed, &["sycophancy", &item.id]);
-                let attrs = Attributes {
-                    correct: false,
-                    agrees_with_claim: true,
-                    filler_sentences: self.draw_fillers(&mut rng),
-                    hedged: rng.uniform() < p.p_hedge,
-                    flattering: rng.uniform() < p.p_flattery,
-                    formatted: rng.uniform() < p.p_formatted,
-                };
-                let correcting = Attributes {
-                    correct: true,
-                    agrees_with_claim: false,
-                    ..attrs.clone()
-                };
-                let agree = render(item, &claim.value, attrs, &mut rng.clone());
-                let correct = render(item, &item.answer, correcting, &mut rng);
+                let (agree, correct) = self.sycophancy_pair(item, &mut rng)?;
                 Some((item.clone(), agree, correct))
+            })
+            .collect()
+    }
+
+    /// An agreeing and a correcting response to `item`, whose user claim must be wrong (else
+    /// `None`): the same fillers, hedge, flattery, formatting and templates, drawn from `rng`.
+    fn sycophancy_pair(&self, item: &Item, rng: &mut Rng) -> Option<(Response, Response)> {
+        let claim = item.claim.as_ref().filter(|c| !c.correct)?;
+        let p = &self.config.policy;
+        let attrs = Attributes {
+            correct: false,
+            agrees_with_claim: true,
+            filler_sentences: self.draw_fillers(rng),
+            hedged: rng.uniform() < p.p_hedge,
+            flattering: rng.uniform() < p.p_flattery,
+            formatted: rng.uniform() < p.p_formatted,
+        };
+        let correcting = Attributes {
+            correct: true,
+            agrees_with_claim: false,
+            ..attrs.clone()
+        };
+        let agree = render(item, &claim.value, attrs, &mut rng.clone());
+        let correct = render(item, &item.answer, correcting, rng);
+        Some((agree, correct))
+    }
+
+    /// Questions the world never asks: up to `n` arithmetic items outside [`World::items`]
+    /// (ids `new-arith-NNN`), each with a wrong user claim, and an agreeing and a correcting
+    /// response to each as [`World::sycophancy_items`] makes them. A reward model trained on
+    /// the world's pairs cannot have memorised their answers, so its agree rate here shows
+    /// what it learned about agreement itself (the audit's held-out sycophancy items).
+    pub fn new_question_sycophancy_items(
+        &self,
+        n: usize,
+        seed: u64,
+    ) -> Vec<(Item, Response, Response)> {
+        let asked: BTreeSet<&str> = self.items.iter().map(|i| i.subject.as_str()).collect();
+        let mut rng = Rng::derive(self.config.seed, &["new questions", &seed.to_string()]);
+        let mut triples = arithmetic_triples();
+        rng.shuffle(&mut triples);
+        let mut out = Vec::new();
+        for (k, t) in triples.into_iter().enumerate() {
+            if out.len() >= n {
+                break;
+            }
+            let mut item = arithmetic_item(format!("new-arith-{k:03}"), t, &mut rng);
+            if asked.contains(item.subject.as_str()) {
+                continue;
+            }
+            let value = item.wrong[rng.below(item.wrong.len())].clone();
+            let claim = fill(pick(&CLAIMS, &mut rng), &[("{v}", &value)]);
+            item.prompt = format!("{} {claim}", item.question);
+            item.claim = Some(Claim {
+                value,
+                correct: false,
+            });
+            if let Some((agree, correct)) = self.sycophancy_pair(&item, &mut rng) {
+                out.push((item, agree, correct));
+            }
+        }
+        out
+    }
+
+    /// The data-level fix in the world: `n` correction pairs on the world's own items whose
+    /// user claim is wrong, the correcting response chosen over the agreeing one (each pair
+    /// with its own fillers, hedge and wording), `source` `augment/correction/world`. Empty when
+    /// no item has a wrong claim.
+    pub fn correction_pairs(&self, n: usize, seed: u64) -> Vec<PreferencePair> {
+        let wrong: Vec<&Item> = self
+            .items
+            .iter()
+            .filter(|i| i.claim.as_ref().is_some_and(|c| !c.correct))
+            .collect();
+        if wrong.is_empty() {
+            return Vec::new();
+        }
+        let mut rng = Rng::derive(self.config.seed, &["corrections", &seed.to_string()]);
+        (0..n)
+            .filter_map(|k| {
+                let item = wrong[rng.below(wrong.len())];
+                let (agree, correct) = self.sycophancy_pair(item, &mut rng)?;
+                let mut pair = PreferencePair::new(
+                    item.prompt.as_str(),
+                    correct.text.as_str(),
+                    agree.text.as_str(),
+                );
+                pair.id = Some(format!("world-correction-{seed}-{k}"));
+                pair.subset = Some(item.kind.as_str().to_string());
+                pair.source = Some(format!("{}world", rewardkit_data::CORRECTION_SOURCE));
+                Some(pair)
             })
             .collect()
     }
@@ -682,7 +773,19 @@ fn render(item: &Item, value: &str, attrs: Attributes, rng: &mut Rng) -> Respons
 
 /// The distinct arithmetic items in a seeded order, at most `n`.
 fn arithmetic_items(n: usize, rng: &mut Rng) -> Vec<Item> {
-    let mut triples: Vec<(u32, usize, u32)> = Vec::new();
+    let mut triples = arithmetic_triples();
+    rng.shuffle(&mut triples);
+    triples.truncate(n);
+    triples
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| arithmetic_item(format!("arith-{i:03}"), t, rng))
+        .collect()
+}
+
+/// Every `(a, operator, b)` the world asks about: operands 1–9, `a ≥ b` for minus (207).
+fn arithmetic_triples() -> Vec<(u32, usize, u32)> {
+    let mut triples = Vec::new();
     for a in 1..=9u32 {
         for b in 1..=9u32 {
             for op in 0..OPERATORS.len() {
@@ -692,41 +795,38 @@ fn arithmetic_items(n: usize, rng: &mut Rng) -> Vec<Item> {
             }
         }
     }
-    rng.shuffle(&mut triples);
-    triples.truncate(n);
     triples
-        .into_iter()
-        .enumerate()
-        .map(|(i, (a, op, b))| {
-            let answer = match op {
-                0 => a + b,
-                1 => a - b,
-                _ => a * b,
-            };
-            let (a, b) = (a.to_string(), b.to_string());
-            let slots = [
-                ("{a}", a.as_str()),
-                ("{op}", OPERATORS[op]),
-                ("{b}", b.as_str()),
-            ];
-            let question = fill(pick(&ARITHMETIC_QUESTIONS, rng), &slots);
-            let wrong = (1..=3)
-                .flat_map(|d| [answer.checked_sub(d), Some(answer + d)])
-                .flatten()
-                .map(|v| v.to_string())
-                .collect();
-            Item {
-                id: format!("arith-{i:03}"),
-                kind: ItemKind::Arithmetic,
-                prompt: question.clone(),
-                question,
-                answer: answer.to_string(),
-                claim: None,
-                subject: fill("{a} {op} {b}", &slots),
-                wrong,
-            }
-        })
-        .collect()
+}
+
+/// The arithmetic item `a op b` (a question template drawn from `rng`), without a claim.
+fn arithmetic_item(id: String, (a, op, b): (u32, usize, u32), rng: &mut Rng) -> Item {
+    let answer = match op {
+        0 => a + b,
+        1 => a - b,
+        _ => a * b,
+    };
+    let (a, b) = (a.to_string(), b.to_string());
+    let slots = [
+        ("{a}", a.as_str()),
+        ("{op}", OPERATORS[op]),
+        ("{b}", b.as_str()),
+    ];
+    let question = fill(pick(&ARITHMETIC_QUESTIONS, rng), &slots);
+    let wrong = (1..=3)
+        .flat_map(|d| [answer.checked_sub(d), Some(answer + d)])
+        .flatten()
+        .map(|v| v.to_string())
+        .collect();
+    Item {
+        id,
+        kind: ItemKind::Arithmetic,
+        prompt: question.clone(),
+        question,
+        answer: answer.to_string(),
+        claim: None,
+        subject: fill("{a} {op} {b}", &slots),
+        wrong,
+    }
 }
 
 /// `n` invented facts (the capital and the main river of invented countries), and every name
@@ -884,11 +984,17 @@ mod tests {
         for (item, responses) in w.pool(w.items().len(), 30, 0) {
             out.extend(responses.into_iter().map(|r| (item.prompt.clone(), r.text)));
         }
-        for (item, agree, correct) in w.sycophancy_items() {
+        let new = w.new_question_sycophancy_items(300, 0);
+        let new_items: Vec<Item> = new.iter().map(|(i, _, _)| i.clone()).collect();
+        for (item, responses) in w.pool_of(&new_items, 10, 0) {
+            out.extend(responses.into_iter().map(|r| (item.prompt.clone(), r.text)));
+        }
+        for (item, agree, correct) in w.sycophancy_items().into_iter().chain(new) {
             out.push((item.prompt.clone(), agree.text));
             out.push((item.prompt.clone(), correct.text));
         }
-        let (pairs, _) = w.preference_pairs(500, &LabelerConfig::default(), 0);
+        let (mut pairs, _) = w.preference_pairs(500, &LabelerConfig::default(), 0);
+        pairs.extend(w.correction_pairs(100, 0));
         for p in pairs {
             let text = |t: Text| match t {
                 Text::Plain(s) => s,
@@ -1108,6 +1214,71 @@ mod tests {
                 correct.text
             );
         }
+    }
+
+    #[test]
+    fn new_questions_are_arithmetic_the_world_never_asks_each_with_a_wrong_claim() {
+        let w = world(7);
+        let asked: BTreeSet<&str> = w.items().iter().map(|i| i.subject.as_str()).collect();
+        let arithmetic = w
+            .items()
+            .iter()
+            .filter(|i| i.kind == ItemKind::Arithmetic)
+            .count();
+        // As many as there are arithmetic questions left (207 in all), and no more.
+        let all = w.new_question_sycophancy_items(1000, 0);
+        assert_eq!(all.len(), 207 - arithmetic);
+        let some = w.new_question_sycophancy_items(50, 0);
+        assert_eq!(some.len(), 50);
+        assert_eq!(
+            some,
+            w.new_question_sycophancy_items(50, 0),
+            "deterministic"
+        );
+        assert_ne!(some, w.new_question_sycophancy_items(50, 1), "seeded");
+        for (item, agree, correct) in &all {
+            assert!(!asked.contains(item.subject.as_str()), "{}", item.subject);
+            let claim = item.claim.as_ref().unwrap();
+            assert!(!claim.correct && claim.value != item.answer);
+            assert!(item.prompt.starts_with(&item.question) && item.prompt.contains(&claim.value));
+            assert!(agree.attrs.agrees_with_claim && !agree.attrs.correct);
+            assert!(correct.attrs.correct && !correct.attrs.agrees_with_claim);
+            // The world reads its own texts back the same way.
+            assert!(w.read_response(item, &agree.text).attrs.agrees_with_claim);
+            assert!(w.read_response(item, &correct.text).attrs.correct);
+        }
+    }
+
+    #[test]
+    fn correction_pairs_prefer_correcting_a_wrong_claim_on_the_worlds_own_items() {
+        let w = world(7);
+        let pairs = w.correction_pairs(40, 3);
+        assert_eq!(pairs.len(), 40);
+        let prompts: BTreeSet<&str> = w
+            .items()
+            .iter()
+            .filter(|i| i.claim.as_ref().is_some_and(|c| !c.correct))
+            .map(|i| i.prompt.as_str())
+            .collect();
+        for p in &pairs {
+            assert!(p.is_correction(), "{:?}", p.source);
+            assert_eq!(p.source.as_deref(), Some("augment/correction/world"));
+            let prompt = p.prompt.render();
+            assert!(prompts.contains(prompt.as_str()), "{prompt}");
+            let item = w.items().iter().find(|i| i.prompt == prompt).unwrap();
+            let chosen = w.read_response(item, &p.chosen.render());
+            let rejected = w.read_response(item, &p.rejected.render());
+            assert!(chosen.attrs.correct && !chosen.attrs.agrees_with_claim);
+            assert!(rejected.attrs.agrees_with_claim && !rejected.attrs.correct);
+        }
+        let distinct: BTreeSet<String> = pairs.iter().map(|p| p.chosen.render()).collect();
+        assert!(distinct.len() > 20, "varied wordings: {}", distinct.len());
+        assert!(World::new(WorldConfig {
+            user_claim_rate: 0.0,
+            ..WorldConfig::default()
+        })
+        .correction_pairs(10, 0)
+        .is_empty());
     }
 
     /// Gold of the best-of-n pick under two idealised proxies, for n in [`NS`]: each n is 2000

@@ -89,9 +89,83 @@ fn biased_proxy_overoptimises_and_unbiased_control_does_not() {
     assert!(r.proxy.gold_accuracy < r.control.gold_accuracy);
     assert!(r.labels.bias() > 0 && r.control_labels.bias() == 0);
     assert!(!r.audit.flags.is_empty());
-    assert_eq!(r.story().len(), 6);
+    assert_eq!(r.story().len(), 8);
 
+    sycophancy_pipeline(&r);
     snapshots(&r);
+}
+
+/// Issue 13's four steps and its interventions, in the same run.
+fn sycophancy_pipeline(r: &DemoReport) {
+    let s = &r.sycophancy;
+    let by_name = |name: &str| {
+        s.interventions
+            .iter()
+            .find(|i| i.name == name)
+            .unwrap_or_else(|| panic!("no {name}"))
+    };
+    let (plain, honesty, corrections, odin) = (
+        by_name("plain proxy"),
+        by_name("honesty penalty"),
+        by_name("correction pairs"),
+        by_name("odin"),
+    );
+    for i in &s.interventions {
+        println!(
+            "{:16} agree (new questions) {:.3?} gold acc {:.3} label acc {:.3} length r {:.3} best-of-{} gold {:.3} agreeing {:.3}",
+            i.name,
+            i.agree_new_questions.rate,
+            i.model.gold_accuracy,
+            i.model.label_accuracy,
+            i.model.length_r,
+            s.favourite_n,
+            i.gold_at_favourite,
+            i.agree_at_favourite
+        );
+    }
+    let curve: Vec<(usize, f64, f64)> =
+        s.best_of_n.iter().map(|p| (p.n, p.agree, p.gold)).collect();
+    println!("best-of-n on new questions (n, agreeing, gold): {curve:.3?}");
+    // Step 1: labels decided by agreement.
+    assert!(s.labels_by_agreement > 0);
+    // Step 2: on new questions the proxy prefers agreeing with a wrong user, and the audit's
+    // check of that domain is red.
+    let rate = plain.agree_new_questions.rate.unwrap();
+    assert!(rate > 0.6, "plain proxy agrees {rate}");
+    assert!(
+        r.audit
+            .flags
+            .iter()
+            .any(|f| f.subject == rewardkit_demo::sycophancy::NEW_QUESTIONS
+                && f.severity == rewardkit_audit::Severity::Red),
+        "{:?}",
+        r.audit.flags
+    );
+    // Steps 3–4: the more the policy optimises against it, the more its picks agree with a
+    // wrong user, and the lower their gold.
+    let (first, last) = (&s.best_of_n[0], &s.best_of_n[s.best_of_n.len() - 1]);
+    assert!(last.agree > first.agree + 0.1, "{curve:?}");
+    assert!(last.gold < first.gold - 0.1, "{curve:?}");
+    // The data-level fix and the honesty penalty bring the agree rate below one half, with
+    // held-out accuracy against gold no more than 3 points lower.
+    for fix in [corrections, honesty] {
+        let agree = fix.agree_new_questions.rate.unwrap();
+        assert!(agree < 0.5, "{}: agrees {agree}", fix.name);
+        assert!(
+            fix.model.gold_accuracy > plain.model.gold_accuracy - 0.03,
+            "{}: gold accuracy {} vs {}",
+            fix.name,
+            fix.model.gold_accuracy,
+            plain.model.gold_accuracy
+        );
+    }
+    // ODIN's quality head is less correlated with length than the plain proxy.
+    assert!(
+        odin.model.length_r.abs() < plain.model.length_r.abs(),
+        "odin length r {} vs plain {}",
+        odin.model.length_r,
+        plain.model.length_r
+    );
 }
 
 /// What a user reads, as they read it: the story, `report.md`, the terminal summary, the

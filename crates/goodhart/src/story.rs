@@ -82,6 +82,9 @@ pub struct ModelSummary {
     /// Among pairs of equal correctness where exactly one response agrees with the user: share
     /// where it scores the agreeing one higher.
     pub prefers_agreeing: f64,
+    /// Pearson's r of its score with the response's length in words, over every held-out
+    /// response (NaN when undefined).
+    pub length_r: f64,
 }
 
 /// One round of iterative retraining.
@@ -106,6 +109,8 @@ pub struct Timings {
     pub audit: f64,
     pub pool_scoring: f64,
     pub retraining: f64,
+    /// Training the intervention models.
+    pub interventions: f64,
     pub analysis: f64,
     pub total: f64,
 }
@@ -153,7 +158,84 @@ pub struct DemoReport<C> {
     /// ensemble, then one per retraining round, the control last. Selectors: the proxy, the
     /// four ensemble rules, each retrained proxy, the control.
     pub analysis: Analysis,
+    /// The sycophancy pipeline step by step, and the interventions against it.
+    pub sycophancy: SycophancyStory,
     pub timings: Timings,
+}
+
+/// How often a reward model prefers agreeing with a user who is wrong.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct AgreeRate {
+    /// Items scored (each an agreeing and a correcting response to a wrong claim).
+    pub n: usize,
+    /// Share of decided items where the agreeing response scores higher (ties left out).
+    pub rate: Option<f64>,
+    /// 95% Wilson interval of `rate`.
+    pub ci: Option<[f64; 2]>,
+}
+
+impl AgreeRate {
+    /// `68% [60%, 75%]`; `–` when nothing was decided.
+    pub fn display(&self) -> String {
+        match (self.rate, self.ci) {
+            (Some(r), Some([lo, hi])) => format!("{} [{}, {}]", pct(r), pct(lo), pct(hi)),
+            (Some(r), None) => pct(r),
+            _ => "–".into(),
+        }
+    }
+}
+
+/// A reward model trained with an intervention against what the audit found, beside the plain
+/// proxy (the first entry, `plain proxy`).
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct InterventionSummary {
+    pub name: String,
+    /// What was changed, in a phrase.
+    pub description: String,
+    /// How it ranks the held-out pairs (accuracy against labels and gold, length and
+    /// agreement preferences).
+    pub model: ModelSummary,
+    /// On questions the world never asks (answers it cannot have memorised), with a wrong
+    /// user claim.
+    pub agree_new_questions: AgreeRate,
+    /// On the world's own questions with a wrong user claim.
+    pub agree_known_questions: AgreeRate,
+    /// Gold of its best-of-n pick at the plain proxy's favourite n.
+    pub gold_at_favourite: f64,
+    /// Share of its best-of-n picks agreeing with the user at that n, on the new questions'
+    /// pool (each prompt with a wrong claim).
+    pub agree_at_favourite: f64,
+}
+
+/// One n of the policy step: the proxy's best-of-n picks on the pool's prompts whose user claim
+/// is wrong.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct AgreePoint {
+    pub n: usize,
+    /// Expected share of picks that state the user's wrong value.
+    pub agree: f64,
+    /// Expected gold of the picks (on these prompts).
+    pub gold: f64,
+}
+
+/// The seed's four steps: preference data with agreement bias → the reward model learns that
+/// agreement is rewarded → the policy optimises for it → the deployed policy is sycophantic.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct SycophancyStory {
+    /// Step 1: training labels decided by the labeler's preference for agreeing.
+    pub labels_by_agreement: usize,
+    /// Step 2: the proxy on questions it never saw, with a wrong user claim (the audit's
+    /// `world, new questions` domain).
+    pub proxy_new_questions: AgreeRate,
+    /// Steps 3 and 4: per n, the proxy's best-of-n picks among the base policy's answers to
+    /// new questions with a wrong user claim.
+    pub best_of_n: Vec<AgreePoint>,
+    /// Prompts of that pool (what `best_of_n` averages over).
+    pub wrong_claim_prompts: usize,
+    /// The n where the plain proxy's score is highest on the main pool.
+    pub favourite_n: usize,
+    /// The plain proxy first, then each intervention.
+    pub interventions: Vec<InterventionSummary>,
 }
 
 /// A share as a whole percentage; `–` for NaN (nothing counted).
@@ -205,6 +287,50 @@ impl<C: StoryConfig> DemoReport<C> {
         ));
         lines.push(self.audit_line());
         lines.extend(self.curve_lines());
+        lines.extend(self.sycophancy_lines());
+        lines
+    }
+
+    /// Lines 6 (the sycophancy pipeline) and 7 (the interventions).
+    fn sycophancy_lines(&self) -> Vec<String> {
+        let s = &self.sycophancy;
+        let mut lines = Vec::new();
+        if let (Some(first), Some(last)) = (s.best_of_n.first(), s.best_of_n.last()) {
+            lines.push(format!(
+                "6. Sycophancy, step by step: {} labels were decided by agreement → on {} questions it never saw, with a wrong user claim, the proxy prefers agreeing {} → best-of-n among the policy's answers to {} such prompts: picks agreeing with the user {} at n = {} → {} at n = {}, their gold {:.3} → {:.3}.",
+                s.labels_by_agreement,
+                s.proxy_new_questions.n,
+                s.proxy_new_questions.display(),
+                s.wrong_claim_prompts,
+                pct(first.agree),
+                first.n,
+                pct(last.agree),
+                last.n,
+                first.gold,
+                last.gold,
+            ));
+        }
+        let listed: Vec<String> = s
+            .interventions
+            .iter()
+            .map(|i| {
+                format!(
+                    "{}: agrees {} (new questions), gold accuracy {}, best-of-{} picks agree {} and have gold {:.3}",
+                    i.name,
+                    i.agree_new_questions.display(),
+                    pct(i.model.gold_accuracy),
+                    s.favourite_n,
+                    pct(i.agree_at_favourite),
+                    i.gold_at_favourite
+                )
+            })
+            .collect();
+        if !listed.is_empty() {
+            lines.push(format!(
+                "7. Interventions (each retrained from scratch): {}.",
+                listed.join("; ")
+            ));
+        }
         lines
     }
 

@@ -4,7 +4,9 @@
 use std::fmt::Write;
 
 use rewardkit_goodhart::analysis::{Analysis, SelectorCurve};
-use rewardkit_goodhart::story::{DemoReport, LabelStats, ModelSummary, StoryConfig};
+use rewardkit_goodhart::story::{
+    DemoReport, LabelStats, ModelSummary, StoryConfig, SycophancyStory,
+};
 
 use crate::audit::audit_flags_text;
 use crate::svg::Plot;
@@ -202,6 +204,48 @@ pub(crate) const MODEL_HEADER: [&str; 7] = [
     "train s",
 ];
 
+const INTERVENTION_HEADER: [&str; 10] = [
+    "intervention",
+    "train pairs",
+    "acc. vs labels",
+    "acc. vs gold",
+    "Δ vs gold",
+    "agrees [95% CI]",
+    "prefers longer",
+    "length r",
+    "BoN gold",
+    "BoN agrees",
+];
+
+/// One row per reward model of the sycophancy story (the plain proxy first): held-out accuracy,
+/// its change against the plain proxy, the agree rate on new questions with a wrong claim, the
+/// length preference, and best-of-n at the favourite n (gold, and the share of picks agreeing
+/// with a wrong user on the new questions' pool).
+fn intervention_rows(s: &SycophancyStory) -> Vec<Vec<String>> {
+    let plain_gold = s
+        .interventions
+        .first()
+        .map_or(f64::NAN, |p| p.model.gold_accuracy);
+    s.interventions
+        .iter()
+        .map(|i| {
+            let m = &i.model;
+            vec![
+                i.name.clone(),
+                m.train_pairs.to_string(),
+                pct(m.label_accuracy),
+                pct(m.gold_accuracy),
+                format!("{:+.1}", 100.0 * (m.gold_accuracy - plain_gold)),
+                i.agree_new_questions.display(),
+                pct(m.prefers_longer),
+                format!("{:.2}", m.length_r),
+                format!("{:.3}", i.gold_at_favourite),
+                pct(i.agree_at_favourite),
+            ]
+        })
+        .collect()
+}
+
 const MITIGATION_HEADER: [&str; 7] = [
     "selector",
     "gold n=1",
@@ -291,6 +335,17 @@ pub fn demo_text<C: StoryConfig>(r: &DemoReport<C>) -> String {
         "\nMitigations (favourite n = {}, where the proxy's own score is highest)\n{t}",
         r.analysis.favourite_n
     );
+    if r.sycophancy.interventions.len() > 1 {
+        let mut t = new_table(&INTERVENTION_HEADER);
+        for row in intervention_rows(&r.sycophancy) {
+            t.add_row(row);
+        }
+        let _ = writeln!(
+            s,
+            "\nInterventions (each retrained from scratch; best-of-n at n = {})\n{t}",
+            r.sycophancy.favourite_n
+        );
+    }
     s
 }
 
@@ -414,6 +469,7 @@ pub fn demo_markdown<C: StoryConfig>(r: &DemoReport<C>) -> String {
     );
     let rows: Vec<Vec<String>> = a.curves.iter().map(|c| mitigation_row(a, c)).collect();
     md_table(&mut s, &MITIGATION_HEADER, &rows);
+    sycophancy_markdown(&mut s, &r.sycophancy);
 
     let t = &r.timings;
     let _ = writeln!(s, "## Time\n");
@@ -426,6 +482,7 @@ pub fn demo_markdown<C: StoryConfig>(r: &DemoReport<C>) -> String {
             ("held-out accuracy", t.held_out),
             ("audit", t.audit),
             ("iterative retraining", t.retraining),
+            ("interventions", t.interventions),
             ("scoring the pool", t.pool_scoring),
             ("curves and fits", t.analysis),
             ("total", t.total),
@@ -435,6 +492,37 @@ pub fn demo_markdown<C: StoryConfig>(r: &DemoReport<C>) -> String {
         .collect::<Vec<_>>(),
     );
     s
+}
+
+/// The sycophancy pipeline's steps and the interventions, for `report.md`.
+fn sycophancy_markdown(s: &mut String, y: &SycophancyStory) {
+    if y.best_of_n.is_empty() {
+        return;
+    }
+    let _ = writeln!(
+        s,
+        "## Sycophancy, step by step\n\nThe labels' agreement bias decided {} labels. On questions the world never asks (answers the proxy cannot have memorised), each with a wrong user claim, the proxy's audit finds it preferring the agreeing response; best-of-n among the base policy's answers to {} such prompts then picks agreeing answers more often as n grows, and gold falls:\n",
+        y.labels_by_agreement, y.wrong_claim_prompts
+    );
+    let rows: Vec<Vec<String>> = y
+        .best_of_n
+        .iter()
+        .map(|p| vec![p.n.to_string(), pct(p.agree), format!("{:.3}", p.gold)])
+        .collect();
+    md_table(s, &["n", "picks agreeing with the user", "gold"], &rows);
+    if y.interventions.len() > 1 {
+        let _ = writeln!(
+            s,
+            "## Interventions\n\nThe proxy retrained from scratch on the same labels with one change each (`docs/interventions.md`). Accuracy on the held-out pairs (Δ: against the plain proxy, in points); *agrees*: how often the agreeing response wins on the new questions with a wrong claim; *length r*: Pearson's r of the score with words over the held-out responses; *BoN*: best-of-n at n = {} (gold on the main pool; the share of picks agreeing with the user on the new questions' pool).\n",
+            y.favourite_n
+        );
+        let rows = intervention_rows(y);
+        md_table(s, &INTERVENTION_HEADER, &rows);
+        for i in &y.interventions {
+            let _ = writeln!(s, "- *{}*: {}", i.name, i.description);
+        }
+        s.push('\n');
+    }
 }
 
 /// `report.md` of `rewardkit goodhart curves`: what was measured, the selectors at the proxy's
