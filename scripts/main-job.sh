@@ -4,7 +4,9 @@
 # reward model trained on its labels (a tiny transformer, from scratch) → the audit that finds its
 # biases → best-of-n against it, where gold quality peaks and falls while the proxy score rises →
 # which mitigation (ensembles, iterative retraining) helps and by how much.
-# About 2 minutes on 2 cores once built (measured: 1 min 44 s). Results under out/demo/.
+# Then the sycophancy pipeline and the interventions against it (docs/interventions.md).
+# About 2 minutes on 2 cores once built (measured: 1 min 44 s before the interventions, which
+# add four trainings of about 30 s each). Results under out/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rewardkit/target}"

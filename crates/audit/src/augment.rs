@@ -64,13 +64,7 @@ pub struct AugmentConfig {
 }
 
 /// The edits a counterfactual pair may make (those with training phrases or none needed).
-pub const COUNTERFACTUAL_EDITS: [Probe; 5] = [
-    Probe::Filler,
-    Probe::FlatteringOpener,
-    Probe::Hedges,
-    Probe::RepeatSentence,
-    Probe::BulletList,
-];
+pub const COUNTERFACTUAL_EDITS: [Probe; 5] = rewardkit_data::probes::TRAINING_EDITS;
 
 impl Default for AugmentConfig {
     fn default() -> Self {
@@ -98,19 +92,10 @@ impl AugmentConfig {
                 self.correction_share
             ));
         }
-        if let Some(p) = self
-            .counterfactual
-            .iter()
-            .find(|p| !COUNTERFACTUAL_EDITS.contains(p))
-        {
-            let names: Vec<&str> = COUNTERFACTUAL_EDITS.iter().map(|p| p.name()).collect();
-            return Err(format!(
-                "`{}` is kept for the audit; counterfactual edits are {}",
-                p.name(),
-                names.join(", ")
-            ));
+        if self.counterfactual.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        rewardkit_data::probes::check_training_edits(&self.counterfactual)
     }
 }
 

@@ -84,6 +84,36 @@ impl Probe {
     }
 }
 
+/// The edits the training side makes (`data augment`'s counterfactual pairs, the trainer's
+/// counterfactual penalty): those with training phrases, or needing none. Bold is left to the
+/// audit (one of its probes should stay unseen), apology and overconfident have no training
+/// phrases.
+pub const TRAINING_EDITS: [Probe; 5] = [
+    Probe::Filler,
+    Probe::FlatteringOpener,
+    Probe::Hedges,
+    Probe::RepeatSentence,
+    Probe::BulletList,
+];
+
+/// Refuses an empty list, and an edit outside [`TRAINING_EDITS`], naming it.
+pub fn check_training_edits(edits: &[Probe]) -> Result<(), String> {
+    if edits.is_empty() {
+        return Err("no counterfactual edits given".into());
+    }
+    match edits.iter().find(|p| !TRAINING_EDITS.contains(p)) {
+        Some(p) => {
+            let names: Vec<&str> = TRAINING_EDITS.iter().map(|p| p.name()).collect();
+            Err(format!(
+                "`{}` is kept for the audit; counterfactual edits are {}",
+                p.name(),
+                names.join(", ")
+            ))
+        }
+        None => Ok(()),
+    }
+}
+
 /// The probes' phrases, parsed from the data files.
 #[derive(Debug, Clone)]
 pub struct ProbePhrases {

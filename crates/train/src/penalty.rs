@@ -34,6 +34,7 @@
 use candle_core::{DType, Tensor, Var};
 use serde::{Deserialize, Serialize};
 
+use rewardkit_data::probes::{check_training_edits, TRAINING_EDITS};
 use rewardkit_data::Probe;
 
 use crate::loss::softplus;
@@ -78,13 +79,7 @@ fn one() -> f64 {
 
 /// The edits of the counterfactual penalty by default: those `data augment` uses.
 pub fn default_edits() -> Vec<Probe> {
-    vec![
-        Probe::Filler,
-        Probe::FlatteringOpener,
-        Probe::Hedges,
-        Probe::RepeatSentence,
-        Probe::BulletList,
-    ]
+    TRAINING_EDITS.to_vec()
 }
 
 impl Penalty {
@@ -156,19 +151,7 @@ impl Penalty {
         match self {
             Penalty::Honesty { .. } => Ok(()),
             Penalty::Counterfactual { edits, .. } => {
-                if edits.is_empty() {
-                    return Err("penalty counterfactual: edits must name at least one".into());
-                }
-                if let Some(p) = edits
-                    .iter()
-                    .find(|p| matches!(p, Probe::Apology | Probe::Overconfident))
-                {
-                    return Err(format!(
-                        "penalty counterfactual: the training lexicons have no {} phrases (the audit's are kept apart)",
-                        p.name()
-                    ));
-                }
-                Ok(())
+                check_training_edits(edits).map_err(|e| format!("penalty counterfactual: {e}"))
             }
             Penalty::Odin {
                 length_weight,
