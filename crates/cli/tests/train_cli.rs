@@ -284,20 +284,21 @@ fn penalties_from_flags_and_config_join_the_loss_and_are_recorded() {
     let (train, out) = (work.path().join("train.jsonl"), work.path().join("run"));
     data(&train, 40, 4);
     let config = work.path().join("run.toml");
+    let gsm8k = common::shared("gsm8k/test.jsonl");
+    // The `augment` table turns augmenting on (no --augment flag); --augment-ratio overrides it.
     std::fs::write(
         &config,
-        "[[train.penalties]]\nkind = \"counterfactual\"\nweight = 0.25\n\n[[train.penalties]]\nkind = \"honesty\"\nweight = 9.0\n",
+        format!(
+            "[[train.penalties]]\nkind = \"counterfactual\"\nweight = 0.25\n\n[[train.penalties]]\nkind = \"honesty\"\nweight = 9.0\n\n[augment]\nratio = 0.3\ngsm8k = {:?}\n",
+            gsm8k.to_str().unwrap()
+        ),
     )
     .unwrap();
-    let gsm8k = common::shared("gsm8k/test.jsonl");
     let flags = [
         "--config",
         config.to_str().unwrap(),
-        "--augment",
         "--augment-ratio",
         "0.5",
-        "--augment-gsm8k",
-        gsm8k.to_str().unwrap(),
         "--penalty",
         "honesty=2",
         "--penalty",
@@ -312,6 +313,15 @@ fn penalties_from_flags_and_config_join_the_loss_and_are_recorded() {
     // The flag replaced the config's honesty weight; the config's counterfactual stayed.
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(out.join("final/rewardkit.json")).unwrap()).unwrap();
+    let augment = &meta["augment"]["config"];
+    assert_eq!(augment["ratio"], 0.5, "{meta}");
+    assert_eq!(augment["gsm8k"], gsm8k.to_str().unwrap(), "{meta}");
+    assert!(
+        meta["augment"]["added"]["augment/correction/gsm8k"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
     let kinds: Vec<(String, f64)> = meta["train"]["penalties"]
         .as_array()
         .unwrap()
@@ -350,6 +360,7 @@ fn penalties_from_flags_and_config_join_the_loss_and_are_recorded() {
     assert!(!out.join("final/odin_length_head.safetensors").exists());
 
     // A penalty the trainer does not know, and one without what it needs, are refused.
+    // (The second run has no config file, so no augmentation and no correction pair.)
     for (flag, why) in [("kl=1", "unknown penalty"), ("honesty", "correction pairs")] {
         let o = bin()
             .args(with(

@@ -48,6 +48,18 @@ impl RunConfig {
         Ok(config)
     }
 
+    /// A run config from an already parsed document (a config file whose other tables a caller
+    /// took out first); `origin` names it in errors.
+    pub fn from_value(value: serde_json::Value, origin: &str) -> Result<Self, String> {
+        let config: RunConfig = serde_json::from_value(value)
+            .map_err(|e| format!("{origin}: invalid run config: {e}"))?;
+        config
+            .train
+            .validate()
+            .map_err(|e| format!("{origin}: invalid training configuration: {e}"))?;
+        Ok(config)
+    }
+
     /// The run config recorded in a model folder's `rewardkit.json` (`run` field), if any.
     pub fn from_model_meta(meta: &serde_json::Value) -> Option<Result<Self, String>> {
         let run = meta.get("run")?;
@@ -88,5 +100,16 @@ mod tests {
         );
         let e = RunConfig::parse("[train]\nmax_steps = 0", true, "run.toml").unwrap_err();
         assert!(e.contains("max_steps"), "{e}");
+        // From a document whose other tables were taken out: the same checks.
+        let e = RunConfig::from_value(serde_json::json!({"modle": "m"}), "run.toml").unwrap_err();
+        assert!(
+            e.starts_with("run.toml: invalid run config") && e.contains("modle"),
+            "{e}"
+        );
+        let e = RunConfig::from_value(serde_json::json!({"train": {"max_steps": 0}}), "r.json")
+            .unwrap_err();
+        assert!(e.contains("max_steps"), "{e}");
+        let ok = RunConfig::from_value(serde_json::json!({"model": "m"}), "r.json").unwrap();
+        assert_eq!(ok.model, Some("m".into()));
     }
 }

@@ -59,11 +59,24 @@ pub struct AugmentFlags {
 impl AugmentFlags {
     /// The config these flags give (unset ones at their defaults).
     pub fn config(&self) -> anyhow::Result<rewardkit_audit::AugmentConfig> {
-        let mut c = rewardkit_audit::AugmentConfig::default();
+        self.apply(rewardkit_audit::AugmentConfig::default())
+    }
+
+    /// `base` (a config file's `[augment]` table) with the flags that are set replacing its
+    /// values.
+    pub fn apply(
+        &self,
+        base: rewardkit_audit::AugmentConfig,
+    ) -> anyhow::Result<rewardkit_audit::AugmentConfig> {
+        let mut c = base;
         c.ratio = self.augment_ratio.unwrap_or(c.ratio);
         c.correction_share = self.augment_correction_share.unwrap_or(c.correction_share);
-        c.gsm8k.clone_from(&self.augment_gsm8k);
-        c.truthfulqa.clone_from(&self.augment_truthfulqa);
+        if self.augment_gsm8k.is_some() {
+            c.gsm8k.clone_from(&self.augment_gsm8k);
+        }
+        if self.augment_truthfulqa.is_some() {
+            c.truthfulqa.clone_from(&self.augment_truthfulqa);
+        }
         c.seed = self.augment_seed.unwrap_or(c.seed);
         if self.augment_edits.iter().any(|e| e == "none") {
             c.counterfactual.clear();

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use clap::Args;
 
+use rewardkit_audit::AugmentConfig;
 use rewardkit_data::SplitKey;
 use rewardkit_model::{InitMissing, LoadOptions, Pooling};
 use rewardkit_train::{Event, Penalty, Run, RunConfig, Schedule, Start, TrainSummary};
@@ -40,7 +41,8 @@ pub struct TrainArgs {
     #[command(flatten)]
     read: ReadArgs,
     /// Add correction and counterfactual pairs to the training split (never to the held-out
-    /// pairs), as `data augment` does, with the --augment-* settings; the settings are saved in
+    /// pairs), as `data augment` does, with the --augment-* settings (over the --config file's
+    /// `[augment]` table, whose presence also turns augmenting on); the settings are saved in
     /// every checkpoint's rewardkit.json (`augment`) and a resume must repeat them (the data
     /// fingerprint covers the added pairs).
     #[arg(long)]
@@ -148,17 +150,22 @@ pub struct TrainArgs {
 
 impl TrainArgs {
     /// The config file, then every flag given on top of it.
-    fn resolve(&self) -> anyhow::Result<RunConfig> {
-        let mut c = match &self.config {
-            Some(p) => {
-                let text = rewardkit_io::read_to_string(p)?;
-                let toml = p.extension().is_some_and(|e| e == "toml");
-                // A bad file is a failure (1); a bad flag below is a bad command line (2).
-                RunConfig::parse(&text, toml, &p.display().to_string())
-                    .map_err(anyhow::Error::msg)?
-            }
-            None => RunConfig::default(),
+    /// The run config (the --config file's, with the flags over it) and the augmentation, if
+    /// the file has an `[augment]` table or --augment is given (the flags over the table).
+    fn resolve(&self) -> anyhow::Result<(RunConfig, Option<AugmentConfig>)> {
+        let (mut c, table) = match &self.config {
+            Some(p) => read_config(p)?,
+            None => (RunConfig::default(), None),
         };
+        let augment = match table {
+            Some(t) => Some(self.augment_flags.apply(t)?),
+            None if self.augment => Some(self.augment_flags.config()?),
+            None => None,
+        };
+        if let Some(a) = &augment {
+            a.validate()
+                .map_err(|e| crate::Usage(format!("invalid augmentation: {e}")))?;
+        }
         macro_rules! set {
             ($flag:expr, $field:expr) => {
                 if let Some(v) = $flag {
@@ -221,7 +228,7 @@ impl TrainArgs {
         let t = &mut c.train;
         t.validate()
             .map_err(|e| crate::Usage(format!("invalid training configuration: {e}")))?;
-        Ok(c)
+        Ok((c, augment))
     }
 
     fn start(&self) -> Start {
@@ -232,6 +239,30 @@ impl TrainArgs {
             _ => Start::Fresh,
         }
     }
+}
+
+/// A --config file (TOML by its `.toml` name, else JSON): the run config, and its `augment`
+/// table (the settings of `data augment`) apart. A bad file is a failure (exit 1); a bad flag
+/// is a bad command line (2).
+fn read_config(path: &std::path::Path) -> anyhow::Result<(RunConfig, Option<AugmentConfig>)> {
+    let text = rewardkit_io::read_to_string(path)?;
+    let toml = path.extension().is_some_and(|e| e == "toml");
+    let origin = path.display().to_string();
+    let mut value: serde_json::Value = if toml {
+        ::toml::from_str(&text).map_err(|e| anyhow::anyhow!("{origin}: invalid run config: {e}"))?
+    } else {
+        serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{origin}: invalid run config: {e}"))?
+    };
+    let Some(table) = value.as_object_mut().and_then(|o| o.remove("augment")) else {
+        // No table to take out: parse the text itself, so errors keep their line numbers.
+        let run = RunConfig::parse(&text, toml, &origin).map_err(anyhow::Error::msg)?;
+        return Ok((run, None));
+    };
+    let augment: AugmentConfig = serde_json::from_value(table)
+        .map_err(|e| anyhow::anyhow!("{origin}: invalid `augment` table: {e}"))?;
+    let run = RunConfig::from_value(value, &origin).map_err(anyhow::Error::msg)?;
+    Ok((run, Some(augment)))
 }
 
 /// A line on stderr above the progress bar, or plain when the bar is hidden (not a terminal).
@@ -249,7 +280,7 @@ pub const INTERRUPTED: u8 = 130;
 /// Trains; returns the exit code (0, or [`INTERRUPTED`] when a signal stopped the run after
 /// saving a checkpoint).
 pub fn run(args: TrainArgs) -> anyhow::Result<u8> {
-    let config = args.resolve()?;
+    let (config, augment) = args.resolve()?;
     let model_dir = config
         .model
         .clone()
@@ -266,12 +297,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<u8> {
         )));
     }
     let (train, eval) = load_data(&config, &args.read)?;
-    let (train, augment) = if args.augment {
-        let c = args.augment_flags.config()?;
-        let (train, report) = super::data::augmented(train, &c)?;
-        (train, Some(report))
-    } else {
-        (train, None)
+    let (train, augment) = match &augment {
+        Some(c) => {
+            let (train, report) = super::data::augmented(train, c)?;
+            (train, Some(report))
+        }
+        None => (train, None),
     };
     let options = LoadOptions {
         pooling: config.pooling,
