@@ -448,28 +448,34 @@ impl Trainer<'_> {
     ) -> Result<Objective, TrainError> {
         let (config, pairs) = (self.config, &self.data.train);
         let n = idx.len();
-        let mut chosen = rewards.narrow(0, 0, n)?;
-        let mut rejected = rewards.narrow(0, n, n)?;
+        // The value head's rewards, which the penalties read (they are what the model scores
+        // with); with ODIN the Bradley-Terry term reads the sum of both heads instead.
+        let (chosen, rejected) = (rewards.narrow(0, 0, n)?, rewards.narrow(0, n, n)?);
+        let (mut bt_chosen, mut bt_rejected) = (chosen.clone(), rejected.clone());
         let mut terms = Vec::new();
         for p in &config.penalties {
+            // Each term already weighted.
             let term = match p {
-                Penalty::Honesty { .. } => {
+                Penalty::Honesty { weight } => {
                     let rows: Vec<u32> = (0..n as u32)
                         .filter(|&k| pairs[idx[k as usize]].correction)
                         .collect();
-                    penalty::honesty(&chosen, &rejected, &rows)?
+                    match penalty::honesty(&chosen, &rejected, &rows)? {
+                        Some(t) => Some((t * *weight)?),
+                        None => None,
+                    }
                 }
-                Penalty::Counterfactual { .. } if !edits.positions.is_empty() => {
+                Penalty::Counterfactual { weight, .. } if !edits.positions.is_empty() => {
                     let at = Tensor::new(edits.positions.as_slice(), rewards.device())?;
                     let original = chosen.index_select(&at, 0)?;
                     let edited = rewards.narrow(0, 2 * n, edits.positions.len())?;
-                    Some(penalty::invariance(&original, &edited)?)
+                    Some((penalty::invariance(&original, &edited)? * *weight)?)
                 }
                 Penalty::Counterfactual { .. } => None,
                 Penalty::Odin {
+                    weight,
                     length_weight,
                     orthogonality,
-                    ..
                 } => {
                     let head = self.odin.as_ref().ok_or_else(|| {
                         TrainError::Config("ODIN's length head was not made".into())
@@ -486,15 +492,14 @@ impl Trainer<'_> {
                         quality_weight: self.model.model.head_weight(),
                         length_weight: head.as_tensor(),
                     };
-                    let term = odin.penalty(1.0, *length_weight, *orthogonality)?;
-                    // Bradley-Terry on the sum of both heads.
-                    chosen = (chosen + length.narrow(0, 0, n)?)?;
-                    rejected = (rejected + length.narrow(0, n, n)?)?;
+                    let term = odin.penalty(*weight, *length_weight, *orthogonality)?;
+                    bt_chosen = (bt_chosen + length.narrow(0, 0, n)?)?;
+                    bt_rejected = (bt_rejected + length.narrow(0, n, n)?)?;
                     Some(term)
                 }
             };
             if let Some(t) = term {
-                terms.push((p.name(), (t * p.weight())?));
+                terms.push((p.name(), t));
             }
         }
         let margins = if config.use_margin && idx.iter().any(|&i| pairs[i].margin != 0.0) {
@@ -504,8 +509,8 @@ impl Trainer<'_> {
             None
         };
         let mut loss = bradley_terry(
-            &chosen,
-            &rejected,
+            &bt_chosen,
+            &bt_rejected,
             margins.as_ref(),
             config.center_rewards_coefficient,
         )?;
@@ -514,7 +519,7 @@ impl Trainer<'_> {
         }
         Ok(Objective {
             loss,
-            gaps: (chosen - rejected)?,
+            gaps: (bt_chosen - bt_rejected)?,
             terms,
         })
     }
