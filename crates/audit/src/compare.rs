@@ -164,7 +164,8 @@ pub fn mover_difference(a: f64, ci_a: [f64; 2], b: f64, ci_b: [f64; 2]) -> [f64;
 /// difference and 0 for any.
 fn two_sided(d: f64, se: f64) -> f64 {
     if se > 0.0 {
-        2.0 * (1.0 - normal_cdf((d / se).abs()))
+        // The lower tail, which keeps its precision far out (1 − Φ(z) is 0 beyond z ≈ 8.3).
+        2.0 * normal_cdf(-(d / se).abs())
     } else if d == 0.0 {
         1.0
     } else {
@@ -412,6 +413,15 @@ mod tests {
             assert!((ci[0] - want[0]).abs() < 6e-5, "{ci:?} vs {want:?}");
             assert!((ci[1] - want[1]).abs() < 6e-5, "{ci:?} vs {want:?}");
         }
+    }
+
+    #[test]
+    fn far_out_p_values_keep_their_precision() {
+        // scipy.stats.norm.sf: 2·sf(10) = 1.5239706e-23, 2·sf(1.96) = 0.04999579.
+        let p = two_sided(10.0, 1.0);
+        assert!((p / 1.5239706e-23 - 1.0).abs() < 1e-6, "{p}");
+        assert!((two_sided(-1.96, 1.0) - 0.04999579).abs() < 1e-7);
+        assert_eq!((two_sided(0.0, 0.0), two_sided(1.0, 0.0)), (1.0, 0.0));
     }
 
     fn pairs() -> Vec<PreferencePair> {

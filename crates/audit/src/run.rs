@@ -522,7 +522,8 @@ impl Plan {
                 let se =
                     (pooled * (1.0 - pooled) * (1.0 / longer as f64 + 1.0 / shorter as f64)).sqrt();
                 if se > 0.0 {
-                    1.0 - normal_cdf((a - b) / se)
+                    // Φ(−z), not 1 − Φ(z): the latter rounds to 0 beyond z ≈ 8.3.
+                    normal_cdf((b - a) / se)
                 } else {
                     1.0
                 }
