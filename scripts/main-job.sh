@@ -5,8 +5,8 @@
 # biases → best-of-n against it, where gold quality peaks and falls while the proxy score rises →
 # which mitigation (ensembles, iterative retraining) helps and by how much.
 # Then the sycophancy pipeline and the interventions against it (docs/interventions.md).
-# About 2 minutes on 2 cores once built (measured: 1 min 44 s before the interventions, which
-# add four trainings of about 30 s each). Results under out/demo/.
+# About 3 minutes on 2 cores once built (measured: 2 min 54 s; 1 min 44 s before the four
+# intervention models). Results under out/demo/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rewardkit/target}"

@@ -21,8 +21,8 @@ use rewardkit_goodhart::analysis::{
 };
 use rewardkit_goodhart::bon::default_ns;
 use rewardkit_goodhart::story::{
-    InterventionSummary, LabelStats, ModelDescription, ModelSummary, RoundSummary, StoryConfig,
-    SycophancyStory, Timings,
+    AuditSummary, InterventionSummary, LabelStats, ModelDescription, ModelSummary, RoundSummary,
+    StoryConfig, SycophancyStory, Timings,
 };
 use rewardkit_io::IoError;
 
@@ -305,6 +305,7 @@ pub fn run(
     let t = Instant::now();
     let syco_items = syco::audit_items(world, config.new_questions, seed);
     let audit = audit_proxy(
+        "proxy",
         config,
         held_out,
         syco_items.clone(),
@@ -322,7 +323,15 @@ pub fn run(
         let name = run.name.replace(' ', "-");
         let (model, s) = trainer.train_with(&name, &train_set, seed, &run.penalties, progress)?;
         let summary = models.summarize(run.name, &model, &s, train_set.len())?;
-        intervened.push((run, model, summary));
+        let audit = audit_proxy(
+            run.name,
+            config,
+            held_out,
+            syco_items.clone(),
+            &model,
+            progress,
+        )?;
+        intervened.push((run, model, summary, AuditSummary::of(&audit)));
     }
     timings.interventions = t.elapsed().as_secs_f64();
 
@@ -361,7 +370,7 @@ pub fn run(
         .collect();
     let scores = score_pool(&pool, &scorers, config.score_batch_size, progress)?;
     let intervention_models: Vec<&LoadedModel> = std::iter::once(&models.members[0])
-        .chain(intervened.iter().map(|(_, m, _)| m))
+        .chain(intervened.iter().map(|(_, m, _, _)| m))
         .collect();
     let intervention_scores = score_pool(
         &pool,
@@ -418,14 +427,13 @@ pub fn run(
         "plain proxy",
         "the biased labels as they are",
         proxy.clone(),
+        AuditSummary::of(&audit),
     ))
-    .chain(
-        intervened
-            .iter()
-            .map(|(run, _, summary)| (run.name, run.description, summary.clone())),
-    );
+    .chain(intervened.iter().map(|(run, _, summary, audit)| {
+        (run.name, run.description, summary.clone(), audit.clone())
+    }));
     let mut interventions = Vec::new();
-    for (k, (name, description, summary)) in runs.enumerate() {
+    for (k, (name, description, summary, audit)) in runs.enumerate() {
         let model = intervention_models[k];
         let (at_favourite, _) =
             syco::best_of_n_agreement(&syco_pool, &syco_scores, k, &[favourite]);
@@ -437,6 +445,7 @@ pub fn run(
             agree_known_questions: syco::agree_rate(model, &syco_items, KNOWN_QUESTIONS, batch)?,
             gold_at_favourite: syco::gold_at(&intervention_scores, k, favourite),
             agree_at_favourite: at_favourite.first().map_or(f64::NAN, |p| p.agree),
+            audit,
         });
     }
     let (best_of_n, wrong_claim_prompts) =
@@ -843,6 +852,7 @@ fn held_out_summary(
 /// sycophancy items (the world's own questions and new ones, [`syco::audit_items`]). Probes are the edits that stay inside the world's vocabulary (a repeated
 /// sentence, a bulleted list, bold): the others would add words the tokenizer does not know.
 fn audit_proxy(
+    name: &str,
     config: &DemoConfig,
     held_out: &[EvalPair],
     sycophancy: Vec<SycophancyItem>,
@@ -874,8 +884,9 @@ fn audit_proxy(
     };
     let plan = Plan::new(&pairs, sycophancy, audit_config)?;
     let total = plan.requests().len();
+    let stage = format!("auditing the {name}");
     progress(DemoEvent::Stage {
-        name: "auditing the proxy",
+        name: &stage,
         total,
         unit: "responses",
     });
@@ -891,9 +902,9 @@ fn audit_proxy(
             .tokens(&t.render())
             .map_or(0, |ids| ids.len())
     };
-    let report = plan.analyze(&scores, "demo proxy".into(), Some(&count));
+    let report = plan.analyze(&scores, format!("demo {name}"), Some(&count));
     progress(DemoEvent::Finished {
-        name: "auditing the proxy",
+        name: &stage,
         seconds: t.elapsed().as_secs_f64(),
     });
     Ok(report)

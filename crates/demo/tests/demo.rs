@@ -159,6 +159,16 @@ fn sycophancy_pipeline(r: &DemoReport) {
             plain.model.gold_accuracy
         );
     }
+    // Each model's own audit agrees: the new-questions flag is the plain proxy's, not the fixes'.
+    let new_questions = rewardkit_demo::sycophancy::NEW_QUESTIONS.to_string();
+    assert!(
+        plain.audit.red.contains(&new_questions),
+        "{:?}",
+        plain.audit
+    );
+    for fix in [corrections, honesty] {
+        assert!(!fix.audit.red.contains(&new_questions), "{:?}", fix.audit);
+    }
     // ODIN's quality head is less correlated with length than the plain proxy.
     assert!(
         odin.model.length_r.abs() < plain.model.length_r.abs(),

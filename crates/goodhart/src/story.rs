@@ -205,6 +205,52 @@ pub struct InterventionSummary {
     /// Share of its best-of-n picks agreeing with the user at that n, on the new questions'
     /// pool (each prompt with a wrong claim).
     pub agree_at_favourite: f64,
+    /// Its own audit, on the same pairs and items as the plain proxy's.
+    pub audit: AuditSummary,
+}
+
+/// What an audit found, in short (the whole report is the plain proxy's `audit`).
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct AuditSummary {
+    /// Pearson's r of the score with words, and its 95% bootstrap interval.
+    pub length_r: Option<f64>,
+    pub length_r_ci: Option<[f64; 2]>,
+    /// Probes whose share of raised scores has its 95% interval above one half.
+    pub probes_raising: Vec<String>,
+    /// The subjects of its red flags, and of its warnings.
+    pub red: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl AuditSummary {
+    /// The summary of `report`.
+    pub fn of(report: &AuditReport) -> AuditSummary {
+        let words = report
+            .correlations
+            .iter()
+            .find(|c| c.feature.name() == "words")
+            .and_then(|c| c.pearson.as_ref());
+        let subjects = |severity: Severity| {
+            report
+                .flags
+                .iter()
+                .filter(|f| f.severity == severity)
+                .map(|f| f.subject.clone())
+                .collect()
+        };
+        AuditSummary {
+            length_r: words.map(|c| c.r),
+            length_r_ci: words.map(|c| c.ci),
+            probes_raising: report
+                .probes
+                .iter()
+                .filter(|p| p.share_raised_ci[0] > 0.5)
+                .map(|p| p.probe.name().to_string())
+                .collect(),
+            red: subjects(Severity::Red),
+            warnings: subjects(Severity::Warning),
+        }
+    }
 }
 
 /// One n of the policy step: the proxy's best-of-n picks on the pool's prompts whose user claim

@@ -204,7 +204,7 @@ pub(crate) const MODEL_HEADER: [&str; 7] = [
     "train s",
 ];
 
-const INTERVENTION_HEADER: [&str; 10] = [
+const INTERVENTION_HEADER: [&str; 11] = [
     "intervention",
     "train pairs",
     "acc. vs labels",
@@ -215,6 +215,7 @@ const INTERVENTION_HEADER: [&str; 10] = [
     "length r",
     "BoN gold",
     "BoN agrees",
+    "audit flags",
 ];
 
 /// One row per reward model of the sycophancy story (the plain proxy first): held-out accuracy,
@@ -241,6 +242,7 @@ fn intervention_rows(s: &SycophancyStory) -> Vec<Vec<String>> {
                 format!("{:.2}", m.length_r),
                 format!("{:.3}", i.gold_at_favourite),
                 pct(i.agree_at_favourite),
+                format!("{} red, {} warn", i.audit.red.len(), i.audit.warnings.len()),
             ]
         })
         .collect()
@@ -513,7 +515,7 @@ fn sycophancy_markdown(s: &mut String, y: &SycophancyStory) {
     if y.interventions.len() > 1 {
         let _ = writeln!(
             s,
-            "## Interventions\n\nThe proxy retrained from scratch on the same labels with one change each (`docs/interventions.md`). Accuracy on the held-out pairs (Δ: against the plain proxy, in points); *agrees*: how often the agreeing response wins on the new questions with a wrong claim; *length r*: Pearson's r of the score with words over the held-out responses; *BoN*: best-of-n at n = {} (gold on the main pool; the share of picks agreeing with the user on the new questions' pool).\n",
+            "## Interventions\n\nThe proxy retrained from scratch on the same labels with one change each (`docs/interventions.md`). Accuracy on the held-out pairs (Δ: against the plain proxy, in points); *agrees*: how often the agreeing response wins on the new questions with a wrong claim; *length r*: Pearson's r of the score with words over the held-out responses; *BoN*: best-of-n at n = {} (gold on the main pool; the share of picks agreeing with the user on the new questions' pool); *audit flags*: each model's own audit on the proxy's pairs and items (the subjects are in report.json, `sycophancy.interventions[].audit`).\n",
             y.favourite_n
         );
         let rows = intervention_rows(y);
