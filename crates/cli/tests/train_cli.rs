@@ -359,6 +359,28 @@ fn penalties_from_flags_and_config_join_the_loss_and_are_recorded() {
         .exists());
     assert!(!out.join("final/odin_length_head.safetensors").exists());
 
+    // A config file with a misspelt augment setting, or a penalty of an unknown kind, is a bad
+    // file (exit 1) that names itself and the field.
+    for (text, field) in [
+        ("[augment]\nratioo = 0.2\n", "ratioo"),
+        ("[[train.penalties]]\nkind = \"kl\"\nweight = 1.0\n", "kl"),
+    ] {
+        let bad = work.path().join("bad.toml");
+        std::fs::write(&bad, text).unwrap();
+        let o = bin()
+            .args(with(
+                args(model.path(), &train, &work.path().join("bad"), "1"),
+                &["--config", bad.to_str().unwrap()],
+            ))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+        assert!(
+            stderr(&o).contains("bad.toml") && stderr(&o).contains(field),
+            "{}",
+            stderr(&o)
+        );
+    }
     // A penalty the trainer does not know, and one without what it needs, are refused.
     // (The second run has no config file, so no augmentation and no correction pair.)
     for (flag, why) in [("kl=1", "unknown penalty"), ("honesty", "correction pairs")] {
