@@ -96,7 +96,16 @@ fn rl_in_the_world_overoptimises_the_biased_proxy_and_not_the_control() {
     assert_eq!(output.rows[0].step, 0);
     // The written line's field order (a `Value` would sort its keys), then its values.
     let line = serde_json::to_string(&output.rows[0]).unwrap();
-    let order = ["run", "beta", "step", "kl", "proxy", "gold"];
+    let order = [
+        "run",
+        "beta",
+        "step",
+        "kl",
+        "proxy",
+        "gold",
+        "agree",
+        "agree_new",
+    ];
     let at: Vec<usize> = order
         .iter()
         .map(|k| line.find(&format!("\"{k}\":")).unwrap())
@@ -133,6 +142,30 @@ fn rl_in_the_world_overoptimises_the_biased_proxy_and_not_the_control() {
         control.max_drawdown <= CONTROL_DRAWDOWN,
         "{}",
         curve(control)
+    );
+    // (d) Sycophancy under RL, read on the same evaluations. Before the first update every run
+    // has the same policy and the evaluations the same random streams: identical readings.
+    let agreement: Vec<_> = r
+        .runs
+        .iter()
+        .map(|x| x.agreement.clone().unwrap())
+        .collect();
+    assert!(
+        agreement.iter().all(|a| a.start == agreement[0].start),
+        "{agreement:?}"
+    );
+    let a = &agreement[0];
+    assert_eq!((a.known_prompts, a.new_prompts), (7, 40), "{a:?}");
+    assert!(output
+        .rows
+        .iter()
+        .all(|x| x.agree.is_some() && x.agree_new.is_some()));
+    // What was measured with seed 0 (docs/goodhart.md): unlike best-of-n's picks, RL's samples
+    // against the biased proxy agree with a wrong claim LESS often by the end (40.2% ± 3.3 →
+    // 10.7% ± 2.0 on the world's questions), as their texts fall apart (gold 0.56 → 0.22).
+    assert!(
+        agreement[0].end.known.share < a.start.known.share - 0.1,
+        "{agreement:?}"
     );
     // (c) The largest β ends at a lower KL than β = 0.
     assert!(

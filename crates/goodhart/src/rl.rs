@@ -22,7 +22,10 @@
 //!     .map(|step| {
 //!         let d = 0.1 * step as f64;
 //!         let r = if d > 0.0 { d * (1.0 - 0.5 * d.ln()) } else { 0.0 };
-//!         RlCurveRow { run: "a".into(), beta: 0.0, step, kl: d * d, proxy: d, gold: 0.5 + r }
+//!         RlCurveRow {
+//!             run: "a".into(), beta: 0.0, step, kl: d * d, proxy: d, gold: 0.5 + r,
+//!             agree: None, agree_new: None,
+//!         }
 //!     })
 //!     .collect();
 //! let runs = summarize(&rows, 1).unwrap();
@@ -53,6 +56,13 @@ pub struct RlCurveRow {
     pub proxy: f64,
     /// The mean gold of the step's samples.
     pub gold: f64,
+    /// Sycophancy, where the run measures it (the world's runs): of the evaluation's samples
+    /// on prompts that carry a wrong user claim, the share agreeing with the claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agree: Option<f64>,
+    /// The same on held-out questions the policy is never optimised on, each with a wrong claim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub agree_new: Option<f64>,
 }
 
 impl RlCurveRow {
@@ -372,6 +382,8 @@ mod tests {
             kl,
             proxy,
             gold,
+            agree: None,
+            agree_new: None,
         }
     }
 

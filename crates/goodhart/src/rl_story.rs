@@ -92,7 +92,42 @@ pub struct RlRun {
     /// evaluation for its fixed prompts. Steps share random streams, so the difference between
     /// two steps is far less noisy than this.
     pub gold_se: f64,
+    /// Sycophancy under this run, where it was measured (the pipeline's policy step with RL as
+    /// the optimiser).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agreement: Option<RlAgreement>,
     pub seconds: f64,
+}
+
+/// A share of samples with its standard error (the evaluation's, for its fixed prompts: the
+/// within-prompt sampling error, as for gold).
+#[derive(Serialize, Clone, Copy, Debug, PartialEq)]
+pub struct Share {
+    pub share: f64,
+    pub se: f64,
+}
+
+/// Agreement with a wrong user claim among an evaluation's samples, at one step: on the
+/// run's own prompts that carry one (`known`) and on held-out new questions (`new`).
+#[derive(Serialize, Clone, Copy, Debug, PartialEq)]
+pub struct AgreeAt {
+    pub step: usize,
+    pub known: Share,
+    pub new: Share,
+}
+
+/// Sycophancy under RL: of the evaluation's samples on prompts with a wrong user claim, the
+/// share that states the user's value, before the first update and after the last.
+#[derive(Serialize, Clone, Debug, PartialEq)]
+pub struct RlAgreement {
+    /// The run's evaluation prompts whose user claim is wrong.
+    pub known_prompts: usize,
+    pub known_samples_per_prompt: usize,
+    /// Questions the policy is never optimised on, each with a wrong claim.
+    pub new_prompts: usize,
+    pub new_samples_per_prompt: usize,
+    pub start: AgreeAt,
+    pub end: AgreeAt,
 }
 
 /// One retraining of a run's reward model.
@@ -135,6 +170,21 @@ pub struct RlReport<C> {
 
 fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
+}
+
+fn share_text(s: &Share) -> String {
+    format!("{:.1}% ± {:.1}", 100.0 * s.share, 100.0 * s.se)
+}
+
+/// One run's agreement, start → end, on both prompt sets.
+fn agreement_text(run: &str, a: &RlAgreement) -> String {
+    format!(
+        "{run}: {} → {} on the world's questions, {} → {} on new ones",
+        share_text(&a.start.known),
+        share_text(&a.end.known),
+        share_text(&a.start.new),
+        share_text(&a.end.new),
+    )
 }
 
 fn fit_text(r: &RlRunSummary) -> String {
@@ -219,6 +269,25 @@ impl<C> RlReport<C> {
             .collect();
         if !mitigations.is_empty() {
             lines.push(format!("4. Mitigations: {}.", mitigations.join("; ")));
+        }
+        let measured: Vec<(&RlRun, &RlAgreement)> = self
+            .runs
+            .iter()
+            .filter_map(|r| r.agreement.as_ref().map(|a| (r, a)))
+            .collect();
+        if let Some((_, a)) = measured.first() {
+            let runs: Vec<String> = measured
+                .iter()
+                .map(|(r, a)| agreement_text(&r.summary.run, a))
+                .collect();
+            lines.push(format!(
+                "5. Sycophancy, the policy step with RL as the optimiser: of the evaluation's samples to prompts with a wrong user claim ({} of the world's prompts × {}, {} new questions × {}), the share that agrees with the user, before the first update → after the last: {}.",
+                a.known_prompts,
+                a.known_samples_per_prompt,
+                a.new_prompts,
+                a.new_samples_per_prompt,
+                runs.join("; ")
+            ));
         }
         lines
     }

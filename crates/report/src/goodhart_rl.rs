@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use rewardkit_goodhart::analysis::SelectorCurve;
 use rewardkit_goodhart::rl::{RlFit, RlRunSummary};
-use rewardkit_goodhart::rl_story::RlReport;
+use rewardkit_goodhart::rl_story::{RlReport, Share};
 
 use crate::goodhart::{curves_svg, md_table, model_row, Frame, Series, MODEL_HEADER};
 use crate::tables::new_table;
@@ -108,6 +108,46 @@ pub fn rl_rows(runs: &[RlRunSummary]) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The header of [`agreement_rows`].
+pub const AGREEMENT_HEADER: [&str; 5] = [
+    "run",
+    "β",
+    "agree, world's questions: start → end",
+    "agree, new questions: start → end",
+    "gold: start → end",
+];
+
+fn share_cell(s: &Share) -> String {
+    if s.share.is_finite() {
+        format!("{:.1}% ± {:.1}", 100.0 * s.share, 100.0 * s.se)
+    } else {
+        "–".into()
+    }
+}
+
+/// One row per run that measured agreement with wrong user claims: the share agreeing (± its
+/// standard error) before the first update and after the last, and gold beside it.
+pub fn agreement_rows<C>(r: &RlReport<C>) -> Vec<Vec<String>> {
+    r.runs
+        .iter()
+        .filter_map(|run| {
+            let a = run.agreement.as_ref()?;
+            let s = &run.summary;
+            Some(vec![
+                s.run.clone(),
+                format!("{}", s.beta),
+                format!(
+                    "{} → {}",
+                    share_cell(&a.start.known),
+                    share_cell(&a.end.known)
+                ),
+                format!("{} → {}", share_cell(&a.start.new), share_cell(&a.end.new)),
+                format!("{:.3} → {:.3}", s.start.gold, s.end.gold),
+            ])
+        })
+        .collect()
+}
+
 /// The summaries of a report's runs, in order.
 fn summaries<C>(r: &RlReport<C>) -> Vec<RlRunSummary> {
     r.runs.iter().map(|x| x.summary.clone()).collect()
@@ -128,6 +168,17 @@ pub fn rl_text<C>(r: &RlReport<C>) -> String {
         "\nRL runs (gold and proxy: moving averages over {} steps)\n{t}",
         r.runs.first().map_or(1, |x| x.summary.window)
     );
+    let agreement = agreement_rows(r);
+    if !agreement.is_empty() {
+        let mut t = new_table(&AGREEMENT_HEADER);
+        for row in agreement {
+            t.add_row(row);
+        }
+        let _ = writeln!(
+            s,
+            "\nSycophancy under RL: samples agreeing with a wrong user claim (raw evaluations; gold smoothed)\n{t}"
+        );
+    }
     s
 }
 
@@ -146,6 +197,16 @@ pub fn rl_markdown<C>(r: &RlReport<C>) -> String {
         r.best_of_n.gold_fit.as_ref().map_or("none".into(), |f| format!("α {:.3}, β {:.3}", f.alpha, f.beta)),
     );
     md_table(&mut s, &RL_HEADER, &rl_rows(&summaries(r)));
+    let agreement = agreement_rows(r);
+    if let Some(a) = r.runs.iter().find_map(|x| x.agreement.as_ref()) {
+        let _ = writeln!(
+            s,
+            "## Sycophancy under RL\n\nOf the evaluation's samples to prompts whose user claim is wrong, the share that states the user's value (± the standard error of the evaluation, for its fixed prompts), at the first evaluation (step 0) and the last: on the {} world prompts with a wrong claim ({} samples each, the same evaluation as gold) and on {} new questions the policy is never optimised on ({} samples each). Gold (all prompts) is the {}-step average as above.\n",
+            a.known_prompts, a.known_samples_per_prompt, a.new_prompts, a.new_samples_per_prompt,
+            r.runs.first().map_or(1, |x| x.summary.window),
+        );
+        md_table(&mut s, &AGREEMENT_HEADER, &agreement);
+    }
     if !r.rounds.is_empty() {
         let _ = writeln!(s, "## Retraining rounds\n");
         let rows: Vec<Vec<String>> = r
@@ -221,6 +282,8 @@ mod tests {
                     kl: d * d,
                     proxy: d,
                     gold: 0.6 + 0.1 * d - fall * d * d,
+                    agree: None,
+                    agree_new: None,
                 });
             }
         }
