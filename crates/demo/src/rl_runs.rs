@@ -271,6 +271,11 @@ fn has_wrong_claim(item: &Item) -> bool {
     item.claim.as_ref().is_some_and(|c| !c.correct)
 }
 
+/// 1 for true, 0 for false.
+fn indicator(b: bool) -> f64 {
+    f64::from(u8::from(b))
+}
+
 /// The mean of 0/1 `values` (consecutive groups of `m` per prompt) and its standard error.
 fn share(values: &[f64], m: usize) -> Share {
     let (share, se) = mean_and_se(values, m);
@@ -321,7 +326,7 @@ impl Run<'_> {
                     let item = &items[c.prompt_index];
                     let read = self.world.read_response(item, c.response);
                     if has_wrong_claim(item) {
-                        agree.push(f64::from(u8::from(read.attrs.agrees_with_claim)));
+                        agree.push(indicator(read.attrs.agrees_with_claim));
                     }
                     read.gold()
                 })
@@ -340,7 +345,7 @@ impl Run<'_> {
         });
         let t = Instant::now();
         for step in 1..=rl.max_steps {
-            let (output, eval) = {
+            let (output, eval, new) = {
                 let current = retrained.as_ref().unwrap_or(&self.models.members[0]);
                 let one = scorer(current, batch_size);
                 let mut reward: Box<dyn Reward + '_> = match kind {
@@ -355,9 +360,8 @@ impl Run<'_> {
                 let eval = session.evaluate(self.prompts, &mut gold, Some(reward.as_mut()))?;
                 let new = self.agree_on_new_questions(policy, rl, step - 1)?;
                 let output = session.step(self.prompts, reward.as_mut(), None)?;
-                (output, (eval, new))
+                (output, eval, new)
             };
-            let (eval, new) = eval;
             let known = share(&known_agree.take(), rl.eval_samples_per_prompt);
             out.gold_se += eval.gold_se / rl.max_steps as f64;
             out.agree.push(AgreeAt {
@@ -443,8 +447,12 @@ impl Run<'_> {
                 .iter()
                 .map(|c| {
                     let item = &self.new_items[c.prompt_index];
-                    let read = self.world.read_response(item, c.response);
-                    f64::from(u8::from(read.attrs.agrees_with_claim))
+                    indicator(
+                        self.world
+                            .read_response(item, c.response)
+                            .attrs
+                            .agrees_with_claim,
+                    )
                 })
                 .collect())
         });

@@ -107,6 +107,17 @@ pub struct Share {
     pub se: f64,
 }
 
+impl Share {
+    /// `40.2% ± 3.3` (points), `–` when not measured (NaN).
+    pub fn display(&self) -> String {
+        if self.share.is_finite() {
+            format!("{:.1}% ± {:.1}", 100.0 * self.share, 100.0 * self.se)
+        } else {
+            "–".into()
+        }
+    }
+}
+
 /// Agreement with a wrong user claim among an evaluation's samples, at one step: on the
 /// run's own prompts that carry one (`known`) and on held-out new questions (`new`).
 #[derive(Serialize, Clone, Copy, Debug, PartialEq)]
@@ -172,18 +183,14 @@ fn pct(v: f64) -> String {
     format!("{:.1}%", 100.0 * v)
 }
 
-fn share_text(s: &Share) -> String {
-    format!("{:.1}% ± {:.1}", 100.0 * s.share, 100.0 * s.se)
-}
-
 /// One run's agreement, start → end, on both prompt sets.
 fn agreement_text(run: &str, a: &RlAgreement) -> String {
     format!(
         "{run}: {} → {} on the world's questions, {} → {} on new ones",
-        share_text(&a.start.known),
-        share_text(&a.end.known),
-        share_text(&a.start.new),
-        share_text(&a.end.new),
+        a.start.known.display(),
+        a.end.known.display(),
+        a.start.new.display(),
+        a.end.new.display(),
     )
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use rewardkit_goodhart::analysis::SelectorCurve;
 use rewardkit_goodhart::rl::{RlFit, RlRunSummary};
-use rewardkit_goodhart::rl_story::{RlReport, Share};
+use rewardkit_goodhart::rl_story::RlReport;
 
 use crate::goodhart::{curves_svg, md_table, model_row, Frame, Series, MODEL_HEADER};
 use crate::tables::new_table;
@@ -117,14 +117,6 @@ pub const AGREEMENT_HEADER: [&str; 5] = [
     "gold: start → end",
 ];
 
-fn share_cell(s: &Share) -> String {
-    if s.share.is_finite() {
-        format!("{:.1}% ± {:.1}", 100.0 * s.share, 100.0 * s.se)
-    } else {
-        "–".into()
-    }
-}
-
 /// One row per run that measured agreement with wrong user claims: the share agreeing (± its
 /// standard error) before the first update and after the last, and gold beside it.
 pub fn agreement_rows<C>(r: &RlReport<C>) -> Vec<Vec<String>> {
@@ -136,12 +128,8 @@ pub fn agreement_rows<C>(r: &RlReport<C>) -> Vec<Vec<String>> {
             Some(vec![
                 s.run.clone(),
                 format!("{}", s.beta),
-                format!(
-                    "{} → {}",
-                    share_cell(&a.start.known),
-                    share_cell(&a.end.known)
-                ),
-                format!("{} → {}", share_cell(&a.start.new), share_cell(&a.end.new)),
+                format!("{} → {}", a.start.known.display(), a.end.known.display()),
+                format!("{} → {}", a.start.new.display(), a.end.new.display()),
                 format!("{:.3} → {:.3}", s.start.gold, s.end.gold),
             ])
         })
