@@ -514,3 +514,25 @@ impl Run<'_> {
             .collect()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn new_questions_need_two_samples_each_for_a_standard_error() {
+        assert!(RunsConfig::default().validate().is_ok());
+        let one = RunsConfig {
+            new_question_samples: 1,
+            ..RunsConfig::default()
+        };
+        let message = one.validate().unwrap_err();
+        assert!(message.contains("runs.new_question_samples"), "{message}");
+        // Without new questions the sample count does not matter.
+        let none = RunsConfig {
+            new_questions: 0,
+            ..one
+        };
+        assert!(none.validate().is_ok());
+    }
+}
