@@ -7,7 +7,7 @@
 
 use rewardkit_demo::{run_rl, DemoConfig, DemoEvent, RlDemoConfig, RunsConfig, Training};
 use rewardkit_goodhart::rl::RlRunSummary;
-use rewardkit_goodhart::rl_story::RunKind;
+use rewardkit_goodhart::rl_story::{RlAgreement, RunKind};
 
 /// The distilled decoder against the base policy, on 4,000 samples (the demo checks 1,000; here
 /// more, so that the check reads the decoder and not its sampling error, ±0.008 on a share near
@@ -160,11 +160,18 @@ fn rl_in_the_world_overoptimises_the_biased_proxy_and_not_the_control() {
         .rows
         .iter()
         .all(|x| x.agree.is_some() && x.agree_new.is_some()));
-    // What was measured with seed 0 (docs/goodhart.md): unlike best-of-n's picks, RL's samples
-    // against the biased proxy agree with a wrong claim LESS often by the end (40.2% ± 3.3 →
-    // 10.7% ± 2.0 on the world's questions), as their texts fall apart (gold 0.56 → 0.22).
+    // What was measured with seed 0 (docs/interventions.md), in two trajectories that differ only
+    // in the sixth digit of the arithmetic (the composed and the fused log-softmax): unlike
+    // best-of-n's picks, RL's samples against the biased proxy do not come to agree with a wrong
+    // claim more often (40.2% → 10.7% in one, 39.7% → 40.6% in the other, ± 3.3), while against
+    // the control the share falls to a few percent (→ 5.8%, → 3.1%).
+    let rise = |x: &RlAgreement| {
+        let (s, e) = (&x.start.known, &x.end.known);
+        (e.share - s.share) / (s.se * s.se + e.se * e.se).sqrt()
+    };
+    assert!(rise(&agreement[0]) < 2.0, "{agreement:?}");
     assert!(
-        agreement[0].end.known.share < a.start.known.share - 0.1,
+        agreement[2].end.known.share < a.start.known.share - 0.1,
         "{agreement:?}"
     );
     // (c) The largest β ends at a lower KL than β = 0.

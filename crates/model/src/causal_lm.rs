@@ -151,24 +151,21 @@ impl CausalLm {
         let hidden = self.forward(&batch.ids, &batch.attention, mode)?;
         // The states that predict the response tokens: columns width − 1 … width + r − 2.
         let hidden = hidden.narrow(1, batch.prompt_width - 1, r)?;
-        let mut logits = self.logits(&hidden)?;
-        if temperature != 1.0 {
-            logits = (logits / temperature)?;
-        }
-        let max = logits.max_keepdim(D::Minus1)?.detach();
-        let shifted = logits.broadcast_sub(&max)?;
-        let lse = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-        let log_probs = shifted.broadcast_sub(&lse)?;
-        let picked = log_probs
-            .gather(&batch.targets.unsqueeze(D::Minus1)?, D::Minus1)?
-            .squeeze(D::Minus1)?;
-        let logprobs = (picked * &batch.mask)?;
-        let entropy = if entropy {
-            let lp = log_probs.detach();
-            let h = (lp.exp()? * &lp)?.sum(D::Minus1)?.neg()?;
-            Some((h * &batch.mask)?)
-        } else {
-            None
+        let logits = self.logits(&hidden)?;
+        let (rows, vocab) = (logits.dim(0)? * r, logits.dim(D::Minus1)?);
+        // One fused pass per token (`crate::ops::token_logprobs`): only the logits are kept for
+        // the backward pass, not the four vocabulary-sized tensors of a composed log-softmax.
+        let (picked, h) = crate::ops::token_logprobs(
+            &logits.reshape((rows, vocab))?,
+            &batch.targets.flatten_all()?,
+            temperature,
+            entropy,
+        )?;
+        let shape = batch.mask.shape();
+        let logprobs = (picked.reshape(shape)? * &batch.mask)?;
+        let entropy = match h {
+            Some(h) => Some((h.reshape(shape)? * &batch.mask)?),
+            None => None,
         };
         Ok(TokenLogprobs { logprobs, entropy })
     }

@@ -7,15 +7,16 @@
 //!
 //! The two architectures differ only in their projections' biases: Llama has biases on all four
 //! attention projections when `attention_bias` (and on the MLP when `mlp_bias`), Qwen2 always has
-//! them on q/k/v and never on `o_proj`. Both use RMSNorm, SwiGLU, grouped-query attention (K/V
-//! heads repeated for `num_key_value_heads` < `num_attention_heads`) and rotary position
-//! embeddings in transformers' `rotate_half` (non-interleaved) convention, here built from
-//! differentiable ops with precomputed cos/sin tables.
+//! them on q/k/v and never on `o_proj`. Both use RMSNorm, SwiGLU, grouped-query attention
+//! (`num_key_value_heads` ≤ `num_attention_heads`) and rotary position embeddings in
+//! transformers' `rotate_half` (non-interleaved) convention, with precomputed cos/sin tables.
 //!
-//! Over a whole sequence (scoring, training, the prompt of a generation) attention runs in
-//! `[b, t, heads · d]` through [`nn::Attention`], the fused kernel on CPU, which keeps nothing
-//! of size `[b, heads, t, t]` for the backward pass; the cached path of generation composes it
-//! from candle ops over the keys so far.
+//! Over a whole sequence (scoring, training, the prompt of a generation) every part of the block
+//! is a fused CPU kernel of [`crate::ops`] with its own backward pass: RMSNorm (keeps only its
+//! input), RoPE on `[b, t, heads, d]` (a rotation: its backward pass keeps nothing), attention
+//! over `[b, t, heads · d]` queries and `[b, t, kv_heads · d]` keys and values (nothing of size
+//! `[b, heads, t, t]` kept, the K/V heads never repeated in memory) and SwiGLU. The cached path
+//! of generation composes attention and RoPE from candle ops over the keys so far.
 //!
 //! Positions are counted from the attention mask (`cumsum(mask) − 1`, clamped at 0): with right
 //! padding this is what transformers does, and with left padding each row still starts at 0, so
@@ -30,6 +31,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::bert::Activation;
 use crate::nn::{self, Dropout, Embedding, Linear, Mode, RmsNorm};
+use crate::ops::RopeTables;
 use crate::recompute::Recompute;
 
 /// RoPE settings, as in `rope_parameters` (transformers 5.x) or `rope_scaling` (4.x, where the
@@ -213,63 +215,42 @@ pub enum Flavour {
     Qwen2,
 }
 
-/// Rotary embedding tables for one batch: cos and sin `[b, 1, t, head_dim]`.
+/// Rotary embedding tables for one batch: the fused kernel's (`[b, t, d/2]`) and, for the
+/// cached path's composed ops, cos and sin `[b, 1, t, head_dim]`.
 struct Rotary {
+    tables: RopeTables,
     cos: Tensor,
     sin: Tensor,
 }
 
 impl Rotary {
     /// Tables for position ids `[b, t]` (u32), in transformers' layout: the angles
-    /// `pos · inv_freq` twice over (`cat(freqs, freqs)`).
+    /// `pos · inv_freq` twice over (`cat(freqs, freqs)`), in f32 like transformers.
     fn new(inv_freq: &[f32], positions: &Tensor) -> candle_core::Result<Self> {
         let (b, t) = positions.dims2()?;
-        let half = inv_freq.len();
         let pos: Vec<Vec<u32>> = positions.to_vec2()?;
-        let mut cos = Vec::with_capacity(b * t * 2 * half);
-        let mut sin = Vec::with_capacity(b * t * 2 * half);
-        for row in &pos {
-            for &p in row {
-                for _ in 0..2 {
-                    for &f in inv_freq {
-                        // f32 like transformers (which disables autocast for this product).
-                        let angle = p as f32 * f;
-                        cos.push(angle.cos());
-                        sin.push(angle.sin());
-                    }
-                }
-            }
-        }
-        let dev = positions.device();
+        let tables = RopeTables::new(inv_freq, &pos)?;
+        // `[b, t, 1, d]` and `[b, 1, t, d]` have the same element order.
+        let (cos, sin) = tables.tensors(positions.device())?;
+        let d = 2 * inv_freq.len();
         Ok(Rotary {
-            cos: Tensor::from_vec(cos, (b, 1, t, 2 * half), dev)?,
-            sin: Tensor::from_vec(sin, (b, 1, t, 2 * half), dev)?,
+            tables,
+            cos: cos.reshape((b, 1, t, d))?,
+            sin: sin.reshape((b, 1, t, d))?,
         })
     }
 
     /// `x · cos + rotate_half(x) · sin` for `x` `[b, h, t, d]`, where
-    /// `rotate_half([x1, x2]) = [−x2, x1]` (halves of the last dimension).
+    /// `rotate_half([x1, x2]) = [−x2, x1]` (halves of the last dimension), composed.
     fn apply(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        rotate(x, &self.cos, &self.sin)
+        crate::ops::rope_composed(x, &self.cos, &self.sin)
     }
 
-    /// The same for `x` `[b, t, h, d]` (heads after positions, as the projections give them).
+    /// The same for `x` `[b, t, h, d]` (heads after positions, as the projections give them),
+    /// by the fused kernel: nothing kept for the backward pass.
     fn apply_heads_last(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (b, _, t, d) = self.cos.dims4()?;
-        // `[b, 1, t, d]` and `[b, t, 1, d]` have the same element order.
-        let cos = self.cos.reshape((b, t, 1, d))?;
-        let sin = self.sin.reshape((b, t, 1, d))?;
-        rotate(x, &cos, &sin)
+        crate::ops::rope(x, &self.tables)
     }
-}
-
-/// `x · cos + rotate_half(x) · sin`, the tables broadcast over `x`.
-fn rotate(x: &Tensor, cos: &Tensor, sin: &Tensor) -> candle_core::Result<Tensor> {
-    let d = x.dim(D::Minus1)?;
-    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
-    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
-    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
 }
 
 /// `[b, kv, t, d]` → `[b, kv · n_rep, t, d]`, each K/V head repeated `n_rep` times in a row
@@ -282,18 +263,6 @@ fn repeat_kv(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
     let x = x.unsqueeze(2)?;
     let copies = vec![&x; n_rep];
     Tensor::cat(&copies, 2)?.reshape((b, kv * n_rep, t, d))
-}
-
-/// `[b, t, kv, d]` → `[b, t, kv · n_rep · d]`: [`repeat_kv`] with the heads after the positions,
-/// side by side in the last dimension (head `j` is K/V head `j / n_rep`).
-fn repeat_kv_heads_last(x: &Tensor, n_rep: usize) -> candle_core::Result<Tensor> {
-    let (b, t, kv, d) = x.dims4()?;
-    if n_rep == 1 {
-        return x.reshape((b, t, kv * d));
-    }
-    let x = x.unsqueeze(3)?;
-    let copies = vec![&x; n_rep];
-    Tensor::cat(&copies, 3)?.reshape((b, t, kv * n_rep * d))
 }
 
 /// What a block's attention is masked with.
@@ -397,16 +366,19 @@ impl Layer {
         };
         let x = (x + self.o_proj.forward_t(&ctx, mode)?)?;
         let n = self.post_attention_layernorm.forward(&x)?;
-        let gate = self.act.apply(&self.gate_proj.forward_t(&n, mode)?)?;
-        let m = self
-            .down_proj
-            .forward_t(&(gate * self.up_proj.forward_t(&n, mode)?)?, mode)?;
-        x + m
+        let gate = self.gate_proj.forward_t(&n, mode)?;
+        let up = self.up_proj.forward_t(&n, mode)?;
+        let gated = match self.act {
+            Activation::Silu => crate::ops::swiglu(&gate, &up)?,
+            act => (act.apply(&gate)? * up)?,
+        };
+        x + self.down_proj.forward_t(&gated, mode)?
     }
 
     /// Attention of the whole sequence `n` `[b, t, hidden]` (normalised), heads after the
-    /// positions throughout: RoPE on `[b, t, heads, d]`, the K/V heads repeated side by side,
-    /// and [`nn::Attention`] over `[b, t, heads · d]`.
+    /// positions throughout: RoPE on `[b, t, heads, d]` and [`nn::Attention`] over the queries
+    /// `[b, t, heads · d]` and the keys and values `[b, t, kv_heads · d]` (grouped-query
+    /// attention: the K/V heads are not repeated).
     fn attention_whole(
         &self,
         n: &Tensor,
@@ -420,10 +392,8 @@ impl Layer {
         let k = self.k_proj.forward_t(n, mode)?.reshape((b, t, kv, hd))?;
         let v = self.v_proj.forward_t(n, mode)?.reshape((b, t, kv, hd))?;
         let q = rotary.apply_heads_last(&q)?.reshape((b, t, heads * hd))?;
-        let k = rotary.apply_heads_last(&k)?;
-        let n_rep = heads / kv;
-        let k = repeat_kv_heads_last(&k, n_rep)?;
-        let v = repeat_kv_heads_last(&v, n_rep)?;
+        let k = rotary.apply_heads_last(&k)?.reshape((b, t, kv * hd))?;
+        let v = v.reshape((b, t, kv * hd))?;
         self.attention.forward(&q, &k, &v, mask, mode)
     }
 

@@ -289,7 +289,7 @@ pub fn layer_norm_composed(
     xn.broadcast_mul(w)?.broadcast_add(b)
 }
 
-/// RMS normalisation, `x / sqrt(mean(x²) + eps) · w` (Llama).
+/// RMS normalisation, `x / sqrt(mean(x²) + eps) · w` (Llama), fused on CPU (see [`crate::ops`]).
 #[derive(Debug, Clone)]
 pub struct RmsNorm {
     weight: Tensor,
@@ -307,10 +307,15 @@ impl RmsNorm {
 
 impl Module for RmsNorm {
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
-        x.broadcast_div(&(ms + self.eps)?.sqrt()?)?
-            .broadcast_mul(&self.weight)
+        crate::ops::rms_norm(x, &self.weight, self.eps)
     }
+}
+
+/// RMS normalisation composed from candle ops (the reference of the fused kernel, and the
+/// version off the CPU).
+pub fn rms_norm_composed(x: &Tensor, w: &Tensor, eps: f64) -> candle_core::Result<Tensor> {
+    let ms = x.sqr()?.mean_keepdim(D::Minus1)?;
+    x.broadcast_div(&(ms + eps)?.sqrt()?)?.broadcast_mul(w)
 }
 
 /// Softmax over the last dimension (fused on CPU, see [`crate::ops`]).
@@ -401,16 +406,33 @@ impl Attention {
         mask: &Tensor,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
+        // Grouped-query attention: K/V heads repeated to the queries' count.
+        let (width, kv_width) = (q.dim(D::Minus1)?, k.dim(D::Minus1)?);
+        let (d, group) = (width / self.heads.max(1), width / kv_width.max(1));
+        let (k, v) = (repeat_kv_heads(k, d, group)?, repeat_kv_heads(v, d, group)?);
         let (q, k, v) = (
             split_heads(q, self.heads)?,
-            split_heads(k, self.heads)?,
-            split_heads(v, self.heads)?,
+            split_heads(&k, self.heads)?,
+            split_heads(&v, self.heads)?,
         );
         let bias = attention_bias(mask, self.causal)?;
         let scores = (q.matmul(&k.t()?)? * self.scale)?.broadcast_add(&bias)?;
         let probs = self.dropout.forward(&softmax_last_dim(&scores)?, mode)?;
         merge_heads(&probs.matmul(&v)?)
     }
+}
+
+/// `[b, t, kv · d]` → `[b, t, kv · group · d]` for heads of `d`: each K/V head repeated
+/// `group` times side by side (head `j` of the result is head `j / group`), transformers'
+/// `repeat_kv` with the heads after the positions.
+pub fn repeat_kv_heads(x: &Tensor, d: usize, group: usize) -> candle_core::Result<Tensor> {
+    if group <= 1 {
+        return Ok(x.clone());
+    }
+    let (b, t, width) = x.dims3()?;
+    let x = x.reshape((b, t, width / d.max(1), 1, d))?;
+    let copies = vec![&x; group];
+    Tensor::cat(&copies, 3)?.reshape((b, t, width * group))
 }
 
 /// Position ids `[b, t]` (u32) from an attention mask `[b, t]`: `cumsum(mask) − 1`, clamped at 0,

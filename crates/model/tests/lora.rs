@@ -136,8 +136,13 @@ fn only_adapters_and_head_get_gradients_and_change() {
         .with_lora(&lora(4, &["q_proj", "v_proj", "down_proj"]), &dir)
         .unwrap();
     let store = model.model.params().clone();
+    // Words of the tiny model's vocabulary (`t0` … `t999`): unknown words would all be the same
+    // token, whose equal values give the queries no gradient but rounding noise.
     let enc = model
-        .encode(&Text::Plain("hello".into()), &Text::Plain("world".into()))
+        .encode(
+            &Text::Plain("t17 t305 t42".into()),
+            &Text::Plain("t9 t871".into()),
+        )
         .unwrap();
     let batch = rewardkit_tokenize::pad_batch(&[&enc], 0, rewardkit_tokenize::PaddingSide::Right);
     // A frozen base weight (not a target): a plain tensor shared with the model.

@@ -9,11 +9,10 @@
 //! - the activations the backward pass keeps, counted per position of the micro-batch
 //!   (rows × padded length) in f32 values. For the BERT and GPT-2 blocks, `12 · hidden +
 //!   2 · intermediate` per block and `24 · hidden` once for the rest of the model (embeddings,
-//!   the last norm, the gradients in flight); for the Llama family, whose RMSNorm, RoPE and
-//!   repeated K/V heads are composed from candle ops that each keep their output,
-//!   `29 · hidden + 4 · intermediate` per block and `15 · intermediate` once (the gated MLP's
-//!   gradients in flight). Attention keeps nothing of size `heads × length` in any of them
-//!   (the fused kernel recomputes its probabilities). With gradient checkpointing one
+//!   the last norm, the gradients in flight); for the Llama family (gated MLP, fused RMSNorm,
+//!   RoPE, SwiGLU and grouped-query attention), `14 · hidden + 3 · intermediate` per block and
+//!   `7 · hidden + 3 · intermediate` once. Attention keeps nothing of size `heads × length` in
+//!   any of them (the fused kernel recomputes its probabilities). With gradient checkpointing one
 //!   `[rows, length, hidden]` input per block is kept, plus two blocks' worth while one block is
 //!   recomputed;
 //! - a checkpoint save: `parameters × 8 bytes` (the moments serialised).
@@ -26,7 +25,7 @@
 //! ```
 //! use rewardkit_train::memory::{estimate, Footprint};
 //! let smollm2 = Footprint { params: 134_515_584, layers: 30, hidden: 576, intermediate: 1536,
-//!     composed_block: true };
+//!     gated_block: true };
 //! let plain = estimate(&smollm2, 16, 256, false);
 //! let checkpointed = estimate(&smollm2, 16, 256, true);
 //! assert!(checkpointed.total() < plain.total() / 2);
@@ -47,15 +46,15 @@ pub struct Footprint {
     pub layers: usize,
     pub hidden: usize,
     pub intermediate: usize,
-    /// A block partly composed from candle ops (the Llama family: RMSNorm, RoPE and the
-    /// repeated K/V heads, each op keeping its output); the BERT and GPT-2 blocks keep less.
-    pub composed_block: bool,
+    /// A Llama-family block (RMSNorm, RoPE, grouped-query attention, the gated MLP); else a
+    /// BERT or GPT-2 block.
+    pub gated_block: bool,
 }
 
 impl Footprint {
     /// The footprint of a model with `params` parameters and this architecture.
     pub fn of(config: &ArchConfig, params: usize) -> Footprint {
-        let (layers, hidden, intermediate, composed_block) = match config {
+        let (layers, hidden, intermediate, gated_block) = match config {
             ArchConfig::Bert(c) => (
                 c.num_hidden_layers,
                 c.hidden_size,
@@ -80,7 +79,7 @@ impl Footprint {
             layers,
             hidden,
             intermediate,
-            composed_block,
+            gated_block,
         }
     }
 
@@ -88,8 +87,8 @@ impl Footprint {
     /// docs).
     fn per_block(&self) -> u64 {
         let (h, i) = (self.hidden, self.intermediate);
-        let values = if self.composed_block {
-            29 * h + 4 * i
+        let values = if self.gated_block {
+            14 * h + 3 * i
         } else {
             12 * h + 2 * i
         };
@@ -100,7 +99,11 @@ impl Footprint {
     /// gradients in flight while one block is differentiated).
     fn per_model(&self) -> u64 {
         let (h, i) = (self.hidden, self.intermediate);
-        let values = if self.composed_block { 15 * i } else { 24 * h };
+        let values = if self.gated_block {
+            7 * h + 3 * i
+        } else {
+            24 * h
+        };
         values as u64
     }
 }
@@ -232,7 +235,7 @@ mod tests {
             layers: 30,
             hidden: 576,
             intermediate: 1536,
-            composed_block: true,
+            gated_block: true,
         }
     }
 
@@ -273,17 +276,18 @@ mod tests {
         let ckpt = estimate(&m, 16, 256, true);
         assert_eq!(plain.parameters, ckpt.parameters);
         assert_eq!(plain.checkpoint, 8 * m.params as u64);
-        // At this setting the plain run's activations are several times the checkpointed ones.
-        assert!(plain.activations > 8 * ckpt.activations);
+        // At this setting the plain run's activations are several times the checkpointed ones
+        // (7.6× with the fused Llama block's counts).
+        assert!(plain.activations > 7 * ckpt.activations);
         // Activations grow with rows linearly.
         let half = estimate(&m, 8, 256, false);
         assert_eq!(2 * half.activations, plain.activations);
     }
 
     /// SmolLM2-135M at 8 pairs × 256 tokens: the peak RSS `bench/decoder-memory.sh` measured
-    /// (2026-12-03, `bench/results/20261203T1305-decoder-memory`), in MiB.
-    const PLAIN: u64 = 13_898;
-    const CKPT: u64 = 4_204;
+    /// (2026-12-07, `bench/results/20261207T0800-decoder-memory`, the Llama block fused), in MiB.
+    const PLAIN: u64 = 9_107;
+    const CKPT: u64 = 4_426;
 
     #[test]
     fn smollm2_at_8_pairs_by_256_tokens() {

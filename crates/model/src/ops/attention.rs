@@ -1,5 +1,8 @@
 //! Multi-head attention: scores, masked softmax, dropout and the product with the values per
-//! (batch row, head), nothing of size `[b, h, t, t]` kept between the passes.
+//! (batch row, head), nothing of size `[b, h, t, t]` kept between the passes. Keys and values
+//! may have fewer heads than the queries (grouped-query attention, Llama's
+//! `num_key_value_heads`): query head `h` reads K/V head `h / (heads / kv_heads)`, so the K/V
+//! heads are never repeated in memory.
 
 use std::sync::Arc;
 
@@ -15,6 +18,8 @@ struct AttentionSpec {
     batch: usize,
     len: usize,
     heads: usize,
+    /// Heads of `k` and `v`: `heads` divided by the group size.
+    kv_heads: usize,
     head_dim: usize,
     scale: f32,
     causal: bool,
@@ -33,11 +38,18 @@ struct Rows<'a> {
 }
 
 impl AttentionSpec {
-    fn rows<'a>(&self, s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<Rows<'a>> {
+    /// The operand `s` of `heads` heads (the queries' or the keys' and values').
+    fn rows<'a>(
+        &self,
+        s: &'a CpuStorage,
+        l: &Layout,
+        op: &str,
+        heads: usize,
+    ) -> candle_core::Result<Rows<'a>> {
         let CpuStorage::F32(data) = s else {
             candle_core::bail!("{op}: only f32 is supported")
         };
-        let want = [self.batch, self.len, self.heads * self.head_dim];
+        let want = [self.batch, self.len, heads * self.head_dim];
         let stride = l.stride();
         if l.dims() != want || stride[2] != 1 {
             candle_core::bail!("{op}: expected a row-major {want:?} operand, got {l:?}");
@@ -56,6 +68,26 @@ impl AttentionSpec {
         (r.data[i..].as_ptr(), r.row_stride)
     }
 
+    /// Query heads per K/V head.
+    fn group(&self) -> usize {
+        self.heads / self.kv_heads
+    }
+
+    /// The query, key and value operands.
+    fn operands<'a>(
+        &self,
+        (s1, l1): (&'a CpuStorage, &Layout),
+        (s2, l2): (&'a CpuStorage, &Layout),
+        (s3, l3): (&'a CpuStorage, &Layout),
+        op: &str,
+    ) -> candle_core::Result<[Rows<'a>; 3]> {
+        Ok([
+            self.rows(s1, l1, op, self.heads)?,
+            self.rows(s2, l2, op, self.kv_heads)?,
+            self.rows(s3, l3, op, self.kv_heads)?,
+        ])
+    }
+
     /// `p` (t×t) ← the attention probabilities of block `(b, h)` from its `q`, `k`: scaled
     /// scores, masked, softmax by row. A query that may see no key attends uniformly to all of
     /// them (what the additive −∞-like bias of the composed version gives).
@@ -72,6 +104,7 @@ impl AttentionSpec {
                 (q.0, q.1, 1),
                 (k.0, 1, k.1),
                 self.scale,
+                false,
             )
         };
         masked_softmax_rows(p, &self.keys[b * t..(b + 1) * t], self.causal);
@@ -131,9 +164,9 @@ multiversion! {
     }
 }
 
-/// `dst` (m×n, row stride `dst_rs`, column stride 1) ← `alpha · lhs · rhs`, with `lhs` (m×k)
-/// and `rhs` (k×n) given as (pointer, row stride, column stride). Single-threaded: the callers
-/// run one per (batch row, head) in parallel.
+/// `dst` (m×n, row stride `dst_rs`, column stride 1) ← `alpha · lhs · rhs` (or, `accumulate`,
+/// `dst + alpha · lhs · rhs`), with `lhs` (m×k) and `rhs` (k×n) given as (pointer, row stride,
+/// column stride). Single-threaded: the callers run one per (batch row, head) in parallel.
 ///
 /// # Safety
 /// Every pointer must address the whole matrix its strides describe.
@@ -147,9 +180,10 @@ unsafe fn matmul(
     lhs: (*const f32, usize, usize),
     rhs: (*const f32, usize, usize),
     alpha: f32,
+    accumulate: bool,
 ) {
     // SAFETY: the caller guarantees each pointer spans the matrix its strides describe; gemm
-    // reads lhs and rhs and writes dst within those bounds (beta = 0: dst is not read).
+    // reads lhs and rhs and writes dst within those bounds (dst is read only to accumulate).
     unsafe {
         gemm::gemm(
             m,
@@ -158,14 +192,14 @@ unsafe fn matmul(
             dst,
             1,
             dst_rs as isize,
-            false,
+            accumulate,
             lhs.0,
             lhs.2 as isize,
             lhs.1 as isize,
             rhs.0,
             rhs.2 as isize,
             rhs.1 as isize,
-            0.0,
+            if accumulate { 1.0 } else { 0.0 },
             alpha,
             false,
             false,
@@ -215,11 +249,7 @@ impl CustomOp3 for AttentionOp {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let a = &self.0;
-        let (q, k, v) = (
-            a.rows(s1, l1, self.name())?,
-            a.rows(s2, l2, self.name())?,
-            a.rows(s3, l3, self.name())?,
-        );
+        let [q, k, v] = a.operands((s1, l1), (s2, l2), (s3, l3), self.name())?;
         let (t, d, width) = (a.len, a.head_dim, a.heads * a.head_dim);
         let mut out = vec![0f32; a.batch * t * width];
         let dst = OutPtr(out.as_mut_ptr());
@@ -227,7 +257,7 @@ impl CustomOp3 for AttentionOp {
             || (vec![0f32; t * t], vec![0f32; t * t]),
             |(p, dropped), block| {
                 let (b, h) = (block / a.heads, block % a.heads);
-                a.probs(p, a.head(&q, b, h), a.head(&k, b, h), b);
+                a.probs(p, a.head(&q, b, h), a.head(&k, b, h / a.group()), b);
                 let p = match &a.dropout {
                     Some(draw) => {
                         a.drop_into(draw, block, p, dropped);
@@ -235,7 +265,7 @@ impl CustomOp3 for AttentionOp {
                     }
                     None => &*p,
                 };
-                let v = a.head(&v, b, h);
+                let v = a.head(&v, b, h / a.group());
                 // SAFETY: block (b, h) of `out` is t rows of d with row stride `width`, so
                 // `at`'s offset b·t·width + h·d is inside `out` (batch·t·width elements) and
                 // only this block writes those rows' columns h·d..(h + 1)·d.
@@ -249,6 +279,7 @@ impl CustomOp3 for AttentionOp {
                         (p.as_ptr(), t, 1),
                         (v.0, v.1, 1),
                         1.0,
+                        false,
                     )
                 };
             },
@@ -268,9 +299,11 @@ impl CustomOp3 for AttentionOp {
             grad: grad.contiguous()?,
         };
         let out = q.apply_op3_no_bwd(k, v, &back)?;
-        let n = q.elem_count();
-        let part = |i: usize| out.narrow(0, i * n, n)?.reshape(q.shape());
-        Ok((Some(part(0)?), Some(part(1)?), Some(part(2)?)))
+        let (n, nk) = (q.elem_count(), k.elem_count());
+        let dq = out.narrow(0, 0, n)?.reshape(q.shape())?;
+        let dk = out.narrow(0, n, nk)?.reshape(k.shape())?;
+        let dv = out.narrow(0, n + nk, nk)?.reshape(v.shape())?;
+        Ok((Some(dq), Some(dk), Some(dv)))
     }
 }
 
@@ -278,10 +311,12 @@ impl CustomOp3 for AttentionBackward {
     fn name(&self) -> &'static str {
         "rk-attention-bwd"
     }
-    /// Output (flat): `dq`, `dk`, `dv`, each contiguous `[b, t, h·d]`. Per block, with
-    /// P the probabilities (recomputed), P' = P ⊙ dropout and G the upstream gradient:
-    /// `dv = P'ᵀ G`, `dP = (G vᵀ) ⊙ dropout`, `dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale`,
-    /// `dq = dS k`, `dk = dSᵀ q`.
+    /// Output (flat): `dq` (contiguous `[b, t, heads·d]`), `dk` and `dv` (contiguous
+    /// `[b, t, kv_heads·d]`). Per (batch row, query head), with P the probabilities
+    /// (recomputed), P' = P ⊙ dropout and G the upstream gradient: `dv = P'ᵀ G`,
+    /// `dP = (G vᵀ) ⊙ dropout`, `dS = P ⊙ (dP − rowsum(dP ⊙ P)) · scale`, `dq = dS k`,
+    /// `dk = dSᵀ q`; a K/V head's `dk` and `dv` add those of the query heads of its group, in
+    /// head order (one task per (batch row, K/V head) writes them).
     fn cpu_fwd(
         &self,
         s1: &CpuStorage,
@@ -292,87 +327,72 @@ impl CustomOp3 for AttentionBackward {
         l3: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let a = &self.spec;
-        let (q, k, v) = (
-            a.rows(s1, l1, self.name())?,
-            a.rows(s2, l2, self.name())?,
-            a.rows(s3, l3, self.name())?,
-        );
+        let [q, k, v] = a.operands((s1, l1), (s2, l2), (s3, l3), self.name())?;
         let (storage, layout) = self.grad.storage_and_layout();
         let Storage::Cpu(g) = &*storage else {
             candle_core::bail!("{}: the gradient is not on the CPU", self.name())
         };
-        let g = a.rows(g, layout, self.name())?;
-        let (t, d, width) = (a.len, a.head_dim, a.heads * a.head_dim);
-        let n = a.batch * t * width;
-        let mut out = vec![0f32; 3 * n];
+        let g = a.rows(g, layout, self.name(), a.heads)?;
+        let (t, d) = (a.len, a.head_dim);
+        let (width, kv_width) = (a.heads * d, a.kv_heads * d);
+        let (n, nk) = (a.batch * t * width, a.batch * t * kv_width);
+        let mut out = vec![0f32; n + 2 * nk];
         let dst = OutPtr(out.as_mut_ptr());
         let keep_scale = a.dropout.as_ref().map(|draw| (1.0 / (1.0 - draw.p)) as f32);
-        (0..a.batch * a.heads).into_par_iter().for_each_init(
+        (0..a.batch * a.kv_heads).into_par_iter().for_each_init(
             || (vec![0f32; t * t], vec![0f32; t * t], vec![0f32; t * t]),
-            |(p, dropped, ds), block| {
-                let (b, h) = (block / a.heads, block % a.heads);
-                let (qh, kh, vh, gh) = (
-                    a.head(&q, b, h),
-                    a.head(&k, b, h),
-                    a.head(&v, b, h),
-                    a.head(&g, b, h),
-                );
-                a.probs(p, qh, kh, b);
-                let p_used = match &a.dropout {
-                    Some(draw) => {
-                        a.drop_into(draw, block, p, dropped);
-                        &*dropped
+            |(p, dropped, ds), task| {
+                let (b, kvh) = (task / a.kv_heads, task % a.kv_heads);
+                let (kh, vh) = (a.head(&k, b, kvh), a.head(&v, b, kvh));
+                let at_q = |h: usize| b * t * width + h * d;
+                let at_kv = n + b * t * kv_width + kvh * d;
+                for r in 0..a.group() {
+                    let h = kvh * a.group() + r;
+                    let (qh, gh) = (a.head(&q, b, h), a.head(&g, b, h));
+                    a.probs(p, qh, kh, b);
+                    let p_used = match &a.dropout {
+                        Some(draw) => {
+                            a.drop_into(draw, b * a.heads + h, p, dropped);
+                            &*dropped
+                        }
+                        None => &*p,
+                    };
+                    let acc = r > 0;
+                    // SAFETY: every operand is t rows of d (or t) with the strides given; query
+                    // head h's block of dq is t rows of d at `at_q(h)` with row stride `width`
+                    // (inside the first n elements), and K/V head kvh's blocks of dk and dv are
+                    // t rows of d at `at_kv` and `at_kv + nk` with row stride `kv_width`
+                    // (inside the last 2·nk); only this task writes those columns.
+                    unsafe {
+                        // dv (+)= P'ᵀ G
+                        let pt = (p_used.as_ptr(), 1, t);
+                        let dv = dst.at(at_kv + nk);
+                        matmul(t, d, t, dv, kv_width, pt, (gh.0, gh.1, 1), 1.0, acc);
+                        // dP' = G vᵀ
+                        let (gr, vt) = ((gh.0, gh.1, 1), (vh.0, 1, vh.1));
+                        matmul(t, t, d, ds.as_mut_ptr(), t, gr, vt, 1.0, false);
                     }
-                    None => &*p,
-                };
-                let at = b * t * width + h * d;
-                // SAFETY: every operand is t rows of d (or t) with the strides given, and
-                // block (b, h) of each output is t rows of d with row stride `width`: `at`'s
-                // offsets 2n + at and (below) at and n + at lie inside `out` (3n elements),
-                // and only this block writes those rows' columns h·d..(h + 1)·d.
-                unsafe {
-                    // dv = P'ᵀ G
-                    let pt = (p_used.as_ptr(), 1, t);
-                    matmul(t, d, t, dst.at(2 * n + at), width, pt, (gh.0, gh.1, 1), 1.0);
-                    // dP' = G vᵀ
-                    matmul(
-                        t,
-                        t,
-                        d,
-                        ds.as_mut_ptr(),
-                        t,
-                        (gh.0, gh.1, 1),
-                        (vh.0, 1, vh.1),
-                        1.0,
-                    );
-                }
-                attention_scores_bwd(ds, p, p_used, t, keep_scale, a.scale);
-                // SAFETY: as above.
-                unsafe {
-                    // dq = dS k, dk = dSᵀ q
-                    let ds = ds.as_ptr();
-                    matmul(t, d, t, dst.at(at), width, (ds, t, 1), (kh.0, kh.1, 1), 1.0);
-                    matmul(
-                        t,
-                        d,
-                        t,
-                        dst.at(n + at),
-                        width,
-                        (ds, 1, t),
-                        (qh.0, qh.1, 1),
-                        1.0,
-                    );
+                    attention_scores_bwd(ds, p, p_used, t, keep_scale, a.scale);
+                    // SAFETY: as above.
+                    unsafe {
+                        // dq = dS k, dk (+)= dSᵀ q
+                        let ds = ds.as_ptr();
+                        let (dq, dk) = (dst.at(at_q(h)), dst.at(at_kv));
+                        matmul(t, d, t, dq, width, (ds, t, 1), (kh.0, kh.1, 1), 1.0, false);
+                        matmul(t, d, t, dk, kv_width, (ds, 1, t), (qh.0, qh.1, 1), 1.0, acc);
+                    }
                 }
             },
         );
-        Ok((CpuStorage::F32(out), Shape::from(3 * n)))
+        Ok((CpuStorage::F32(out), Shape::from(n + 2 * nk)))
     }
 }
 
 /// Multi-head attention ([`crate::nn::Attention`]) fused on CPU: per (batch row, head), the
 /// scores, the masked softmax, dropout and the product with `v` in a block of t×t scratch;
 /// the backward pass recomputes the probabilities the same way (nothing of size `[b, h, t, t]`
-/// is kept between the passes).
+/// is kept between the passes). `q` is `[b, t, heads·d]`; `k` and `v` are `[b, t, kv·d]` for
+/// any `kv` dividing `heads` (grouped-query attention when `kv < heads`).
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
@@ -386,6 +406,23 @@ pub fn attention(
     if attn.heads == 0 || width % attn.heads != 0 {
         candle_core::bail!("width {width} is not a multiple of {} heads", attn.heads);
     }
+    let head_dim = width / attn.heads;
+    let kv_width = k.dim(2)?;
+    let kv_heads = kv_width / head_dim;
+    if k.dims() != v.dims()
+        || k.dims()[..2] != [batch, len]
+        || kv_heads == 0
+        || !kv_width.is_multiple_of(head_dim)
+        || !attn.heads.is_multiple_of(kv_heads)
+    {
+        candle_core::bail!(
+            "keys {:?} and values {:?} do not fit queries {:?} of {} heads",
+            k.dims(),
+            v.dims(),
+            q.dims(),
+            attn.heads
+        );
+    }
     let keys: Vec<f32> = (mask.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?)
         .into_iter()
         .map(|m| if m != 0 { 1.0 } else { 0.0 })
@@ -397,7 +434,8 @@ pub fn attention(
         batch,
         len,
         heads: attn.heads,
-        head_dim: width / attn.heads,
+        kv_heads,
+        head_dim,
         scale: attn.scale as f32,
         causal: attn.causal,
         keys: Arc::new(keys),
@@ -511,5 +549,98 @@ mod tests {
                     > 1.0
             );
         }
+    }
+
+    /// Grouped-query attention (3 K/V heads for 6 query heads, as SmolLM2's 3 for 9) against
+    /// the composed version over K/V heads repeated in memory (transformers' `repeat_kv`):
+    /// values, and gradients of q, k and v (a K/V head's gradient sums its group's), causal, with
+    /// left padding; without dropout, and with it (the same blocks' masks on both sides).
+    #[test]
+    fn grouped_query_attention_matches_repeated_heads() {
+        let (b, t, heads, kv, d) = (2, 13, 6, 3, 4);
+        let (w, wk) = (heads * d, kv * d);
+        let mask = Tensor::from_vec(
+            [vec![1u32; t], (0..t).map(|i| u32::from(i >= 4)).collect()].concat(),
+            (b, t),
+            &Device::Cpu,
+        )
+        .unwrap();
+        let qkv = Var::from_tensor(&rand(&[b, t, w + 2 * wk], 9, 1.5)).unwrap();
+        let q = qkv.as_tensor().narrow(2, 0, w).unwrap();
+        let k = qkv.as_tensor().narrow(2, w, wk).unwrap();
+        let v = qkv.as_tensor().narrow(2, w + wk, wk).unwrap();
+        let r = rand(&[b, t, w], 10, 1.0);
+        let eval = Mode::Eval;
+        for p in [0.0, 0.3] {
+            let attn = crate::nn::Attention {
+                heads,
+                causal: true,
+                scale: 0.5,
+                dropout: crate::nn::Dropout::new(p, "gqa"),
+            };
+            let mode = if p > 0.0 {
+                Mode::Train { seed: 3, step: 1 }
+            } else {
+                eval
+            };
+            let fused = attention(&q, &k, &v, &mask, &attn, mode).unwrap();
+            let (kr, vr) = (
+                crate::nn::repeat_kv_heads(&k, d, heads / kv).unwrap(),
+                crate::nn::repeat_kv_heads(&v, d, heads / kv).unwrap(),
+            );
+            // The same kernel over the repeated heads: the reference for dropout, whose masks
+            // the composed version draws differently.
+            let repeated = attention(&q, &kr, &vr, &mask, &attn, mode).unwrap();
+            let diff = max_diff(&fused, &repeated);
+            assert!(
+                diff < 1e-6,
+                "p {p}: values differ from the repeated heads' by {diff}"
+            );
+            if p == 0.0 {
+                let composed = attn.forward_composed(&q, &k, &v, &mask, eval).unwrap();
+                let diff = max_diff(&fused, &composed);
+                assert!(diff < 1e-5, "values differ from the composed by {diff}");
+            }
+            let ga = (fused * &r).unwrap().sum_all().unwrap().backward().unwrap();
+            let gb = (repeated * &r)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let (ga, gb) = (
+                ga.get(qkv.as_tensor()).unwrap(),
+                gb.get(qkv.as_tensor()).unwrap(),
+            );
+            let diff = max_diff(ga, gb);
+            assert!(diff < 1e-5, "p {p}: gradients differ by {diff}");
+            let dk: f32 = ga
+                .narrow(2, w, wk)
+                .unwrap()
+                .abs()
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .to_scalar()
+                .unwrap();
+            assert!(dk > 0.1, "no gradient reached the keys: {dk}");
+        }
+    }
+
+    #[test]
+    fn keys_that_do_not_divide_the_query_heads_are_refused() {
+        let attn = crate::nn::Attention {
+            heads: 6,
+            causal: true,
+            scale: 0.5,
+            dropout: crate::nn::Dropout::new(0.0, "gqa"),
+        };
+        let q = Tensor::zeros((1, 3, 24), DType::F32, &Device::Cpu).unwrap();
+        let k = Tensor::zeros((1, 3, 16), DType::F32, &Device::Cpu).unwrap();
+        let mask = Tensor::ones((1, 3), DType::U32, &Device::Cpu).unwrap();
+        let err = attention(&q, &k, &k, &mask, &attn, Mode::Eval)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("do not fit queries"), "{err}");
     }
 }

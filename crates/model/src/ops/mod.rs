@@ -1,5 +1,6 @@
 //! Fused CPU kernels with their backward pass: linear layers, softmax over the last dimension,
-//! layer norm, GELU (exact and tanh) and multi-head attention. Each is one pass over memory (or
+//! layer norm, RMS norm, rotary position embeddings, GELU (exact and tanh), SwiGLU,
+//! multi-head attention, and the log-probability of target tokens (log-softmax and gather). Each is one pass over memory (or
 //! one gemm) where the composed version in [`crate::nn`] makes five to eight (attention never
 //! materialises the `[b, h, t, t]` scores), and each records a backward pass (the trap of
 //! candle-nn's fused ops is that they do not). Each is also one node in candle's graph where the
@@ -60,13 +61,21 @@ pub mod denormals;
 mod gelu;
 mod layer_norm;
 mod linear;
+mod rms_norm;
+mod rope;
 mod softmax;
+mod swiglu;
+mod token_logprobs;
 
 pub use attention::attention;
 pub use gelu::{gelu_erf, gelu_tanh};
 pub use layer_norm::layer_norm;
 pub use linear::linear;
+pub use rms_norm::rms_norm;
+pub use rope::{rope, rope_composed, RopeTables};
 pub use softmax::softmax_last_dim;
+pub use swiglu::swiglu;
+pub use token_logprobs::{token_logprobs, token_logprobs_composed};
 
 fn contiguous_f32<'a>(s: &'a CpuStorage, l: &Layout, op: &str) -> candle_core::Result<&'a [f32]> {
     let data = match s {
@@ -337,10 +346,16 @@ mod tests {
     use super::layer_norm::{layer_norm_rows, layer_norm_rows_base};
     use super::layer_norm::{layer_norm_rows_bwd, layer_norm_rows_bwd_base};
     use super::linear::{add_rows, add_rows_base};
+    use super::rms_norm::{rms_norm_rows, rms_norm_rows_base};
+    use super::rms_norm::{rms_norm_rows_bwd, rms_norm_rows_bwd_base};
+    use super::rope::{rotate_heads, rotate_heads_base};
     use super::softmax::{
         softmax_rows, softmax_rows_base, softmax_rows_bwd, softmax_rows_bwd_base,
     };
+    use super::swiglu::{swiglu_grads, swiglu_grads_base, swiglu_values, swiglu_values_base};
     use super::test_util::rand;
+    use super::token_logprobs::{logprob_row, logprob_row_base};
+    use super::token_logprobs::{logprob_row_bwd, logprob_row_bwd_base};
     use super::*;
 
     /// Each multiversioned kernel, run at the CPU's widest vector width, gives exactly what its
@@ -378,6 +393,41 @@ mod tests {
         let sums = layer_norm_rows_bwd(&x, &w, &g, &mut da, 1e-5);
         assert_eq!(sums, layer_norm_rows_bwd_base(&x, &w, &g, &mut dc, 1e-5));
         assert_eq!(da, dc);
+        both(&|y| rms_norm_rows(&x, &w, y, 1e-5), &|y| {
+            rms_norm_rows_base(&x, &w, y, 1e-5)
+        });
+        let (mut da, mut dc) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+        let sums = rms_norm_rows_bwd(&x, &w, &g, &mut da, 1e-5);
+        assert_eq!(sums, rms_norm_rows_bwd_base(&x, &w, &g, &mut dc, 1e-5));
+        assert_eq!(da, dc);
+        both(&|y| swiglu_values(&x, &g, y), &|y| {
+            swiglu_values_base(&x, &g, y)
+        });
+        let (mut ua, mut uc) = (vec![0f32; rows * n], vec![0f32; rows * n]);
+        swiglu_grads(&x, &w.repeat(rows), &g, &mut da, &mut ua);
+        swiglu_grads_base(&x, &w.repeat(rows), &g, &mut dc, &mut uc);
+        assert_eq!((&da, &ua), (&dc, &uc));
+        // RoPE over positions of 5 heads of 10 (11 positions of the 585 values).
+        type RotateFn = fn(&[f32], &mut [f32], &[f32], &[f32], f32);
+        let (cos, sin) = (v(5, 7, 1.0), v(5, 8, 1.0));
+        let rope_all = |y: &mut [f32], sign: f32, f: RotateFn| {
+            for (yp, xp) in y[..550].chunks_mut(50).zip(x[..550].chunks(50)) {
+                f(xp, yp, &cos, &sin, sign);
+            }
+        };
+        for sign in [1.0, -1.0] {
+            both(&|y| rope_all(y, sign, rotate_heads), &|y| {
+                rope_all(y, sign, rotate_heads_base)
+            });
+        }
+        // One row of 585 logits, target 17, temperature 0.8.
+        for entropy in [false, true] {
+            let a = logprob_row(&x, 17, 1.25, entropy);
+            assert_eq!(a, logprob_row_base(&x, 17, 1.25, entropy));
+        }
+        both(&|y| logprob_row_bwd(&x, 17, 0.6, 1.25, y), &|y| {
+            logprob_row_bwd_base(&x, 17, 0.6, 1.25, y)
+        });
         for kind in [Gelu::Erf, Gelu::Tanh] {
             both(&|y| gelu_values(kind, &x, y), &|y| {
                 gelu_values_base(kind, &x, y)
