@@ -12,13 +12,8 @@
 #   bash bench/rl.sh                 # THREADS=2 B=4 K=4 NEW=64 STEPS=5 (the first step is warmup)
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rewardkit/target}"
-CACHE="${REWARDKIT_CACHE:-$HOME/.cache/rewardkit}"
-VENV="${VENV:-$CACHE/bench-venv}"
-MODELS="${REWARDKIT_MODELS:-$CACHE/models}"
-BASE="$(cd ../shared/baselines && pwd)"
-DATA="$(cd ../shared/data && pwd)"
-THREADS="${THREADS:-2}"; B="${B:-4}"; K="${K:-4}"; NEW="${NEW:-64}"; STEPS="${STEPS:-5}"
+source bench/env.sh
+B="${B:-4}"; K="${K:-4}"; NEW="${NEW:-64}"; STEPS="${STEPS:-5}"
 BETA="${BETA:-0.05}"; LR="${LR:-1e-6}"
 OUT="${OUT:-bench/results/$(date -u +%Y%m%dT%H%M)-rl}"
 mkdir -p "$OUT"

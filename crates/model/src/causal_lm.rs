@@ -38,6 +38,35 @@ pub enum LmCache {
     },
 }
 
+impl LmCache {
+    /// The cache of the rows `picks` (in that order, repeats allowed; see
+    /// [`Cache::select_rows`]): a prompt run once, its state copied to each of its samples.
+    pub fn select_rows(&self, picks: &[usize]) -> Result<LmCache> {
+        Ok(match self {
+            LmCache::Llama(c) => LmCache::Llama(c.select_rows(picks)?),
+            LmCache::Recompute { ids, mask } => {
+                let pick = |rows: &[Vec<u32>]| -> Result<Vec<Vec<u32>>> {
+                    picks
+                        .iter()
+                        .map(|&r| match rows.get(r) {
+                            Some(row) => Ok(row.clone()),
+                            None => Err(candle_core::Error::Msg(format!(
+                                "row {r} of a cache of {} rows",
+                                rows.len()
+                            ))
+                            .into()),
+                        })
+                        .collect()
+                };
+                LmCache::Recompute {
+                    ids: pick(ids)?,
+                    mask: pick(mask)?,
+                }
+            }
+        })
+    }
+}
+
 impl CausalLm {
     /// Builds the decoder of `config` over `store` in the HF causal-LM layout: GPT-2 under
     /// `transformer.` (head tied to `wte`), Llama/Qwen2 under `model.` with `lm_head` at the root
@@ -74,7 +103,7 @@ impl CausalLm {
     /// Next-token logits `[…, vocab]` from hidden states `[…, hidden]`.
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         Ok(match self {
-            CausalLm::Gpt2(m) => tied_logits(hidden, m.wte())?,
+            CausalLm::Gpt2(m) => crate::ops::linear(hidden, m.wte(), None, false)?,
             CausalLm::Llama(m) => m.logits(hidden)?,
         })
     }
@@ -169,19 +198,6 @@ impl CausalLm {
         };
         Ok(TokenLogprobs { logprobs, entropy })
     }
-}
-
-/// `hidden · wᵀ` for a tied head `w` `[vocab, hidden]`, over any leading dimensions.
-fn tied_logits(hidden: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
-    let dims = hidden.dims().to_vec();
-    let Some(&h) = dims.last() else {
-        candle_core::bail!("hidden states must have at least one dimension");
-    };
-    let y = hidden.reshape(((), h))?.matmul(&w.t()?)?;
-    let mut out = dims;
-    let last = out.len() - 1;
-    out[last] = w.dim(0)?;
-    y.reshape(out)
 }
 
 /// Per-token log-probabilities of a [`ResponseBatch`].

@@ -314,15 +314,31 @@ impl Policy {
         jobs: &[(usize, usize)],
         config: &GenerationConfig,
     ) -> Result<Vec<Sample>, GenerateError> {
-        let b = jobs.len();
-        let width = jobs
+        // Each distinct prompt of the batch runs once; its cache is then copied to its samples.
+        let mut distinct: Vec<usize> = Vec::new();
+        let row_of: Vec<usize> = jobs
             .iter()
-            .map(|&(p, _)| prompts[p].len())
+            .map(|&(p, _)| match distinct.iter().position(|&d| d == p) {
+                Some(i) => i,
+                None => {
+                    distinct.push(p);
+                    distinct.len() - 1
+                }
+            })
+            .collect();
+        let b = jobs.len();
+        let width = distinct
+            .iter()
+            .map(|&p| prompts[p].len())
             .max()
             .unwrap_or(0);
         let pad = self.eos_ids[0];
-        let (mut ids, mut mask) = (Vec::with_capacity(b * width), Vec::with_capacity(b * width));
-        for &(p, _) in jobs {
+        let rows = distinct.len();
+        let (mut ids, mut mask) = (
+            Vec::with_capacity(rows * width),
+            Vec::with_capacity(rows * width),
+        );
+        for &p in &distinct {
             let n = prompts[p].len();
             ids.extend(std::iter::repeat_n(pad, width - n).chain(prompts[p].iter().copied()));
             mask.extend(std::iter::repeat_n(0u32, width - n).chain(std::iter::repeat_n(1, n)));
@@ -345,17 +361,15 @@ impl Policy {
             .collect();
 
         let mut cache = self.model.new_cache();
-        let mut step_ids = Tensor::from_vec(ids, (b, width), &self.device)?;
-        let mut step_mask = Tensor::from_vec(mask, (b, width), &self.device)?;
+        let prefill = self.model.forward_cached(
+            &Tensor::from_vec(ids, (rows, width), &self.device)?,
+            &Tensor::from_vec(mask, (rows, width), &self.device)?,
+            &mut cache,
+        )?;
+        let mut cache = cache.select_rows(&row_of)?;
+        let prompt_logits = self.last_logits(&prefill)?;
+        let mut logits: Vec<Vec<f32>> = row_of.iter().map(|&r| prompt_logits[r].clone()).collect();
         for step in 0..config.max_new_tokens {
-            let hidden = self
-                .model
-                .forward_cached(&step_ids, &step_mask, &mut cache)?;
-            let t = hidden.dim(1)?;
-            let logits: Vec<Vec<f32>> = self
-                .model
-                .logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?
-                .to_vec2()?;
             let mut next = Vec::with_capacity(b);
             for ((sample, rng), row) in samples.iter_mut().zip(&mut rngs).zip(&logits) {
                 if sample.finished {
@@ -372,8 +386,12 @@ impl Policy {
             if step + 1 == config.max_new_tokens || samples.iter().all(|s| s.finished) {
                 break;
             }
-            step_ids = Tensor::from_vec(next, (b, 1), &self.device)?;
-            step_mask = Tensor::ones((b, 1), DType::U32, &self.device)?;
+            let hidden = self.model.forward_cached(
+                &Tensor::from_vec(next, (b, 1), &self.device)?,
+                &Tensor::ones((b, 1), DType::U32, &self.device)?,
+                &mut cache,
+            )?;
+            logits = self.last_logits(&hidden)?;
         }
         for s in &mut samples {
             let body = match s.finished {
@@ -386,6 +404,15 @@ impl Policy {
                 .map_err(|e| GenerateError::Tokenizer(e.to_string()))?;
         }
         Ok(samples)
+    }
+
+    /// The next-token logits after the last position of each row of `hidden` `[b, t, hidden]`.
+    fn last_logits(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>, GenerateError> {
+        let t = hidden.dim(1)?;
+        Ok(self
+            .model
+            .logits(&hidden.narrow(1, t - 1, 1)?.squeeze(1)?)?
+            .to_vec2()?)
     }
 
     /// Teacher-forced Σ log p (temperature 1) of `response`'s tokens, followed by EOS when

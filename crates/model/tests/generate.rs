@@ -189,6 +189,22 @@ fn samples_depend_on_the_seed_not_the_batch_size() {
     assert!(a.iter().zip(&c).any(|(x, y)| x.token_ids != y.token_ids));
 }
 
+/// A prompt's samples drawn in one batch (the prompt run once, its cache copied to each sample)
+/// are those drawn one at a time (each with its own run of the prompt), to the bit: the copy
+/// carries every layer's keys and values and the mask, and a row's decoding does not depend on
+/// the rows beside it.
+#[test]
+fn samples_sharing_one_prompt_run_equal_samples_drawn_alone() {
+    let prompts = chat_prompts();
+    let together = generate(&prompts[1..], 3, &sampling(1.0, 1.0, 11, 3));
+    let alone = generate(&prompts[1..], 3, &sampling(1.0, 1.0, 11, 1));
+    for (x, y) in together.iter().zip(&alone) {
+        assert_eq!((&x.token_ids, x.finished), (&y.token_ids, y.finished));
+        assert_eq!(x.logprob_model.to_bits(), y.logprob_model.to_bits());
+    }
+    assert!(together.iter().all(|s| !s.token_ids.is_empty()));
+}
+
 /// A nucleus of probability 1e-6 holds the most likely token alone: greedy decoding.
 #[test]
 fn tiny_top_p_is_greedy() {

@@ -3,7 +3,7 @@
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::{add_in_order, check_simd, contiguous_f32, rows_per_task};
+use super::{add_in_order, check_simd, contiguous_f32, rows_per_task, skinny_gemm};
 
 /// `y = x Wᵀ + b` (W `[out, in]`, `nn.Linear`) or `y = x W + b` (W `[in, out]`, GPT-2's
 /// `Conv1D`), x `[..., in]`: one gemm that starts from the bias rows, and one node in the graph.
@@ -32,53 +32,22 @@ impl LinearOp {
             );
         }
         let (rows, d_out) = (x.len() / d_in, w.len() / d_in);
+        if b.is_some_and(|b| b.len() != d_out) {
+            candle_core::bail!(
+                "rk-linear: bias of {} for {d_out} outputs",
+                b.map_or(0, <[f32]>::len)
+            );
+        }
+        if !self.transposed && skinny_gemm::applies(rows, d_in, d_out) {
+            return Ok(skinny_gemm::skinny_gemm(x, w, b, d_in, rows, d_out));
+        }
         let mut y = vec![0f32; rows * d_out];
         if let Some(b) = b {
-            if b.len() != d_out {
-                candle_core::bail!("rk-linear: bias of {} for {d_out} outputs", b.len());
-            }
             for row in y.chunks_exact_mut(d_out) {
                 row.copy_from_slice(b);
             }
         }
-        // W as the `[in, out]` right-hand side: strides (row, column).
-        let (rhs_rs, rhs_cs) = if self.transposed {
-            (d_out, 1)
-        } else {
-            (1, d_in)
-        };
-        let threads = candle_core::utils::get_num_threads();
-        let parallelism = if threads > 1 {
-            gemm::Parallelism::Rayon(threads)
-        } else {
-            gemm::Parallelism::None
-        };
-        if rows > 0 && d_out > 0 {
-            // SAFETY: y is rows × d_out, x rows × d_in and w d_in × d_out under the strides given.
-            unsafe {
-                gemm::gemm(
-                    rows,
-                    d_out,
-                    d_in,
-                    y.as_mut_ptr(),
-                    1,
-                    d_out as isize,
-                    b.is_some(),
-                    x.as_ptr(),
-                    1,
-                    d_in as isize,
-                    w.as_ptr(),
-                    rhs_cs as isize,
-                    rhs_rs as isize,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
-                    parallelism,
-                )
-            };
-        }
+        gemm_xw(x, w, &mut y, d_in, self.transposed, b.is_some())?;
         Ok(y)
     }
 
@@ -194,6 +163,67 @@ impl CustomOp3 for LinearOp {
         let (dx, dw, db) = self.grads(x, w, grad, b.track_op())?;
         Ok((Some(dx), dw, db))
     }
+}
+
+/// `y ← x · W` (`+ y` when `accumulate`) by the gemm crate on candle's thread count: x
+/// `[rows, d_in]`, y `[rows, d_out]`, W `[d_out, d_in]` read as its transpose (`nn.Linear`) or,
+/// when `transposed`, `[d_in, d_out]` as it is (`Conv1D`); all row-major.
+pub(super) fn gemm_xw(
+    x: &[f32],
+    w: &[f32],
+    y: &mut [f32],
+    d_in: usize,
+    transposed: bool,
+    accumulate: bool,
+) -> candle_core::Result<()> {
+    if d_in == 0 || !x.len().is_multiple_of(d_in) || !w.len().is_multiple_of(d_in) {
+        candle_core::bail!(
+            "rk-linear: {} inputs, {} weights for {d_in} inputs",
+            x.len(),
+            w.len()
+        );
+    }
+    let (rows, d_out) = (x.len() / d_in, w.len() / d_in);
+    if y.len() != rows * d_out {
+        candle_core::bail!("rk-linear: {} outputs for {rows} × {d_out}", y.len());
+    }
+    if rows == 0 || d_out == 0 {
+        return Ok(());
+    }
+    // W as the `[in, out]` right-hand side: strides (row, column).
+    let (rhs_rs, rhs_cs) = if transposed { (d_out, 1) } else { (1, d_in) };
+    let threads = candle_core::utils::get_num_threads();
+    let parallelism = if threads > 1 {
+        gemm::Parallelism::Rayon(threads)
+    } else {
+        gemm::Parallelism::None
+    };
+    // SAFETY: y is rows × d_out, x rows × d_in and w d_in × d_out under the strides given
+    // (lengths checked above).
+    unsafe {
+        gemm::gemm(
+            rows,
+            d_out,
+            d_in,
+            y.as_mut_ptr(),
+            1,
+            d_out as isize,
+            accumulate,
+            x.as_ptr(),
+            1,
+            d_in as isize,
+            w.as_ptr(),
+            rhs_cs as isize,
+            rhs_rs as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            parallelism,
+        )
+    };
+    Ok(())
 }
 
 /// `x Wᵀ + b` (or `x W + b` when `transposed`, W `[in, out]`) over the last dimension of x,

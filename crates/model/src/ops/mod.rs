@@ -5,6 +5,9 @@
 //! materialises the `[b, h, t, t]` scores), and each records a backward pass (the trap of
 //! candle-nn's fused ops is that they do not). Each is also one node in candle's graph where the
 //! composed version is several, each of whose backward passes copies a full-size gradient.
+//! Two kernels are for decoding, one token per sequence per step: the linear layer's path for
+//! a few rows (`skinny_gemm`, which the forward pass takes whatever the mode) and attention over
+//! a KV cache ([`KvBuffer`], inference only).
 //! The element loops are compiled for AVX-512, AVX2 + FMA and the base target
 //! (`multiversion!`) and the widest the CPU has runs. On other devices the composed versions are
 //! used.
@@ -59,16 +62,19 @@ macro_rules! multiversion {
 mod attention;
 pub mod denormals;
 mod gelu;
+mod kv_attention;
 mod layer_norm;
 mod linear;
 mod rms_norm;
 mod rope;
+mod skinny_gemm;
 mod softmax;
 mod swiglu;
 mod token_logprobs;
 
 pub use attention::attention;
 pub use gelu::{gelu_erf, gelu_tanh};
+pub use kv_attention::KvBuffer;
 pub use layer_norm::layer_norm;
 pub use linear::linear;
 pub use rms_norm::rms_norm;
@@ -289,10 +295,18 @@ pub(crate) mod test_util {
     use candle_core::{Device, Tensor, Var};
 
     pub(super) fn rand(shape: &[usize], seed: u64, scale: f64) -> Tensor {
+        Tensor::from_vec(
+            values(shape.iter().product(), seed, scale),
+            shape,
+            &Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    /// `n` draws of N(0, scale²) from `seed`.
+    pub(super) fn values(n: usize, seed: u64, scale: f64) -> Vec<f32> {
         let mut rng = crate::Rng::new(seed);
-        let n: usize = shape.iter().product();
-        let v: Vec<f32> = (0..n).map(|_| (rng.normal() * scale) as f32).collect();
-        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+        (0..n).map(|_| (rng.normal() * scale) as f32).collect()
     }
 
     pub(crate) fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
