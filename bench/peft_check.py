@@ -6,7 +6,8 @@ rewardkit does (used by bench/peft-roundtrip.sh, which says what each argument i
                                  (RK_MERGED/model.safetensors); and the LoRA's update is not ~0.
     seqcls  ADAPTER SAVE_DIR     the same for AutoModelForSequenceClassification (num_labels=1),
                                  the merged model saved to SAVE_DIR (with the base's tokenizer)
-                                 for `rewardkit score` to compare with the adapter folder's scores.
+                                 for `rewardkit score` to compare with the adapter folder's scores,
+                                 and SAVE_DIR-head-only: the trained head on the base encoder.
 
 Prints one JSON object; exits 1 when a weight differs by more than 1e-5 or the update is ~0.
 """
@@ -47,10 +48,17 @@ if kind == "causal":
     ok = ok and not missing and report["max_diff"] <= 1e-5
 else:
     shutil.rmtree(other, ignore_errors=True)
+    shutil.rmtree(other + "-head-only", ignore_errors=True)
     merged.save_pretrained(other)
+    # The same head on the base encoder (the LoRA update left out): how much the update moves
+    # the scores, so that agreement above means something.
+    head_only = AutoModelForSequenceClassification.from_pretrained(base_path, num_labels=1, dtype=torch.float32)
+    head_only.load_state_dict({k: v for k, v in after.items() if k.startswith("classifier.")}, strict=False)
+    head_only.save_pretrained(other + "-head-only")
     for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
-        if os.path.exists(os.path.join(base_path, name)):
-            shutil.copy(os.path.join(base_path, name), other)
+        for folder in (other, other + "-head-only"):
+            if os.path.exists(os.path.join(base_path, name)):
+                shutil.copy(os.path.join(base_path, name), folder)
     report["saved"] = other
 print(json.dumps(report))
 sys.exit(0 if ok else 1)
