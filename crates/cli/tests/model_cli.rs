@@ -538,3 +538,55 @@ fn an_unknown_simd_level_is_an_error() {
     assert!(err.contains("avx512|avx2|base"), "{err}");
     assert!(o.stdout.is_empty());
 }
+
+/// `eval --model` of a decoder reward model (`../shared/models/tiny-llama-rm`, transformers'
+/// `LlamaForSequenceClassification` layout) scores each pair in one row after its prompt by
+/// default; `--no-shared-prompt` scores one row per sequence. The saved scores agree to 1e-5,
+/// with prompts cut by truncation (max length 12) and not.
+#[test]
+fn eval_shared_prompt_scores_equal_separate_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let pairs = dir.path().join("pairs.jsonl");
+    data(&pairs, 40, 11);
+    let model = models().join("tiny-llama-rm");
+    for max_length in ["12", "64"] {
+        let scores = |name: &str, extra: &[&str]| -> Vec<(f64, f64)> {
+            let path = dir.path().join(format!("{name}-{max_length}.jsonl"));
+            let mut args = vec![
+                "eval",
+                "--model",
+                model.to_str().unwrap(),
+                "--data",
+                pairs.to_str().unwrap(),
+                "--max-length",
+                max_length,
+                "--batch-size",
+                "6",
+                "--save-scores",
+                path.to_str().unwrap(),
+                "--json",
+            ];
+            args.extend(extra);
+            ok(run(&args));
+            common::jsonl(&path)
+                .iter()
+                .map(|r| {
+                    let f = |k: &str| r[k].as_f64().unwrap();
+                    (f("chosen_score"), f("rejected_score"))
+                })
+                .collect()
+        };
+        let shared = scores("shared", &[]);
+        let separate = scores("separate", &["--no-shared-prompt"]);
+        assert_eq!(shared.len(), 40);
+        assert_eq!(shared.len(), separate.len());
+        for (i, (a, b)) in shared.iter().zip(&separate).enumerate() {
+            assert!(
+                (a.0 - b.0).abs() <= 1e-5 && (a.1 - b.1).abs() <= 1e-5,
+                "max length {max_length}, pair {i}: {a:?} vs {b:?}"
+            );
+        }
+        // The scores are not all alike: the equality says something.
+        assert!(shared.iter().any(|s| (s.0 - shared[0].0).abs() > 1e-3));
+    }
+}

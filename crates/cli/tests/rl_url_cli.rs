@@ -186,10 +186,7 @@ fn a_busy_server_is_retried_after_retry_after_and_refused_past_the_retries() {
         ..Default::default()
     };
     let model = rewardkit_model::load(&rm, &options, &candle_core::Device::Cpu).unwrap();
-    let scorer = rewardkit_model::ModelScorer {
-        model: &model,
-        batch_size: 16,
-    };
+    let scorer = rewardkit_model::ModelScorer::new(&model, 16);
     let want = ScorerReward(&scorer).score(&rows).unwrap();
 
     let holder = |serve: &Serve| {

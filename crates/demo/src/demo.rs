@@ -891,10 +891,7 @@ fn audit_proxy(
         unit: "responses",
     });
     let t = Instant::now();
-    let scorer = ModelScorer {
-        model: proxy,
-        batch_size: config.score_batch_size,
-    };
+    let scorer = ModelScorer::new(proxy, config.score_batch_size);
     let scores = plan.score(&scorer, |done, _| progress(DemoEvent::Progress { done }))?;
     let count = |t: &Text| {
         proxy

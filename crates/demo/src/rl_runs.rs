@@ -229,7 +229,7 @@ pub(crate) fn run_all(
 }
 
 fn scorer(model: &LoadedModel, batch_size: usize) -> ModelScorer<'_> {
-    ModelScorer { model, batch_size }
+    ModelScorer::new(model, batch_size)
 }
 
 /// What one run produced.

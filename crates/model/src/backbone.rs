@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::bert::{Bert, BertConfig};
 use crate::error::{ModelError, Result};
 use crate::gpt2::{Gpt2, Gpt2Config};
+use crate::keys::Keys;
 use crate::llama::{Llama, LlamaConfig};
 use crate::nn::Mode;
 use crate::recompute::Recompute;
@@ -139,19 +140,25 @@ impl Backbone {
         })
     }
 
-    /// Hidden states `[batch, seq, hidden]` for `ids`/`type_ids`/`mask` `[batch, seq]` (u32).
-    /// Decoders ignore `type_ids`.
+    /// Hidden states `[batch, seq, hidden]` for `ids`/`type_ids` `[batch, seq]` (u32) and the
+    /// keys each query may see. Decoders ignore `type_ids`; packed rows ([`Keys::packed`]) are
+    /// for decoders only (an [`ModelError::Unsupported`] error for BERT).
     pub fn forward(
         &self,
         ids: &Tensor,
         type_ids: &Tensor,
-        mask: &Tensor,
+        keys: &Keys,
         mode: Mode,
     ) -> Result<Tensor> {
         Ok(match self {
-            Backbone::Bert(m) => m.forward(ids, type_ids, mask, mode)?,
-            Backbone::Gpt2(m) => m.forward(ids, mask, mode)?,
-            Backbone::Llama(m) => m.forward(ids, mask, mode)?,
+            Backbone::Bert(m) => {
+                if keys.is_packed() {
+                    return Err(packed_encoder());
+                }
+                m.forward(ids, type_ids, keys.mask(), mode)?
+            }
+            Backbone::Gpt2(m) => m.forward_keys(ids, keys, mode)?,
+            Backbone::Llama(m) => m.forward_keys(ids, keys, mode)?,
         })
     }
 
@@ -160,7 +167,7 @@ impl Backbone {
     pub fn forward_recompute(
         &self,
         ids: &Tensor,
-        mask: &Tensor,
+        keys: &Keys,
         mode: Mode,
     ) -> Result<(Tensor, Recompute<'_>)> {
         Ok(match self {
@@ -171,8 +178,8 @@ impl Backbone {
                         .into(),
                 ))
             }
-            Backbone::Gpt2(m) => m.forward_recompute(ids, mask, mode)?,
-            Backbone::Llama(m) => m.forward_recompute(ids, mask, mode)?,
+            Backbone::Gpt2(m) => m.forward_recompute(ids, keys, mode)?,
+            Backbone::Llama(m) => m.forward_recompute(ids, keys, mode)?,
         })
     }
 
@@ -183,4 +190,11 @@ impl Backbone {
             Backbone::Gpt2(_) | Backbone::Llama(_) => None,
         })
     }
+}
+
+/// Packed rows rely on causal attention: a BERT token would see the other branches.
+fn packed_encoder() -> ModelError {
+    ModelError::Unsupported(
+        "packed rows (a shared prompt computed once) need a causal decoder, not BERT".into(),
+    )
 }

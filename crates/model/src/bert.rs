@@ -7,6 +7,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
+use crate::keys::Keys;
 use crate::nn::{self, Dropout, Embedding, LayerNorm, Linear, Mode};
 
 /// The fields of a BERT `config.json` that the forward pass uses.
@@ -129,13 +130,13 @@ impl Layer {
         })
     }
 
-    /// `mask`: the `[b, t]` attention mask.
-    fn forward(&self, x: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+    /// `keys`: the `[b, t]` attention mask.
+    fn forward(&self, x: &Tensor, keys: &Keys, mode: Mode) -> candle_core::Result<Tensor> {
         let ctx = self.attention.forward(
             &self.query.forward_t(x, mode)?,
             &self.key.forward_t(x, mode)?,
             &self.value.forward_t(x, mode)?,
-            mask,
+            keys,
             mode,
         )?;
         let a = self
@@ -222,8 +223,9 @@ impl Bert {
         let mut x = self
             .emb_dropout
             .forward(&self.emb_norm.forward(&x)?, mode)?;
+        let keys = Keys::new(mask);
         for layer in &self.layers {
-            x = layer.forward(&x, mask, mode)?;
+            x = layer.forward(&x, &keys, mode)?;
         }
         Ok(x)
     }

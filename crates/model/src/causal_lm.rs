@@ -6,16 +6,20 @@
 //! embeddings when `tie_word_embeddings`). Built over a trainable [`ParamStore`] every weight
 //! gets a gradient; over a frozen view it records no graph (sampling, reference models).
 //!
-//! [`ResponseBatch`] lays out `(prompt, response)` rows with the prompts left-padded to a common
-//! width and the responses right-padded, so every response starts at the same column and
+//! [`ResponseBatch`] lays out `(prompt, response)` rows: the responses to one prompt (an RL
+//! step's k samples) share one row after it, the prompt computed once
+//! ([`rewardkit_tokenize::Packing`]); a prompt with one response has a row of its own. Only the
+//! states that predict response tokens go through the LM head, and
 //! [`CausalLm::response_logprobs`] returns `[batch, longest response]` aligned by response token.
-//! Positions come from the attention mask, so the padding changes no real token's state.
+//! Positions follow each response's own sequence ([`crate::keys`]), so neither the packing nor
+//! the padding changes any real token's state.
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, Tensor};
 
 use crate::backbone::ArchConfig;
 use crate::error::{ModelError, Result};
 use crate::gpt2::Gpt2;
+use crate::keys::Keys;
 use crate::llama::{Cache, Llama};
 use crate::nn::Mode;
 use crate::params::ParamStore;
@@ -94,9 +98,14 @@ impl CausalLm {
 
     /// Hidden states `[batch, seq, hidden]` of `ids`, `mask` `[batch, seq]` (u32).
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.forward_keys(ids, &Keys::new(mask), mode)
+    }
+
+    /// [`CausalLm::forward`] where `keys` may describe packed rows.
+    pub fn forward_keys(&self, ids: &Tensor, keys: &Keys, mode: Mode) -> Result<Tensor> {
         Ok(match self {
-            CausalLm::Gpt2(m) => m.forward(ids, mask, mode)?,
-            CausalLm::Llama(m) => m.forward(ids, mask, mode)?,
+            CausalLm::Gpt2(m) => m.forward_keys(ids, keys, mode)?,
+            CausalLm::Llama(m) => m.forward_keys(ids, keys, mode)?,
         })
     }
 
@@ -176,24 +185,27 @@ impl CausalLm {
         temperature: f64,
         entropy: bool,
     ) -> Result<TokenLogprobs> {
-        let r = batch.response_len;
-        let hidden = self.forward(&batch.ids, &batch.attention, mode)?;
-        // The states that predict the response tokens: columns width − 1 … width + r − 2.
-        let hidden = hidden.narrow(1, batch.prompt_width - 1, r)?;
+        let hidden = self.forward_keys(&batch.ids, &batch.keys, mode)?;
+        let (rows, cols, width) = hidden.dims3()?;
+        // The states that predict the response tokens, one per real token.
+        let hidden = hidden
+            .reshape((rows * cols, width))?
+            .index_select(&batch.reads, 0)?;
         let logits = self.logits(&hidden)?;
-        let (rows, vocab) = (logits.dim(0)? * r, logits.dim(D::Minus1)?);
         // One fused pass per token (`crate::ops::token_logprobs`): only the logits are kept for
         // the backward pass, not the four vocabulary-sized tensors of a composed log-softmax.
-        let (picked, h) = crate::ops::token_logprobs(
-            &logits.reshape((rows, vocab))?,
-            &batch.targets.flatten_all()?,
-            temperature,
-            entropy,
-        )?;
+        let (picked, h) =
+            crate::ops::token_logprobs(&logits, &batch.targets, temperature, entropy)?;
+        // To `[batch, longest response]`: padding reads the zero appended at the end.
         let shape = batch.mask.shape();
-        let logprobs = (picked.reshape(shape)? * &batch.mask)?;
+        let spread = |x: &Tensor| -> Result<Tensor> {
+            let zero = Tensor::zeros(1, x.dtype(), x.device())?;
+            let padded = Tensor::cat(&[x, &zero], 0)?;
+            Ok(padded.index_select(&batch.spread, 0)?.reshape(shape)?)
+        };
+        let logprobs = spread(&picked)?;
         let entropy = match h {
-            Some(h) => Some((h.reshape(shape)? * &batch.mask)?),
+            Some(h) => Some(spread(&h)?),
             None => None,
         };
         Ok(TokenLogprobs { logprobs, entropy })
@@ -208,27 +220,82 @@ pub struct TokenLogprobs {
     pub entropy: Option<Tensor>,
 }
 
-/// `(prompt, response)` token rows laid out for [`CausalLm::response_logprobs`]: prompts
-/// left-padded to the longest prompt, responses right-padded to the longest response.
+/// `(prompt, response)` token rows laid out for [`CausalLm::response_logprobs`]: the responses
+/// to one prompt share a row, `prompt, response₁[..−1], response₂[..−1], …` (the last token of
+/// a response is never an input), each response seeing the prompt and itself; rows are padded
+/// on the right.
 pub struct ResponseBatch {
-    /// `[batch, prompt_width + response_len − 1]` (u32): the inputs (the last response token is
-    /// never an input).
-    pub ids: Tensor,
-    pub attention: Tensor,
-    /// `[batch, response_len]` (u32): the response tokens (padding 0).
-    pub targets: Tensor,
+    /// `[rows, cols]` (u32): the inputs.
+    ids: Tensor,
+    /// Which inputs each input sees, and its position.
+    keys: Keys,
+    /// `[tokens]` (u32): flat indices (`row · cols + col`) of the states that predict each real
+    /// response token, response by response.
+    reads: Tensor,
+    /// `[tokens]` (u32): those tokens.
+    targets: Tensor,
+    /// `[batch · response_len]` (u32): for each (response, token) of the aligned output, its
+    /// index in `reads`, or `tokens` (a zero) past the response's end.
+    spread: Tensor,
     /// `[batch, response_len]` (f32): 1 for real response tokens.
     pub mask: Tensor,
-    pub prompt_width: usize,
     pub response_len: usize,
     /// Each row's response length.
     pub lengths: Vec<usize>,
+    /// Input positions computed (padding included): the work of a forward pass.
+    pub positions: usize,
 }
 
 impl ResponseBatch {
-    /// Lays out `rows`; every prompt needs a token and every response one, else an error naming
-    /// the row. `pad` fills the padding (never attended to).
-    pub fn new(rows: &[(&[u32], &[u32])], pad: u32, device: &Device) -> Result<Self> {
+    /// Lays out `rows`, the responses to one prompt (equal prompt tokens) in one row where that
+    /// saves work for a model of hidden size `hidden` ([`rewardkit_tokenize::packing_runs`]);
+    /// every prompt needs a token and every response one, else an error naming the row. `pad`
+    /// fills the padding (never attended to).
+    pub fn new(
+        rows: &[(&[u32], &[u32])],
+        pad: u32,
+        hidden: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        let mut by_prompt: Vec<Vec<usize>> = Vec::new();
+        let mut index: std::collections::HashMap<&[u32], usize> = Default::default();
+        for (i, (p, _)) in rows.iter().enumerate() {
+            let g = *index.entry(p).or_insert_with(|| {
+                by_prompt.push(Vec::new());
+                by_prompt.len() - 1
+            });
+            by_prompt[g].push(i);
+        }
+        let per_token = 6.0 * hidden as f64;
+        let mut groups = Vec::new();
+        for members in by_prompt {
+            let prompt = rows[members[0]].0.len();
+            // A response's inputs: all its tokens but the last.
+            let rest: Vec<usize> = members
+                .iter()
+                .map(|&i| rows[i].1.len().saturating_sub(1))
+                .collect();
+            for run in rewardkit_tokenize::packing_runs(prompt, &rest, per_token, usize::MAX) {
+                groups.push(run.into_iter().map(|k| members[k]).collect());
+            }
+        }
+        Self::grouped(rows, &groups, pad, device)
+    }
+
+    /// [`ResponseBatch::new`] with a row per response (the reference the shared rows are
+    /// tested against).
+    pub fn separate(rows: &[(&[u32], &[u32])], pad: u32, device: &Device) -> Result<Self> {
+        let groups: Vec<Vec<usize>> = (0..rows.len()).map(|i| vec![i]).collect();
+        Self::grouped(rows, &groups, pad, device)
+    }
+
+    /// One row per group of `rows` (indices; the members share their prompt).
+    fn grouped(
+        rows: &[(&[u32], &[u32])],
+        groups: &[Vec<usize>],
+        pad: u32,
+        device: &Device,
+    ) -> Result<Self> {
         if rows.is_empty() {
             return Err(ModelError::Unsupported("an empty batch".into()));
         }
@@ -237,37 +304,63 @@ impl ResponseBatch {
                 "row {i}: a prompt and a response need at least one token each"
             )));
         }
-        let width = rows.iter().map(|(p, _)| p.len()).max().unwrap_or(0);
+        let row_len = |g: &[usize]| {
+            rows[g[0]].0.len() + g.iter().map(|&i| rows[i].1.len() - 1).sum::<usize>()
+        };
+        let cols = groups.iter().map(|g| row_len(g)).max().unwrap_or(0);
         let r = rows.iter().map(|(_, x)| x.len()).max().unwrap_or(0);
-        let cols = width + r - 1;
-        let b = rows.len();
-        let (mut ids, mut att) = (Vec::with_capacity(b * cols), Vec::with_capacity(b * cols));
-        let (mut targets, mut mask) = (Vec::with_capacity(b * r), Vec::with_capacity(b * r));
-        for (p, x) in rows {
-            let left = width - p.len();
-            ids.extend(std::iter::repeat_n(pad, left));
-            att.extend(std::iter::repeat_n(0u32, left));
-            ids.extend_from_slice(p);
-            att.extend(std::iter::repeat_n(1u32, p.len()));
-            // Inputs: the response without its last token, then padding.
-            let inputs = &x[..x.len() - 1];
-            ids.extend_from_slice(inputs);
-            att.extend(std::iter::repeat_n(1u32, inputs.len()));
-            ids.extend(std::iter::repeat_n(pad, r - x.len()));
-            att.extend(std::iter::repeat_n(0u32, r - x.len()));
-            targets.extend_from_slice(x);
-            targets.extend(std::iter::repeat_n(0u32, r - x.len()));
+        let n = groups.len();
+        let (mut ids, mut att) = (vec![pad; n * cols], vec![0u32; n * cols]);
+        let mut branch = vec![0u32; n * cols];
+        let group: Vec<u32> = (0..n * cols).map(|i| (i / cols) as u32).collect();
+        // Per response: the flat index of the state before each of its tokens.
+        let mut before: Vec<Vec<u32>> = vec![Vec::new(); rows.len()];
+        for (g, members) in groups.iter().enumerate() {
+            let prompt = rows[members[0]].0;
+            let mut at = g * cols;
+            ids[at..at + prompt.len()].copy_from_slice(prompt);
+            att[at..at + prompt.len()].fill(1);
+            at += prompt.len();
+            let last_prompt = (at - 1) as u32;
+            for (k, &i) in members.iter().enumerate() {
+                let inputs = &rows[i].1[..rows[i].1.len() - 1];
+                let end = at + inputs.len();
+                ids[at..end].copy_from_slice(inputs);
+                att[at..end].fill(1);
+                branch[at..end].fill(k as u32 + 1);
+                before[i] = std::iter::once(last_prompt)
+                    .chain((at..end).map(|c| c as u32))
+                    .collect();
+                at = end;
+            }
+        }
+        let tokens: usize = rows.iter().map(|(_, x)| x.len()).sum();
+        let (mut reads, mut targets) = (Vec::with_capacity(tokens), Vec::with_capacity(tokens));
+        let (mut spread, mut mask) = (Vec::with_capacity(rows.len() * r), Vec::new());
+        for ((_, x), before) in rows.iter().zip(&before) {
+            spread.extend((0..x.len()).map(|m| (reads.len() + m) as u32));
+            spread.extend(std::iter::repeat_n(tokens as u32, r - x.len()));
             mask.extend(std::iter::repeat_n(1f32, x.len()));
             mask.extend(std::iter::repeat_n(0f32, r - x.len()));
+            reads.extend_from_slice(before);
+            targets.extend_from_slice(x);
         }
+        let attention = Tensor::from_vec(att, (n, cols), device)?;
+        let packing = rewardkit_tokenize::Packing {
+            group,
+            branch,
+            last: Vec::new(),
+        };
         Ok(ResponseBatch {
-            ids: Tensor::from_vec(ids, (b, cols), device)?,
-            attention: Tensor::from_vec(att, (b, cols), device)?,
-            targets: Tensor::from_vec(targets, (b, r), device)?,
-            mask: Tensor::from_vec(mask, (b, r), device)?,
-            prompt_width: width,
+            ids: Tensor::from_vec(ids, (n, cols), device)?,
+            keys: Keys::packed(&attention, &packing)?,
+            reads: Tensor::from_vec(reads, tokens, device)?,
+            targets: Tensor::from_vec(targets, tokens, device)?,
+            spread: Tensor::from_vec(spread, rows.len() * r, device)?,
+            mask: Tensor::from_vec(mask, (rows.len(), r), device)?,
             response_len: r,
             lengths: rows.iter().map(|(_, x)| x.len()).collect(),
+            positions: n * cols,
         })
     }
 }

@@ -16,6 +16,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::bert::Activation;
+use crate::keys::Keys;
 use crate::nn::{self, Dropout, Embedding, LayerNorm, Linear, Mode};
 use crate::recompute::Recompute;
 
@@ -130,15 +131,15 @@ impl Block {
         })
     }
 
-    /// `mask`: the `[b, t]` attention mask.
-    fn forward(&self, x: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+    /// `keys`: which keys each query may see.
+    fn forward(&self, x: &Tensor, keys: &Keys, mode: Mode) -> candle_core::Result<Tensor> {
         let h = x.dim(2)?;
         let qkv = self.c_attn.forward_t(&self.ln_1.forward(x)?, mode)?;
         let ctx = self.attention.forward(
             &qkv.narrow(2, 0, h)?,
             &qkv.narrow(2, h, h)?,
             &qkv.narrow(2, 2 * h, h)?,
-            mask,
+            keys,
             mode,
         )?;
         let a = self
@@ -191,9 +192,20 @@ impl Gpt2 {
     /// `ids`, `mask`: `[batch, seq]` (u32). Attention is causal and skips padded keys; positions
     /// come from the mask.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        let mut x = self.embed(ids, mask, mode)?;
+        self.forward_keys(ids, &Keys::new(mask), mode)
+    }
+
+    /// [`Gpt2::forward`] where `keys` may describe packed rows: positions and attention follow
+    /// each token's sequence ([`crate::keys`]).
+    pub fn forward_keys(
+        &self,
+        ids: &Tensor,
+        keys: &Keys,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let mut x = self.embed(ids, keys, mode)?;
         for block in &self.blocks {
-            x = block.forward(&x, mask, mode)?;
+            x = block.forward(&x, keys, mode)?;
         }
         self.ln_f.forward(&x)
     }
@@ -203,18 +215,18 @@ impl Gpt2 {
     pub fn forward_recompute(
         &self,
         ids: &Tensor,
-        mask: &Tensor,
+        keys: &Keys,
         mode: Mode,
     ) -> candle_core::Result<(Tensor, Recompute<'_>)> {
-        let embed = self.embed(ids, mask, mode)?;
-        let (blocks, mask) = (&self.blocks, mask.clone());
-        let block = move |i: usize, x: &Tensor| blocks[i].forward(x, &mask, mode);
+        let embed = self.embed(ids, keys, mode)?;
+        let (blocks, keys) = (&self.blocks, keys.clone());
+        let block = move |i: usize, x: &Tensor| blocks[i].forward(x, &keys, mode);
         let (x, tape) = Recompute::run(blocks.len(), Box::new(block), embed)?;
         Ok((self.ln_f.forward(&x)?, tape))
     }
 
     /// Token plus position embeddings, after dropout: the first block's input.
-    fn embed(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+    fn embed(&self, ids: &Tensor, keys: &Keys, mode: Mode) -> candle_core::Result<Tensor> {
         let (_, t) = ids.dims2()?;
         if t > self.config.n_positions {
             candle_core::bail!(
@@ -222,7 +234,7 @@ impl Gpt2 {
                 self.config.n_positions
             );
         }
-        let positions = nn::position_ids_from_mask(mask)?;
+        let positions = keys.positions()?;
         let x = (self.wte.forward(ids)? + self.wpe.forward(&positions)?)?;
         self.emb_dropout.forward(&x, mode)
     }

@@ -17,7 +17,9 @@
 //! - [`params::ParamStore`]: weights by checkpoint name, loaded or seeded-initialised;
 //! - [`lora`]: LoRA adapters on chosen linear layers (only they and the value head train), and
 //!   [`peft`]: their files in PEFT's layout (`adapter_config.json`, `adapter_model.safetensors`);
-//! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`;
+//! - [`reward::RewardModel`]: backbone + [`reward::Pooling`] + `Linear(hidden, 1)`, over padded
+//!   rows or packed ones (a pair's chosen and rejected after their prompt, computed once:
+//!   [`keys::Keys`]);
 //! - [`recompute`]: gradient checkpointing for decoders (blocks rerun in the backward pass);
 //! - [`ops`]: the fused CPU kernels with their backward passes (linear, attention, layer norm,
 //!   softmax, GELU), one file each, their loops compiled for AVX-512, AVX2 and the base target
@@ -45,6 +47,7 @@ pub mod error;
 pub mod generate;
 pub mod gguf;
 pub mod gpt2;
+pub mod keys;
 pub mod llama;
 pub mod lora;
 pub mod nn;
@@ -63,6 +66,7 @@ pub use checkpoint::{load, save, InitMissing, LoadOptions, LoadedModel, ModelMet
 pub use error::{ModelError, Result};
 pub use generate::{ChatTemplate, GenerateError, GenerationConfig, Policy, Sample};
 pub use gguf::{GgufFile, GgufTokenizer};
+pub use keys::Keys;
 pub use lora::LoraConfig;
 pub use nn::Mode;
 pub use params::{LoraPlan, ParamStore};

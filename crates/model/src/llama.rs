@@ -31,6 +31,7 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
 use crate::bert::Activation;
+use crate::keys::Keys;
 use crate::nn::{self, Dropout, Embedding, Linear, Mode, RmsNorm};
 use crate::ops::{KvBuffer, RopeTables};
 use crate::recompute::Recompute;
@@ -242,10 +243,10 @@ impl Rotary {
 /// What a block's attention is masked with.
 #[derive(Clone, Copy)]
 enum AttnMask<'a> {
-    /// The whole sequence at once: the `[b, t]` attention mask; causal attention over the
-    /// unmasked keys by [`nn::Attention`] (the fused kernel on CPU: nothing of size
-    /// `[b, heads, t, t]` kept for the backward pass).
-    Keys(&'a Tensor),
+    /// The whole sequence at once: causal attention over the keys each query may see (the
+    /// `[b, t]` attention mask, and for packed rows their branches) by [`nn::Attention`] (the
+    /// fused kernel on CPU: nothing of size `[b, heads, t, t]` kept for the backward pass).
+    Keys(&'a Keys),
     /// Cached inference: the attention mask of every token so far, per row (the new tokens
     /// last); each new token's query sees the unmasked keys up to itself.
     Cached(&'a [Vec<u32>]),
@@ -359,7 +360,7 @@ impl Layer {
     fn attention_whole(
         &self,
         n: &Tensor,
-        mask: &Tensor,
+        keys: &Keys,
         rotary: &Rotary,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
@@ -371,7 +372,7 @@ impl Layer {
         let q = rotary.apply(&q)?.reshape((b, t, heads * hd))?;
         let k = rotary.apply(&k)?.reshape((b, t, kv * hd))?;
         let v = v.reshape((b, t, kv * hd))?;
-        self.attention.forward(&q, &k, &v, mask, mode)
+        self.attention.forward(&q, &k, &v, keys, mode)
     }
 
     /// Attention of the new tokens `n` `[b, t, hidden]` (normalised) against the keys and
@@ -524,11 +525,21 @@ impl Llama {
     /// `ids`, `mask`: `[batch, seq]` (u32). Attention is causal and skips padded keys; positions
     /// (and so the rotary angles) come from the mask.
     pub fn forward(&self, ids: &Tensor, mask: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        let positions = nn::position_ids_from_mask(mask)?;
-        let rotary = Rotary::new(&self.inv_freq, &positions)?;
+        self.forward_keys(ids, &Keys::new(mask), mode)
+    }
+
+    /// [`Llama::forward`] where `keys` may describe packed rows: positions and attention follow
+    /// each token's sequence ([`crate::keys`]).
+    pub fn forward_keys(
+        &self,
+        ids: &Tensor,
+        keys: &Keys,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        let rotary = Rotary::new(&self.inv_freq, &keys.positions()?)?;
         let mut x = self.embed_tokens.forward(ids)?;
         for layer in &self.layers {
-            x = layer.forward(&x, AttnMask::Keys(mask), &rotary, mode, None)?;
+            x = layer.forward(&x, AttnMask::Keys(keys), &rotary, mode, None)?;
         }
         self.norm.forward(&x)
     }
@@ -538,15 +549,14 @@ impl Llama {
     pub fn forward_recompute(
         &self,
         ids: &Tensor,
-        mask: &Tensor,
+        keys: &Keys,
         mode: Mode,
     ) -> candle_core::Result<(Tensor, Recompute<'_>)> {
-        let positions = nn::position_ids_from_mask(mask)?;
-        let rotary = Rotary::new(&self.inv_freq, &positions)?;
+        let rotary = Rotary::new(&self.inv_freq, &keys.positions()?)?;
         let layers = &self.layers;
-        let mask = mask.clone();
+        let keys = keys.clone();
         let block = move |i: usize, x: &Tensor| {
-            layers[i].forward(x, AttnMask::Keys(&mask), &rotary, mode, None)
+            layers[i].forward(x, AttnMask::Keys(&keys), &rotary, mode, None)
         };
         let embed = self.embed_tokens.forward(ids)?;
         let (x, tape) = Recompute::run(layers.len(), Box::new(block), embed)?;

@@ -10,6 +10,7 @@
 use candle_core::{DType, Module, Tensor, D};
 use candle_nn::{Init, VarBuilder};
 
+use crate::keys::Keys;
 use crate::lora::LoraAdapter;
 use rewardkit_data::Rng;
 
@@ -379,20 +380,20 @@ pub struct Attention {
 }
 
 impl Attention {
-    /// `mask`: `[b, t]` attention mask (non-zero for real tokens). Fused on CPU
-    /// ([`crate::ops::attention`]), composed elsewhere.
+    /// `keys`: which keys each query may see (the `[b, t]` attention mask, and for packed rows
+    /// their branches). Fused on CPU ([`crate::ops::attention`]), composed elsewhere.
     pub fn forward(
         &self,
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        mask: &Tensor,
+        keys: &Keys,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
         if q.device().is_cpu() && q.dtype() == DType::F32 {
-            crate::ops::attention(q, k, v, mask, self, mode)
+            crate::ops::attention(q, k, v, keys, self, mode)
         } else {
-            self.forward_composed(q, k, v, mask, mode)
+            self.forward_composed(q, k, v, keys, mode)
         }
     }
 
@@ -403,7 +404,7 @@ impl Attention {
         q: &Tensor,
         k: &Tensor,
         v: &Tensor,
-        mask: &Tensor,
+        keys: &Keys,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
         // Grouped-query attention: K/V heads repeated to the queries' count.
@@ -415,7 +416,7 @@ impl Attention {
             split_heads(&k, self.heads)?,
             split_heads(&v, self.heads)?,
         );
-        let bias = attention_bias(mask, self.causal)?;
+        let bias = keys.bias(self.causal)?;
         let scores = (q.matmul(&k.t()?)? * self.scale)?.broadcast_add(&bias)?;
         let probs = self.dropout.forward(&softmax_last_dim(&scores)?, mode)?;
         merge_heads(&probs.matmul(&v)?)

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 use rewardkit_tokenize::Batch;
 
 use crate::backbone::{ArchConfig, Backbone};
-use crate::error::Result;
+use crate::error::{ModelError, Result};
+use crate::keys::Keys;
 use crate::nn::{Linear, Mode};
 use crate::params::ParamStore;
 use crate::recompute::Recompute;
@@ -82,11 +83,19 @@ impl RewardModel {
         self.store.device()
     }
 
-    /// Rewards `[rows]` of a padded batch.
+    /// Rewards `[sequences]` of a batch: one per row of a padded batch, one per sequence of a
+    /// packed one ([`rewardkit_tokenize::pack_shared_prefix`]: decoders with last-token
+    /// pooling), in the order the sequences were packed.
     pub fn forward(&self, batch: &Batch, mode: Mode) -> Result<Tensor> {
-        let (ids, type_ids, mask) = self.inputs(batch)?;
-        let hidden = self.backbone.forward(&ids, &type_ids, &mask, mode)?;
+        let (ids, type_ids, keys) = self.inputs(batch)?;
+        let hidden = self.backbone.forward(&ids, &type_ids, &keys, mode)?;
         self.read_out(&hidden, batch)
+    }
+
+    /// Whether [`RewardModel::forward`] takes packed batches: a causal decoder read at the
+    /// last token.
+    pub fn packs(&self) -> bool {
+        self.config.is_decoder() && self.pooling == Pooling::Last
     }
 
     /// [`RewardModel::forward`] with gradient checkpointing (decoders): the rewards, whose
@@ -95,8 +104,8 @@ impl RewardModel {
     /// equal those of `forward(..).backward()` up to rounding; the blocks' activations are not
     /// kept (see [`crate::recompute`]).
     pub fn forward_recompute(&self, batch: &Batch, mode: Mode) -> Result<(Tensor, Recompute<'_>)> {
-        let (ids, _, mask) = self.inputs(batch)?;
-        let (hidden, tape) = self.backbone.forward_recompute(&ids, &mask, mode)?;
+        let (ids, _, keys) = self.inputs(batch)?;
+        let (hidden, tape) = self.backbone.forward_recompute(&ids, &keys, mode)?;
         Ok((self.read_out(&hidden, batch)?, tape))
     }
 
@@ -104,8 +113,8 @@ impl RewardModel {
     /// `head(forward_pooled(..))`. For objectives that read the pooled state with heads of their
     /// own (ODIN's length head in `rewardkit-train`).
     pub fn forward_pooled(&self, batch: &Batch, mode: Mode) -> Result<Tensor> {
-        let (ids, type_ids, mask) = self.inputs(batch)?;
-        let hidden = self.backbone.forward(&ids, &type_ids, &mask, mode)?;
+        let (ids, type_ids, keys) = self.inputs(batch)?;
+        let hidden = self.backbone.forward(&ids, &type_ids, &keys, mode)?;
         self.pool(&hidden, batch)
     }
 
@@ -116,8 +125,8 @@ impl RewardModel {
         batch: &Batch,
         mode: Mode,
     ) -> Result<(Tensor, Recompute<'_>)> {
-        let (ids, _, mask) = self.inputs(batch)?;
-        let (hidden, tape) = self.backbone.forward_recompute(&ids, &mask, mode)?;
+        let (ids, _, keys) = self.inputs(batch)?;
+        let (hidden, tape) = self.backbone.forward_recompute(&ids, &keys, mode)?;
         Ok((self.pool(&hidden, batch)?, tape))
     }
 
@@ -131,14 +140,28 @@ impl RewardModel {
         self.head.weight()
     }
 
-    /// The batch's ids, type ids and mask as `[rows, len]` tensors.
-    fn inputs(&self, batch: &Batch) -> Result<(Tensor, Tensor, Tensor)> {
+    /// The batch's ids and type ids as `[rows, len]` tensors, and the keys each query sees.
+    /// A packed batch needs [`RewardModel::packs`].
+    fn inputs(&self, batch: &Batch) -> Result<(Tensor, Tensor, Keys)> {
         let dev = self.device();
         let shape = (batch.rows, batch.len);
+        let mask = Tensor::from_slice(&batch.attention_mask, shape, dev)?;
+        let keys = match &batch.packing {
+            None => Keys::new(&mask),
+            Some(_) if !self.packs() => {
+                return Err(ModelError::Unsupported(format!(
+                    "packed rows need a causal decoder read at the last token, not {:?} pooling \
+                     of {}",
+                    self.pooling,
+                    self.config.sequence_classification_class()
+                )))
+            }
+            Some(packing) => Keys::packed(&mask, packing)?,
+        };
         Ok((
             Tensor::from_slice(&batch.ids, shape, dev)?,
             Tensor::from_slice(&batch.type_ids, shape, dev)?,
-            Tensor::from_slice(&batch.attention_mask, shape, dev)?,
+            keys,
         ))
     }
 
@@ -149,6 +172,11 @@ impl RewardModel {
 
     fn pool(&self, hidden: &Tensor, batch: &Batch) -> Result<Tensor> {
         let (b, t, h) = hidden.dims3()?;
+        if let Some(packing) = &batch.packing {
+            let idx: Vec<u32> = packing.last.iter().map(|&i| i as u32).collect();
+            let idx = Tensor::from_vec(idx, packing.last.len(), hidden.device())?;
+            return Ok(hidden.reshape((b * t, h))?.index_select(&idx, 0)?);
+        }
         Ok(match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
             Pooling::Pooler => match self.backbone.pooler(hidden)? {

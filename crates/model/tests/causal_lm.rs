@@ -58,7 +58,13 @@ fn check_parity(policy: &Policy, prompts: &[&str]) {
             .iter()
             .map(|s| (encoded[s.prompt_index].as_slice(), s.token_ids.as_slice()))
             .collect();
-        let batch = ResponseBatch::new(&rows, policy.eos_ids()[0], policy.device()).unwrap();
+        let batch = ResponseBatch::new(
+            &rows,
+            policy.eos_ids()[0],
+            policy.arch_config().hidden_size(),
+            policy.device(),
+        )
+        .unwrap();
         assert!(batch.lengths.iter().min() < batch.lengths.iter().max() || rows.len() > 1);
         let out = lm
             .response_logprobs(&batch, Mode::Eval, temperature, true)
@@ -123,7 +129,13 @@ fn response_logprob_gradients_match_finite_differences() {
         let p2 = policy.encode("d ?").unwrap();
         let r2 = policy.encode("four").unwrap();
         let rows: Vec<(&[u32], &[u32])> = vec![(&p1, &r1), (&p2, &r2)];
-        let batch = ResponseBatch::new(&rows, policy.eos_ids()[0], policy.device()).unwrap();
+        let batch = ResponseBatch::new(
+            &rows,
+            policy.eos_ids()[0],
+            policy.arch_config().hidden_size(),
+            policy.device(),
+        )
+        .unwrap();
         let f = || -> f64 {
             let lp = lm
                 .response_logprobs(&batch, Mode::Eval, 1.0, false)
@@ -186,6 +198,81 @@ fn response_logprob_gradients_match_finite_differences() {
             checked, 15,
             "{kind}: the embeddings and two tensors of each of 2 layers, three entries each"
         );
+    }
+}
+
+/// The responses to one prompt in one row after it (`ResponseBatch::new`, an RL step's k
+/// samples) against a row per response (`ResponseBatch::separate`): the per-token
+/// log-probabilities and entropies agree to 1e-5 and every parameter's gradient to 1e-4 of its
+/// largest, for Llama and GPT-2, and the shared rows compute fewer positions.
+#[test]
+fn responses_sharing_a_prompt_score_as_separate_rows() {
+    for (kind, tied) in [("llama", false), ("gpt2", true)] {
+        let policy = tiny_policy(kind, tied, 9);
+        let lm = policy.trainable().unwrap();
+        let enc = |t: &str| policy.encode(t).unwrap();
+        let (p1, p2) = (enc("a b c d e ?"), enc("one ?"));
+        let responses = [enc("one two ."), enc("four"), enc("a b c d"), enc("two .")];
+        let rows: Vec<(&[u32], &[u32])> = vec![
+            (&p1, &responses[0]),
+            (&p2, &responses[3]),
+            (&p1, &responses[1]),
+            (&p1, &responses[2]),
+            (&p2, &responses[0]),
+        ];
+        let pad = policy.eos_ids()[0];
+        let hidden = policy.arch_config().hidden_size();
+        let shared = ResponseBatch::new(&rows, pad, hidden, policy.device()).unwrap();
+        let separate = ResponseBatch::separate(&rows, pad, policy.device()).unwrap();
+        assert!(shared.positions < separate.positions, "{kind}");
+        let run = |batch: &ResponseBatch| {
+            let out = lm.response_logprobs(batch, Mode::Eval, 0.8, true).unwrap();
+            // Each response weighted differently, so a token read from the wrong place shows.
+            let w = candle_core::Tensor::new(&[1f32, -0.5, 2.0, 0.7, -1.3], policy.device())
+                .unwrap()
+                .unsqueeze(1)
+                .unwrap();
+            let loss = out.logprobs.broadcast_mul(&w).unwrap().sum_all().unwrap();
+            let grads = loss.backward().unwrap();
+            let lp: Vec<Vec<f32>> = out.logprobs.to_vec2().unwrap();
+            let h: Vec<Vec<f32>> = out.entropy.unwrap().to_vec2().unwrap();
+            (lp, h, grads)
+        };
+        let (lp_a, h_a, g_a) = run(&shared);
+        let (lp_b, h_b, g_b) = run(&separate);
+        let max_diff = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+            a.iter()
+                .flatten()
+                .zip(b.iter().flatten())
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()))
+        };
+        assert!(
+            max_diff(&lp_a, &lp_b) <= 1e-5,
+            "{kind}: {lp_a:?} vs {lp_b:?}"
+        );
+        assert!(max_diff(&h_a, &h_b) <= 1e-5, "{kind}: entropies");
+        assert!(
+            lp_a.iter().flatten().any(|&x| x < -0.1),
+            "{kind}: not trivially zero"
+        );
+        for (name, var) in policy.params().vars() {
+            let values = |g: &candle_core::backprop::GradStore| -> Vec<f32> {
+                let g = g
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("{name}: no gradient"));
+                g.flatten_all().unwrap().to_vec1().unwrap()
+            };
+            let (a, b) = (values(&g_a), values(&g_b));
+            let scale = b.iter().fold(0f32, |m, x| m.max(x.abs()));
+            let diff = a
+                .iter()
+                .zip(&b)
+                .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+            assert!(
+                diff <= 1e-4 * scale.max(1e-6),
+                "{kind} {name}: {diff} (largest {scale})"
+            );
+        }
     }
 }
 

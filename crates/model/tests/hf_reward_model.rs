@@ -45,12 +45,9 @@ fn scores_match(dir: &std::path::Path, inference: bool) {
     let items: Vec<(&Text, &Text)> = texts.iter().map(|(p, r)| (p, r)).collect();
     // Batch sizes 1 and 2: batch composition must not change a score.
     for batch_size in [1, 2] {
-        let scores = ModelScorer {
-            model: &model,
-            batch_size,
-        }
-        .score_batch(&items)
-        .unwrap();
+        let scores = ModelScorer::new(&model, batch_size)
+            .score_batch(&items)
+            .unwrap();
         for (i, s) in scores.iter().enumerate() {
             let expected = reference["scores"][i].as_f64().unwrap();
             assert!(

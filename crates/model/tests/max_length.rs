@@ -47,12 +47,9 @@ fn the_default_length_is_the_models_positions_and_a_long_row_is_truncated() {
     let (prompt, response) = (Text::Plain(words(20)), Text::Plain(words(400)));
     let encoded = model.tokenizer.encode(&prompt, &response, 128).unwrap();
     assert_eq!(encoded.ids.len(), 128);
-    let scores = ModelScorer {
-        model: &model,
-        batch_size: 2,
-    }
-    .score_batch(&[(&prompt, &response), (&prompt, &Text::Plain("t7".into()))])
-    .unwrap();
+    let scores = ModelScorer::new(&model, 2)
+        .score_batch(&[(&prompt, &response), (&prompt, &Text::Plain("t7".into()))])
+        .unwrap();
     assert_eq!(scores.len(), 2);
     assert!(scores.iter().all(|s| s.is_finite()), "{scores:?}");
     // Scored, and as itself (not as the short row beside it).

@@ -95,6 +95,7 @@ fn padded_batch_matches_transformers() {
         ids: ids.flatten_all().unwrap().to_vec1().unwrap(),
         type_ids: vec![0; rows * len],
         attention_mask: mask.flatten_all().unwrap().to_vec1().unwrap(),
+        packing: None,
     };
     assert_close(
         &scores(&model, &batch),

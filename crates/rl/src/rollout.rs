@@ -163,6 +163,7 @@ pub(crate) fn response_batch(
     Ok(ResponseBatch::new(
         &rows,
         model.eos_ids()[0],
+        model.arch_config().hidden_size(),
         model.device(),
     )?)
 }

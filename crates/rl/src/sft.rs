@@ -186,7 +186,12 @@ pub fn sft(
             .iter()
             .map(|&i| (data[i].prompt.as_slice(), data[i].response.as_slice()))
             .collect();
-        let batch = ResponseBatch::new(&rows, policy.eos_ids()[0], policy.device())?;
+        let batch = ResponseBatch::new(
+            &rows,
+            policy.eos_ids()[0],
+            policy.arch_config().hidden_size(),
+            policy.device(),
+        )?;
         let tokens: usize = batch.lengths.iter().sum();
         let logprobs = lm
             .response_logprobs(&batch, Mode::Eval, 1.0, false)?

@@ -1,7 +1,9 @@
 //! What scores: an [`Engine`] turns (prompt, response) into prepared inputs (on the request's
 //! side) and prepared inputs into one score per ensemble member (on the model thread).
 //! [`ModelEngine`] is the real one: loaded reward models, scored through the model crate's own
-//! encode / `score_encoded` path, so the numbers are those of `rewardkit score`.
+//! encode / `score_encoded` path, so the numbers are those of `rewardkit score`; for causal
+//! decoders read at the last token, the items of a batch that share a prompt share one row
+//! after it (`score_encoded_shared`, as `rewardkit eval` and the RL loop's folder models do).
 
 use rewardkit_data::Text;
 use rewardkit_model::LoadedModel;
@@ -16,6 +18,9 @@ pub struct Prepared {
     pub tokens: usize,
     /// Any member's input was cut to its length limit.
     pub truncated: bool,
+    /// A hash of the prompt: items with equal keys in one batch may share a row. (A collision
+    /// only costs speed: the shared prefix is found from the tokens themselves.)
+    pub prompt_key: u64,
 }
 
 impl Prepared {
@@ -26,7 +31,17 @@ impl Prepared {
             members,
             tokens,
             truncated,
+            prompt_key: 0,
         }
+    }
+
+    /// The item of `prompt` (see [`Prepared::prompt_key`]).
+    pub fn with_prompt(mut self, prompt: &Text) -> Self {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        prompt.hash(&mut h);
+        self.prompt_key = h.finish();
+        self
     }
 }
 
@@ -75,17 +90,22 @@ impl Engine for ModelEngine {
             .iter()
             .map(|m| m.encode(prompt, response).map_err(|e| e.to_string()))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Prepared::new(encoded))
+        Ok(Prepared::new(encoded).with_prompt(prompt))
     }
 
     fn score(&self, batch: &[&Prepared]) -> Result<Vec<Vec<f64>>, String> {
         let mut out = vec![Vec::with_capacity(self.members.len()); batch.len()];
+        let groups = prompt_groups(batch);
         for (m, model) in self.members.iter().enumerate() {
             let inputs: Vec<Encoded> = batch.iter().map(|p| p.members[m].clone()).collect();
             // One forward pass per member: the batch was formed (and sorted) by the queue.
-            let scores = model
-                .score_encoded(&inputs, inputs.len().max(1))
-                .map_err(|e| format!("{}: {e}", model.source.display()))?;
+            let n = inputs.len().max(1);
+            let scores = if model.model.packs() && groups.len() < batch.len() {
+                model.score_encoded_shared(&inputs, &groups, n)
+            } else {
+                model.score_encoded(&inputs, n)
+            }
+            .map_err(|e| format!("{}: {e}", model.source.display()))?;
             for (row, s) in out.iter_mut().zip(scores) {
                 row.push(s);
             }
@@ -124,4 +144,18 @@ impl Engine for ModelEngine {
             .collect();
         names.join("+")
     }
+}
+
+/// The batch's indices grouped by prompt key, in order of first appearance.
+fn prompt_groups(batch: &[&Prepared]) -> Vec<Vec<usize>> {
+    let mut groups: Vec<Vec<usize>> = Vec::new();
+    let mut by_key: std::collections::HashMap<u64, usize> = Default::default();
+    for (i, p) in batch.iter().enumerate() {
+        let g = *by_key.entry(p.prompt_key).or_insert_with(|| {
+            groups.push(Vec::new());
+            groups.len() - 1
+        });
+        groups[g].push(i);
+    }
+    groups
 }

@@ -1,6 +1,6 @@
 //! Padding and length bucketing.
 
-use crate::Encoded;
+use crate::{Encoded, Packing};
 
 /// Where padding goes. Right padding is the default for both encoders and decoders here:
 /// pooling finds the last real token from the attention mask, so either side gives the same
@@ -13,7 +13,8 @@ pub enum PaddingSide {
     Right,
 }
 
-/// A padded batch, row-major `[rows, len]`.
+/// A padded batch, row-major `[rows, len]`: one sequence per row ([`pad_batch`]), or several
+/// sharing a row ([`crate::pack_shared_prefix`], which sets `packing`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Batch {
     pub rows: usize,
@@ -22,9 +23,28 @@ pub struct Batch {
     pub type_ids: Vec<u32>,
     /// 1 for real tokens, 0 for padding.
     pub attention_mask: Vec<u32>,
+    /// Where the sequences of packed rows are; `None` when each row is one sequence.
+    pub packing: Option<Packing>,
 }
 
 impl Batch {
+    /// `rows` × `len` of padding (`pad_id`, mask 0), one sequence per row, to be filled in.
+    pub fn padding(rows: usize, len: usize, pad_id: u32) -> Batch {
+        Batch {
+            rows,
+            len,
+            ids: vec![pad_id; rows * len],
+            type_ids: vec![0; rows * len],
+            attention_mask: vec![0; rows * len],
+            packing: None,
+        }
+    }
+
+    /// The sequences the batch holds: its rows, or the packed sequences.
+    pub fn sequences(&self) -> usize {
+        self.packing.as_ref().map_or(self.rows, |p| p.last.len())
+    }
+
     /// Real (unpadded) tokens over all positions: 1.0 means no compute went to padding.
     pub fn fill(&self) -> f64 {
         let real: u32 = self.attention_mask.iter().sum();
@@ -36,13 +56,7 @@ impl Batch {
 pub fn pad_batch(rows: &[&Encoded], pad_id: u32, side: PaddingSide) -> Batch {
     let len = rows.iter().map(|e| e.ids.len()).max().unwrap_or(0);
     let n = rows.len();
-    let mut batch = Batch {
-        rows: n,
-        len,
-        ids: vec![pad_id; n * len],
-        type_ids: vec![0; n * len],
-        attention_mask: vec![0; n * len],
-    };
+    let mut batch = Batch::padding(n, len, pad_id);
     for (i, e) in rows.iter().enumerate() {
         let start = match side {
             PaddingSide::Right => i * len,

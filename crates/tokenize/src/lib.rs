@@ -11,6 +11,8 @@
 //!   the response; every cut is counted in [`Truncation`].
 //! - [`pad_batch`] pads dynamically with an attention mask; [`length_buckets`] groups
 //!   sequences of similar length so little compute goes to padding.
+//! - [`pack_shared_prefix`] puts sequences that start alike (a pair's chosen and rejected after
+//!   their prompt) in one row, the common prefix once, for causal decoders.
 //!
 //! ```no_run
 //! use rewardkit_tokenize::{InputStyle, RewardTokenizer};
@@ -22,9 +24,11 @@
 //! ```
 
 mod batch;
+mod pack;
 mod tokenizer;
 
 pub use batch::{length_buckets, pad_batch, Batch, PaddingSide};
+pub use pack::{pack_shared_prefix, packed_len, packing_runs, shared_prefix_len, Packing};
 pub use tokenizer::{
     Encoded, InputStyle, RewardTokenizer, TokenLengthStats, TokenizeError, Truncation,
 };

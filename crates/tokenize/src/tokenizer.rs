@@ -189,6 +189,23 @@ impl RewardTokenizer {
         response: &Text,
         max_length: usize,
     ) -> Result<Encoded, TokenizeError> {
+        let mut one = self.encode_group(prompt, &[response], max_length)?;
+        one.pop()
+            .ok_or_else(|| TokenizeError::Encode("no encoding came back".into()))
+    }
+
+    /// Encodes responses to one prompt (a pair's chosen and rejected, best-of-n's samples) into
+    /// at most `max_length` tokens each, with the same prompt tokens in each: each response is
+    /// cut at its end only if it alone is over the budget, and the prompt's start is cut as far
+    /// as the longest (kept) response needs. The responses are so compared in the same context,
+    /// and a causal decoder can compute that context once ([`crate::pack_shared_prefix`]). For
+    /// a single response this is [`RewardTokenizer::encode`].
+    pub fn encode_group(
+        &self,
+        prompt: &Text,
+        responses: &[&Text],
+        max_length: usize,
+    ) -> Result<Vec<Encoded>, TokenizeError> {
         if self.append_eos && self.eos_id.is_none() {
             return Err(TokenizeError::NoEos(EOS_CANDIDATES.join(", ")));
         }
@@ -204,23 +221,41 @@ impl RewardTokenizer {
             .inner
             .encode(prompt.render(), false)
             .map_err(encode_err)?;
-        let mut r = self
-            .inner
-            .encode(response.render(), false)
-            .map_err(encode_err)?;
-        let (plen, rlen) = (p.len(), r.len());
-        let keep_r = rlen.min(budget);
-        let keep_p = plen.min(budget - keep_r);
-        let truncation = Truncation {
-            prompt: plen - keep_p,
-            response: rlen - keep_r,
-        };
+        let responses = responses
+            .iter()
+            .map(|r| self.inner.encode(r.render(), false).map_err(encode_err))
+            .collect::<Result<Vec<_>, _>>()?;
+        let longest = responses.iter().map(|r| r.len().min(budget)).max();
+        let plen = p.len();
+        let keep_p = plen.min(budget - longest.unwrap_or(0));
         if keep_p < plen {
             p.truncate(keep_p, 0, TruncationDirection::Left);
         }
-        if keep_r < rlen {
-            r.truncate(keep_r, 0, TruncationDirection::Right);
-        }
+        responses
+            .into_iter()
+            .map(|mut r| {
+                let rlen = r.len();
+                let keep_r = rlen.min(budget);
+                if keep_r < rlen {
+                    r.truncate(keep_r, 0, TruncationDirection::Right);
+                }
+                let truncation = Truncation {
+                    prompt: plen - keep_p,
+                    response: rlen - keep_r,
+                };
+                self.finish(p.clone(), r, truncation)
+            })
+            .collect()
+    }
+
+    /// The model input of a (cut) prompt and response: the post-processor's special tokens,
+    /// then the EOS where this style appends one.
+    fn finish(
+        &self,
+        p: Encoding,
+        r: Encoding,
+        truncation: Truncation,
+    ) -> Result<Encoded, TokenizeError> {
         let enc = match self.style {
             InputStyle::Pair => self
                 .inner

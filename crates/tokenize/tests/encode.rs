@@ -157,6 +157,38 @@ fn decoder_appends_eos_and_truncates_keeping_it() {
 }
 
 #[test]
+fn responses_to_one_prompt_keep_the_same_prompt_tokens() {
+    let dir = tiny_llama_dir();
+    let inner = tokenizers::Tokenizer::from_file(dir.join("tokenizer.json")).unwrap();
+    let tok = RewardTokenizer::new(inner, InputStyle::Sequence, Some("t2"), None).unwrap();
+    let prompt = text("t5 t17 t42 t43");
+    let (short, long) = (text(" t3"), text(" t7 t8 t9"));
+    // Budget 6 − 1 (EOS) = 5: alone, the short response would keep 4 prompt tokens and the long
+    // one 2; together both keep the 2 the long one leaves.
+    let alone = tok.encode(&prompt, &short, 6).unwrap();
+    assert_eq!(alone.ids, [5, 17, 42, 43, 3, 2]);
+    let both = tok.encode_group(&prompt, &[&short, &long], 6).unwrap();
+    assert_eq!(both[0].ids, [42, 43, 3, 2]);
+    assert_eq!(both[1].ids, [42, 43, 7, 8, 9, 2]);
+    assert_eq!(both[0].truncation.prompt, 2);
+    assert_eq!(both[1].truncation.prompt, 2);
+    // A response over the budget alone is cut at its end, and leaves no prompt to any.
+    let over = text(" t7 t8 t9 t10 t11 t12");
+    let both = tok.encode_group(&prompt, &[&short, &over], 6).unwrap();
+    assert_eq!(both[0].ids, [3, 2]);
+    assert_eq!(both[1].ids, [7, 8, 9, 10, 11, 2]);
+    assert_eq!(
+        (both[1].truncation.prompt, both[1].truncation.response),
+        (4, 1)
+    );
+    // One response: the same as encode.
+    assert_eq!(
+        tok.encode_group(&prompt, &[&long], 6).unwrap()[0],
+        tok.encode(&prompt, &long, 6).unwrap()
+    );
+}
+
+#[test]
 fn padding_and_mask_either_side() {
     let tok = bert();
     let a = tok

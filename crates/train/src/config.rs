@@ -54,6 +54,13 @@ pub struct TrainConfig {
     /// Same gradients up to rounding, so it may differ between a run and its resume.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub gradient_checkpointing: bool,
+    /// Causal decoders read at the last token: a pair's chosen and rejected share one row after
+    /// their prompt, which is computed once in the forward and backward passes
+    /// ([`rewardkit_tokenize::pack_shared_prefix`]); the gradients equal those of separate rows
+    /// up to rounding. With dropout on, both responses then see one dropout draw of the prompt.
+    /// `false`: each sequence in a row of its own. Ignored for encoders.
+    #[serde(skip_serializing_if = "is_true")]
+    pub shared_prompt: bool,
     pub seed: u64,
     /// Log every N optimizer steps.
     pub log_every: usize,
@@ -69,6 +76,10 @@ pub struct TrainConfig {
     /// most one of each kind. In a TOML config, `[[train.penalties]]` tables with a `kind`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub penalties: Vec<Penalty>,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for TrainConfig {
@@ -92,6 +103,7 @@ impl Default for TrainConfig {
             max_length: None,
             dropout: false,
             gradient_checkpointing: false,
+            shared_prompt: true,
             seed: 42,
             log_every: 10,
             eval_every: 0,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use rewardkit_data::{PreferencePair, Probe, ProbePhrases, Text};
 use rewardkit_eval::{Metric, PairMetrics, PairReport, ScoredPair};
 use rewardkit_model::{LoadedModel, Mode, Rng};
-use rewardkit_tokenize::{pad_batch, Encoded, PaddingSide};
+use rewardkit_tokenize::{pack_shared_prefix, pad_batch, Encoded, PaddingSide};
 
 use crate::checkpoint::{
     prepare_out, prune_checkpoints, read_state, save_checkpoint, save_final, SaveMeta, Start,
@@ -161,9 +161,14 @@ fn encode_pairs(
     pairs
         .iter()
         .map(|p| {
+            // The same prompt tokens in both, cut alike where one response needs it.
+            let [chosen, rejected]: [Encoded; 2] = model
+                .encode_group(&p.prompt, &[&p.chosen, &p.rejected])?
+                .try_into()
+                .map_err(|_| TrainError::Config("a pair encoded to other than two rows".into()))?;
             Ok(EncodedPair {
-                chosen: model.encode(&p.prompt, &p.chosen)?,
-                rejected: model.encode(&p.prompt, &p.rejected)?,
+                chosen,
+                rejected,
                 margin: p.margin.unwrap_or(0.0) as f32,
                 tie: p.tie,
                 subset: p.subset.clone(),
@@ -174,18 +179,25 @@ fn encode_pairs(
         .collect()
 }
 
-/// Scores held-out pairs and computes every pairwise metric.
+/// Scores held-out pairs and computes every pairwise metric; with `shared_prompt` (and a model
+/// that packs), each pair in one row after its prompt.
 fn evaluate(
     model: &LoadedModel,
     pairs: &[EncodedPair],
     batch_size: usize,
+    shared_prompt: bool,
 ) -> Result<PairReport, TrainError> {
     let mut inputs = Vec::with_capacity(pairs.len() * 2);
     for p in pairs {
         inputs.push(p.chosen.clone());
         inputs.push(p.rejected.clone());
     }
-    let scores = model.score_encoded(&inputs, batch_size)?;
+    let scores = if shared_prompt && model.model.packs() {
+        let groups: Vec<Vec<usize>> = (0..pairs.len()).map(|i| vec![2 * i, 2 * i + 1]).collect();
+        model.score_encoded_shared(&inputs, &groups, batch_size)?
+    } else {
+        model.score_encoded(&inputs, batch_size)?
+    };
     let mut metrics = PairMetrics::default();
     for (p, s) in pairs.iter().zip(scores.chunks_exact(2)) {
         metrics.update(&ScoredPair {
@@ -208,6 +220,7 @@ fn config_differences(checkpoint: &TrainConfig, now: &TrainConfig) -> Vec<String
         save_total_limit: 1,
         eval_batch_size: 1,
         gradient_checkpointing: false,
+        shared_prompt: true,
         ..c.clone()
     };
     let as_value = |c: &TrainConfig| serde_json::to_value(strip(c)).unwrap_or_default();
@@ -536,7 +549,18 @@ impl Trainer<'_> {
             .chain(idx.iter().map(|&i| &pairs[i].rejected))
             .chain(edits.rows.iter())
             .collect();
-        let batch = pad_batch(&rows, model.tokenizer.pad_id(), PaddingSide::Right);
+        let pad = model.tokenizer.pad_id();
+        let batch = if config.shared_prompt && model.model.packs() {
+            // One row per pair (chosen, rejected), then one per edited row.
+            let n = idx.len();
+            let groups: Vec<Vec<usize>> = (0..n)
+                .map(|i| vec![i, n + i])
+                .chain((2 * n..rows.len()).map(|i| vec![i]))
+                .collect();
+            pack_shared_prefix(&rows, &groups, pad)
+        } else {
+            pad_batch(&rows, pad, PaddingSide::Right)
+        };
         let mode = if config.dropout {
             Mode::Train {
                 seed: config.seed,
@@ -630,6 +654,7 @@ impl Trainer<'_> {
             &self.eval_model,
             &self.data.eval,
             self.config.eval_batch_size,
+            self.config.shared_prompt,
         )?;
         let entry = EvalLog {
             step,

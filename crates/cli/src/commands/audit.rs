@@ -239,10 +239,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
     let report: AuditReport = match (&args.model, &args.scores, &args.baseline) {
         (Some(dir), _, _) => {
             let model = super::load_for_scoring(dir, args.max_length)?;
-            let scorer = rewardkit_model::ModelScorer {
-                model: &model,
-                batch_size: args.batch_size.max(1),
-            };
+            let scorer = rewardkit_model::ModelScorer::new(&model, args.batch_size.max(1));
             let scores = score(&plan, &scorer)?;
             let tokenizer = &model.tokenizer;
             let count = |t: &Text| tokenizer.tokens(&t.render()).map_or(0, |ids| ids.len());

@@ -143,10 +143,7 @@ fn score_rows(
     args: &CurvesArgs,
 ) -> anyhow::Result<Vec<f64>> {
     let model = load_for_scoring(model_dir, args.max_length)?;
-    let scorer = rewardkit_model::ModelScorer {
-        model: &model,
-        batch_size: args.batch_size.max(1),
-    };
+    let scorer = rewardkit_model::ModelScorer::new(&model, args.batch_size.max(1));
     let pb = crate::progress::bar(inputs.len() as u64, "samples");
     pb.set_message(format!("scoring with {}", model_dir.display()));
     let mut scores = Vec::with_capacity(inputs.len());

@@ -353,10 +353,7 @@ pub fn run(args: RlArgs) -> anyhow::Result<u8> {
     let models = load_models(&c.reward_models)?;
     let scorers: Vec<ModelScorer> = models
         .iter()
-        .map(|m| ModelScorer {
-            model: m,
-            batch_size: c.reward_batch_size,
-        })
+        .map(|m| ModelScorer::new(m, c.reward_batch_size))
         .collect();
     let baseline = c
         .reward_baseline
@@ -386,10 +383,9 @@ pub fn run(args: RlArgs) -> anyhow::Result<u8> {
         }),
     };
     let gold_models = load_models(c.gold_model.as_slice())?;
-    let gold_scorer = gold_models.first().map(|m| ModelScorer {
-        model: m,
-        batch_size: c.reward_batch_size,
-    });
+    let gold_scorer = gold_models
+        .first()
+        .map(|m| ModelScorer::new(m, c.reward_batch_size));
     let (mut gsm8k, mut gold_model);
     let gold: Option<&mut dyn Reward> = match (&c.gold_gsm8k, &gold_scorer) {
         (Some(path), _) => {

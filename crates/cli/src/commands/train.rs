@@ -120,6 +120,12 @@ pub struct TrainArgs {
     /// `gradient_checkpointing = true` in --config.
     #[arg(long)]
     gradient_checkpointing: bool,
+    /// Give each sequence a row of its own. By default a causal decoder read at the last token
+    /// (GPT-2, Llama family) packs a pair's chosen and rejected into one row after their
+    /// prompt and computes the prompt once, forward and backward (same gradients up to
+    /// rounding). Same as `shared_prompt = false` in --config.
+    #[arg(long)]
+    no_shared_prompt: bool,
     /// A penalty against reward hacking added to the Bradley-Terry loss, NAME or NAME=λ (λ = 1):
     /// `honesty` (λ·softplus(r(agree) − r(correct)) on correction pairs: needs --augment or
     /// correction pairs in --data), `counterfactual` (λ·(r(x′) − r(x))² for information-free
@@ -216,6 +222,7 @@ impl TrainArgs {
         }
         t.dropout |= self.dropout;
         t.gradient_checkpointing |= self.gradient_checkpointing;
+        t.shared_prompt &= !self.no_shared_prompt;
         for p in &self.penalties {
             t.penalties.retain(|q| q.name() != p.name());
             t.penalties.push(p.clone());

@@ -10,6 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::{check_simd, dot, exp, masked_max, sum};
+use crate::keys::Keys;
 use crate::nn::{DropoutDraw, Mode};
 
 /// What the attention kernels share: shapes, the key mask and the dropout draw.
@@ -23,8 +24,12 @@ struct AttentionSpec {
     head_dim: usize,
     scale: f32,
     causal: bool,
-    /// `[batch, len]`: 1 for keys that may be attended to, 0 for padding.
+    /// 1 for keys that may be attended to, 0 for the others: `[batch, len]` (every query of a
+    /// row sees the same keys: padding is masked), or `[batch, len, len]` (one set per query:
+    /// packed rows, [`Keys::allowed`]).
     keys: Arc<Vec<f32>>,
+    /// Whether `keys` holds one set per query.
+    per_query: bool,
     dropout: Option<DropoutDraw>,
 }
 
@@ -107,7 +112,8 @@ impl AttentionSpec {
                 false,
             )
         };
-        masked_softmax_rows(p, &self.keys[b * t..(b + 1) * t], self.causal);
+        let n = if self.per_query { t * t } else { t };
+        masked_softmax_rows(p, &self.keys[b * n..(b + 1) * n], t, self.causal);
     }
 
     /// `out` ← `p` with block `part`'s dropout mask applied (inverted dropout).
@@ -124,9 +130,11 @@ impl AttentionSpec {
 multiversion! {
     /// Softmax of each row of the t×t scores `p` over the keys where `keys` is non-zero (and, when
     /// `causal`, not after the row's own position); a row that sees no key becomes uniform.
-    pub(super) fn masked_softmax_rows / masked_softmax_rows_base(p: &mut [f32], keys: &[f32], causal: bool) {
-        let t = keys.len();
+    /// `keys` is one set of `t` for every row, or `t` sets of `t`, one per row.
+    pub(super) fn masked_softmax_rows / masked_softmax_rows_base(p: &mut [f32], keys: &[f32], t: usize, causal: bool) {
+        let stride = if keys.len() == t * t { t } else { 0 };
         for (i, row) in p.chunks_mut(t).enumerate() {
+            let keys = &keys[i * stride..i * stride + t];
             let visible = if causal { i + 1 } else { t };
             let (seen, unseen) = row.split_at_mut(visible);
             let max = masked_max(seen, keys);
@@ -392,12 +400,13 @@ impl CustomOp3 for AttentionBackward {
 /// scores, the masked softmax, dropout and the product with `v` in a block of t×t scratch;
 /// the backward pass recomputes the probabilities the same way (nothing of size `[b, h, t, t]`
 /// is kept between the passes). `q` is `[b, t, heads·d]`; `k` and `v` are `[b, t, kv·d]` for
-/// any `kv` dividing `heads` (grouped-query attention when `kv < heads`).
+/// any `kv` dividing `heads` (grouped-query attention when `kv < heads`); `keys` says which
+/// keys each query may see (the padding mask, and for packed rows their branches).
 pub fn attention(
     q: &Tensor,
     k: &Tensor,
     v: &Tensor,
-    mask: &Tensor,
+    keys: &Keys,
     attn: &crate::nn::Attention,
     mode: Mode,
 ) -> candle_core::Result<Tensor> {
@@ -423,13 +432,18 @@ pub fn attention(
             attn.heads
         );
     }
-    let keys: Vec<f32> = (mask.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?)
-        .into_iter()
-        .map(|m| if m != 0 { 1.0 } else { 0.0 })
-        .collect();
-    if keys.len() != batch * len {
+    let mask = keys.mask();
+    if mask.dims() != [batch, len] {
         candle_core::bail!("mask {:?} does not match q {:?}", mask.dims(), q.dims());
     }
+    let (keys, per_query) = match keys.allowed(attn.causal)? {
+        Some(allowed) => (allowed, true),
+        None => {
+            let mask = mask.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+            let keys = mask.into_iter().map(|m| if m != 0 { 1.0 } else { 0.0 });
+            (Arc::new(keys.collect()), false)
+        }
+    };
     let spec = AttentionSpec {
         batch,
         len,
@@ -438,7 +452,8 @@ pub fn attention(
         head_dim,
         scale: attn.scale as f32,
         causal: attn.causal,
-        keys: Arc::new(keys),
+        keys,
+        per_query,
         dropout: attn.dropout.draw(mode),
     };
     // The kernels read rows with any stride but need each row's elements adjacent.
@@ -461,7 +476,8 @@ mod tests {
     /// The fused attention against [`crate::nn::Attention::forward_composed`]: values and the
     /// gradients of q, k and v, for right and left padding (left padding under a causal mask
     /// leaves queries that see no key), with q, k, v column slices of one wider tensor (GPT-2),
-    /// and with dropout (the composed side applies the same masks, drawn from the same blocks).
+    /// with dropout (the composed side applies the same masks, drawn from the same blocks), and
+    /// for packed rows (a shared prefix and two branches; two groups in one row).
     #[test]
     fn attention_matches_composed() {
         // 19 keys: two full lanes of the kernels' reductions and a remainder.
@@ -478,8 +494,21 @@ mod tests {
             &Device::Cpu,
         )
         .unwrap();
+        // Row 0: a prefix of 7, branches of 8 and 4; row 1: groups of 9 and 5, then padding;
+        // row 2: one sequence after left padding.
+        let run = |n: usize, v: u32| vec![v; n];
+        let packing = rewardkit_tokenize::Packing {
+            group: [run(t, 0), run(9, 0), run(10, 1), run(t, 0)].concat(),
+            branch: [run(7, 0), run(8, 1), run(4, 2), run(t, 1), run(t, 0)].concat(),
+            last: vec![14, 18],
+        };
+        let packed = Keys::packed(&mask, &packing).unwrap();
         let mode = Mode::Train { seed: 5, step: 2 };
-        for (causal, p) in [(false, 0.0), (true, 0.0), (false, 0.3), (true, 0.3)] {
+        let cases = [(false, 0.0), (true, 0.0), (false, 0.3), (true, 0.3)];
+        for ((causal, p), keys) in cases
+            .into_iter()
+            .flat_map(|c| [(c, Keys::new(&mask)), (c, packed.clone())])
+        {
             let attn = crate::nn::Attention {
                 heads,
                 causal,
@@ -489,9 +518,9 @@ mod tests {
             let qkv = Var::from_tensor(&rand(&[b, t, 3 * w], 7, 1.5)).unwrap();
             let part = |i: usize| qkv.as_tensor().narrow(2, i * w, w).unwrap();
             let (q, k, v) = (part(0), part(1), part(2));
-            let fused = attention(&q, &k, &v, &mask, &attn, mode).unwrap();
+            let fused = attention(&q, &k, &v, &keys, &attn, mode).unwrap();
             let composed = match attn.dropout.draw(mode) {
-                None => attn.forward_composed(&q, &k, &v, &mask, mode).unwrap(),
+                None => attn.forward_composed(&q, &k, &v, &keys, mode).unwrap(),
                 Some(draw) => {
                     let mut m = Vec::new();
                     for block in 0..b * heads {
@@ -507,7 +536,7 @@ mod tests {
                     }
                     let m = Tensor::from_vec(m, (b, heads, t, t), &Device::Cpu).unwrap();
                     let split = |x: &Tensor| crate::nn::split_heads(x, heads).unwrap();
-                    let bias = crate::nn::attention_bias(&mask, causal).unwrap();
+                    let bias = keys.bias(causal).unwrap();
                     let scores = (split(&q).matmul(&split(&k).t().unwrap()).unwrap() * 0.4)
                         .unwrap()
                         .broadcast_add(&bias)
@@ -583,21 +612,22 @@ mod tests {
             } else {
                 eval
             };
-            let fused = attention(&q, &k, &v, &mask, &attn, mode).unwrap();
+            let keys = Keys::new(&mask);
+            let fused = attention(&q, &k, &v, &keys, &attn, mode).unwrap();
             let (kr, vr) = (
                 crate::nn::repeat_kv_heads(&k, d, heads / kv).unwrap(),
                 crate::nn::repeat_kv_heads(&v, d, heads / kv).unwrap(),
             );
             // The same kernel over the repeated heads: the reference for dropout, whose masks
             // the composed version draws differently.
-            let repeated = attention(&q, &kr, &vr, &mask, &attn, mode).unwrap();
+            let repeated = attention(&q, &kr, &vr, &keys, &attn, mode).unwrap();
             let diff = max_diff(&fused, &repeated);
             assert!(
                 diff < 1e-6,
                 "p {p}: values differ from the repeated heads' by {diff}"
             );
             if p == 0.0 {
-                let composed = attn.forward_composed(&q, &k, &v, &mask, eval).unwrap();
+                let composed = attn.forward_composed(&q, &k, &v, &keys, eval).unwrap();
                 let diff = max_diff(&fused, &composed);
                 assert!(diff < 1e-5, "values differ from the composed by {diff}");
             }
@@ -638,7 +668,7 @@ mod tests {
         let q = Tensor::zeros((1, 3, 24), DType::F32, &Device::Cpu).unwrap();
         let k = Tensor::zeros((1, 3, 16), DType::F32, &Device::Cpu).unwrap();
         let mask = Tensor::ones((1, 3), DType::U32, &Device::Cpu).unwrap();
-        let err = attention(&q, &k, &k, &mask, &attn, Mode::Eval)
+        let err = attention(&q, &k, &k, &Keys::new(&mask), &attn, Mode::Eval)
             .unwrap_err()
             .to_string();
         assert!(err.contains("do not fit queries"), "{err}");

@@ -450,13 +450,17 @@ mod tests {
                 gelu_grads_base(kind, &x, &g, y)
             });
         }
-        let keys: Vec<f32> = (0..n).map(|i| f32::from(i % 7 != 3)).collect();
         let t = n;
+        let shared: Vec<f32> = (0..t).map(|i| f32::from(i % 7 != 3)).collect();
+        let per_query: Vec<f32> = (0..t * t).map(|i| f32::from(i % 5 != 2)).collect();
         let (sq, gq) = (v(t * t, 5, 2.0), v(t * t, 6, 1.0));
-        for causal in [false, true] {
+        for (causal, keys) in [false, true]
+            .into_iter()
+            .flat_map(|c| [(c, &shared), (c, &per_query)])
+        {
             let (mut a, mut c) = (sq.clone(), sq.clone());
-            masked_softmax_rows(&mut a, &keys, causal);
-            masked_softmax_rows_base(&mut c, &keys, causal);
+            masked_softmax_rows(&mut a, keys, t, causal);
+            masked_softmax_rows_base(&mut c, keys, t, causal);
             assert_eq!(a, c);
             for keep in [None, Some(1.25)] {
                 let (mut da, mut dc) = (gq.clone(), gq.clone());
