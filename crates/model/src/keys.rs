@@ -40,7 +40,7 @@ impl Keys {
     }
 
     /// Packed rows: `packing` describes the same `[b, t]` as `mask`. Where every row holds one
-    /// sequence (one group, at most one branch after its prefix), the mask alone says the same
+    /// sequence (one group; its prefix, then at most one branch), the mask alone says the same
     /// and the keys are [`Keys::new`]'s.
     pub fn packed(mask: &Tensor, packing: &Packing) -> candle_core::Result<Keys> {
         let n = mask.elem_count();
@@ -53,12 +53,19 @@ impl Keys {
             );
         }
         let t = mask.dims().last().copied().unwrap_or(0).max(1);
+        let real = mask.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
+        // Padding (never a key, never read) does not count.
         let one_sequence = |r: usize| {
-            let (group, branch) = (
-                &packing.group[r * t..(r + 1) * t],
-                &packing.branch[r * t..(r + 1) * t],
-            );
-            group.iter().all(|&g| g == group[0]) && branch.iter().all(|&b| b <= 1)
+            let tokens = || (r * t..(r + 1) * t).filter(|&i| real[i] != 0);
+            let first = tokens().next().map(|i| packing.group[i]);
+            let mut branches = tokens().map(|i| packing.branch[i]);
+            let mut previous = 0;
+            tokens().all(|i| Some(packing.group[i]) == first)
+                && branches.all(|b| {
+                    let ok = b <= 1 && b >= previous;
+                    previous = b;
+                    ok
+                })
         };
         if (0..n / t).all(one_sequence) {
             return Ok(Keys::new(mask));
@@ -232,6 +239,12 @@ mod tests {
         assert!(!keys.is_packed());
         let pos: Vec<Vec<u32>> = keys.positions().unwrap().to_vec2().unwrap();
         assert_eq!(pos, [[0, 1, 2, 2], [0, 1, 2, 3]]);
+        // A prefix token after a branch's (which sees only the prefix) is not one sequence.
+        let packing = Packing {
+            branch: vec![0, 1, 0, 0, 1, 1, 1, 1],
+            ..packing
+        };
+        assert!(Keys::packed(&mask, &packing).unwrap().is_packed());
     }
 
     #[test]
