@@ -18,13 +18,10 @@ GGUF="${GGUF:-$MODELS/smollm2/SmolLM2-135M-Instruct.Q4_1.gguf}"
 STEPS="${STEPS:-4}"; EVAL_PAIRS="${EVAL_PAIRS:-256}"; LENGTH="${LENGTH:-256}"
 OUT="${OUT:-bench/results/$(date -u +%Y%m%dT%H%M)-shared-prompt}"
 mkdir -p "$OUT"
-cargo build --release --locked -p rewardkit >&2
-rk="$CARGO_TARGET_DIR/release/rewardkit"
+build_rewardkit
 anchor="$DATA/hh-rlhf/helpful-base-anchor-split"
 head -n 16 "$anchor/eval.jsonl" > "$OUT/train-eval.jsonl"
-python3 -c 'import gzip, itertools, sys
-sys.stdout.writelines(itertools.islice(gzip.open(sys.argv[1], "rt"), int(sys.argv[2])))' \
-  "$DATA/hh-rlhf/helpful-base/test.jsonl.gz" "$EVAL_PAIRS" > "$OUT/eval.jsonl"
+hh_test_rows "$EVAL_PAIRS" > "$OUT/eval.jsonl"
 
 for mode in shared separate; do
   flag=""; [ "$mode" = separate ] && flag="--no-shared-prompt"

@@ -541,8 +541,10 @@ fn an_unknown_simd_level_is_an_error() {
 
 /// `eval --model` of a decoder reward model (`../shared/models/tiny-llama-rm`, transformers'
 /// `LlamaForSequenceClassification` layout) scores each pair in one row after its prompt by
-/// default; `--no-shared-prompt` scores one row per sequence. The saved scores agree to 1e-5,
-/// with prompts cut by truncation (max length 12) and not.
+/// default; `--no-shared-prompt` scores one row per sequence; `--max-batch-tokens` packs
+/// sequences (or pairs after their prompt) side by side without padding. The saved scores
+/// agree to 1e-5, with prompts cut by truncation (max length 12) and not; packed, every
+/// position computed is a real token (`padded_tokens_per_s` equals `tokens_per_s`).
 #[test]
 fn eval_shared_prompt_scores_equal_separate_rows() {
     let dir = tempfile::tempdir().unwrap();
@@ -567,7 +569,15 @@ fn eval_shared_prompt_scores_equal_separate_rows() {
                 "--json",
             ];
             args.extend(extra);
-            ok(run(&args));
+            let out = ok(run(&args));
+            let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            let timing = &report["timing"];
+            let (tokens, positions) = (&timing["tokens_per_s"], &timing["padded_tokens_per_s"]);
+            if extra.contains(&"--max-batch-tokens") {
+                assert_eq!(tokens, positions, "{name}: {timing}");
+            } else {
+                assert!(tokens.as_f64() < positions.as_f64(), "{name}: {timing}");
+            }
             common::jsonl(&path)
                 .iter()
                 .map(|r| {
@@ -578,13 +588,20 @@ fn eval_shared_prompt_scores_equal_separate_rows() {
         };
         let shared = scores("shared", &[]);
         let separate = scores("separate", &["--no-shared-prompt"]);
+        let packed = scores(
+            "packed",
+            &["--max-batch-tokens", "64", "--no-shared-prompt"],
+        );
+        let packed_shared = scores("packed-shared", &["--max-batch-tokens", "64"]);
         assert_eq!(shared.len(), 40);
-        assert_eq!(shared.len(), separate.len());
-        for (i, (a, b)) in shared.iter().zip(&separate).enumerate() {
-            assert!(
-                (a.0 - b.0).abs() <= 1e-5 && (a.1 - b.1).abs() <= 1e-5,
-                "max length {max_length}, pair {i}: {a:?} vs {b:?}"
-            );
+        for other in [&separate, &packed, &packed_shared] {
+            assert_eq!(shared.len(), other.len());
+            for (i, (a, b)) in shared.iter().zip(other).enumerate() {
+                assert!(
+                    (a.0 - b.0).abs() <= 1e-5 && (a.1 - b.1).abs() <= 1e-5,
+                    "max length {max_length}, pair {i}: {a:?} vs {b:?}"
+                );
+            }
         }
         // The scores are not all alike: the equality says something.
         assert!(shared.iter().any(|s| (s.0 - shared[0].0).abs() > 1e-3));

@@ -172,6 +172,21 @@ fn cli_scores(model: &Path, items: &[(String, String)], extra: &[&str]) -> Vec<f
         .collect()
 }
 
+/// `items` posted to `/v1/score` in requests of `per_request`, all at once from one thread
+/// each; the scores in item order.
+fn score_concurrently(s: &Serve, items: &[(String, String)], per_request: usize) -> Vec<f64> {
+    let scores: Vec<Vec<f64>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .chunks(per_request)
+            .map(|chunk| {
+                scope.spawn(|| floats(&s.post("/v1/score", &score_body(chunk)).1["scores"]))
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    scores.concat()
+}
+
 fn score_body(items: &[(String, String)]) -> Value {
     let items: Vec<Value> = items
         .iter()
@@ -372,25 +387,38 @@ fn concurrent_clients_get_the_scores_each_row_gets_alone() {
             v["scores"][0].as_f64().unwrap()
         })
         .collect();
-    let together: Vec<Vec<f64>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .chunks(8)
-            .map(|chunk| {
-                scope.spawn(|| floats(&s.post("/v1/score", &score_body(chunk)).1["scores"]))
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().unwrap()).collect()
-    });
-    assert_close(
-        &together.concat(),
-        &alone,
-        1e-6,
-        "batched across 64 clients",
-    );
+    let together = score_concurrently(&s, &items, 8);
+    assert_close(&together, &alone, 1e-6, "batched across 64 clients");
     let batches = metric(&get_text(&s.url("/metrics")), "rewardkit_batches_total");
     // 512 alone + far fewer than 64 batches for the concurrent ones.
     assert!(
         batches < 512.0 + 64.0,
+        "{batches} batches: no batching across requests"
+    );
+    assert!(s.terminate().success());
+}
+
+/// `--packing`: the items of concurrent requests, batched together and scored side by side
+/// in one row without padding, get the scores `rewardkit score` gives them in padded rows.
+#[test]
+fn a_packing_server_answers_the_scores_of_padded_rows() {
+    let model = minilm_rm();
+    let items = hh_items(64, 0);
+    let want = cli_scores(model, &items, &["--max-length", "128"]);
+    let s = Serve::start(&[
+        "--model",
+        model.to_str().unwrap(),
+        "--max-length",
+        "128",
+        "--packing",
+        "--max-wait-ms",
+        "20",
+    ]);
+    let together = score_concurrently(&s, &items, 8);
+    assert_close(&together, &want, 1e-5, "packed across 8 clients");
+    let batches = metric(&get_text(&s.url("/metrics")), "rewardkit_batches_total");
+    assert!(
+        batches < 8.0,
         "{batches} batches: no batching across requests"
     );
     assert!(s.terminate().success());

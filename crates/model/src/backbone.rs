@@ -141,8 +141,9 @@ impl Backbone {
     }
 
     /// Hidden states `[batch, seq, hidden]` for `ids`/`type_ids` `[batch, seq]` (u32) and the
-    /// keys each query may see. Decoders ignore `type_ids`; packed rows ([`Keys::packed`]) are
-    /// for decoders only (an [`ModelError::Unsupported`] error for BERT).
+    /// keys each query may see. Decoders ignore `type_ids`. Packed rows ([`Keys::packed`]) with a
+    /// shared prefix are for decoders only (an [`ModelError::Unsupported`] error for BERT);
+    /// sequences packed side by side, for all.
     pub fn forward(
         &self,
         ids: &Tensor,
@@ -152,10 +153,10 @@ impl Backbone {
     ) -> Result<Tensor> {
         Ok(match self {
             Backbone::Bert(m) => {
-                if keys.is_packed() {
+                if keys.shares_prefix() {
                     return Err(packed_encoder());
                 }
-                m.forward(ids, type_ids, keys.mask(), mode)?
+                m.forward_keys(ids, type_ids, keys, mode)?
             }
             Backbone::Gpt2(m) => m.forward_keys(ids, keys, mode)?,
             Backbone::Llama(m) => m.forward_keys(ids, keys, mode)?,
@@ -183,18 +184,17 @@ impl Backbone {
         })
     }
 
-    /// BERT's pooler output, where the backbone has one.
-    pub fn pooler(&self, hidden: &Tensor) -> Result<Option<Tensor>> {
+    /// BERT's pooler output of the `[CLS]` states `[sequences, hidden]`, where the backbone
+    /// has one.
+    pub fn pooler(&self, cls: &Tensor) -> Result<Option<Tensor>> {
         Ok(match self {
-            Backbone::Bert(m) => m.pool(hidden)?,
+            Backbone::Bert(m) => m.pool(cls)?,
             Backbone::Gpt2(_) | Backbone::Llama(_) => None,
         })
     }
 }
 
-/// Packed rows rely on causal attention: a BERT token would see the other branches.
+/// A shared prefix relies on causal attention: a BERT token would need to see every branch.
 fn packed_encoder() -> ModelError {
-    ModelError::Unsupported(
-        "packed rows (a shared prompt computed once) need a causal decoder, not BERT".into(),
-    )
+    ModelError::Unsupported("a shared prompt computed once needs a causal decoder, not BERT".into())
 }

@@ -207,36 +207,59 @@ impl Bert {
         mask: &Tensor,
         mode: Mode,
     ) -> candle_core::Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        if t > self.config.max_position_embeddings {
+        self.forward_keys(ids, type_ids, &Keys::new(mask), mode)
+    }
+
+    /// [`BertModel::forward`] with the keys each query sees: rows of one sequence (right
+    /// padded, positions counting from the row's start, as BERT's own), or sequences packed
+    /// side by side ([`Keys::packed`] without a shared prefix: each sees only itself, its
+    /// positions from 0).
+    pub fn forward_keys(
+        &self,
+        ids: &Tensor,
+        type_ids: &Tensor,
+        keys: &Keys,
+        mode: Mode,
+    ) -> candle_core::Result<Tensor> {
+        if keys.shares_prefix() {
             candle_core::bail!(
-                "sequence of {t} tokens is longer than the model's {} positions",
+                "BERT cannot share a prefix between packed sequences: its tokens see the whole \
+                 sequence"
+            );
+        }
+        let (b, t) = ids.dims2()?;
+        let longest = keys.longest()?;
+        if longest > self.config.max_position_embeddings {
+            candle_core::bail!(
+                "sequence of {longest} tokens is longer than the model's {} positions",
                 self.config.max_position_embeddings
             );
         }
-        let positions = Tensor::arange(0u32, t as u32, ids.device())?
-            .unsqueeze(0)?
-            .broadcast_as((b, t))?
-            .contiguous()?;
+        let positions = if keys.is_packed() {
+            keys.positions()?
+        } else {
+            Tensor::arange(0u32, t as u32, ids.device())?
+                .unsqueeze(0)?
+                .broadcast_as((b, t))?
+                .contiguous()?
+        };
         let x = (self.word.forward(ids)? + self.position.forward(&positions)?)?;
         let x = (x + self.token_type.forward(type_ids)?)?;
         let mut x = self
             .emb_dropout
             .forward(&self.emb_norm.forward(&x)?, mode)?;
-        let keys = Keys::new(mask);
         for layer in &self.layers {
-            x = layer.forward(&x, &keys, mode)?;
+            x = layer.forward(&x, keys, mode)?;
         }
         Ok(x)
     }
 
-    /// BERT's pooler: `tanh(W · h[CLS] + b)`; `None` when built without it.
-    pub fn pool(&self, hidden: &Tensor) -> candle_core::Result<Option<Tensor>> {
+    /// BERT's pooler, `tanh(W · h[CLS] + b)`, of the `[CLS]` states `[sequences, hidden]`;
+    /// `None` when built without it.
+    pub fn pool(&self, cls: &Tensor) -> candle_core::Result<Option<Tensor>> {
         match &self.pooler {
             None => Ok(None),
-            Some(p) => Ok(Some(
-                p.forward(&hidden.narrow(1, 0, 1)?.squeeze(1)?)?.tanh()?,
-            )),
+            Some(p) => Ok(Some(p.forward(cls)?.tanh()?)),
         }
     }
 }

@@ -349,7 +349,9 @@ impl ResponseBatch {
         let packing = rewardkit_tokenize::Packing {
             group,
             branch,
+            first: Vec::new(),
             last: Vec::new(),
+            shares_prefix: true,
         };
         Ok(ResponseBatch {
             ids: Tensor::from_vec(ids, (n, cols), device)?,

@@ -227,7 +227,7 @@ impl Gpt2 {
 
     /// Token plus position embeddings, after dropout: the first block's input.
     fn embed(&self, ids: &Tensor, keys: &Keys, mode: Mode) -> candle_core::Result<Tensor> {
-        let (_, t) = ids.dims2()?;
+        let t = keys.longest()?;
         if t > self.config.n_positions {
             candle_core::bail!(
                 "sequence of {t} tokens is longer than the model's {} positions",

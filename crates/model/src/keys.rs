@@ -1,6 +1,5 @@
 //! Which keys each query may attend to, and each token's position: from a batch's attention
-//! mask, and for packed rows ([`rewardkit_tokenize::pack_shared_prefix`]) from its groups and
-//! branches too.
+//! mask, and for packed rows ([`rewardkit_tokenize::pack`]) from its groups and branches too.
 //!
 //! In a row of one sequence a query sees the real keys (and, when causal, only those up to
 //! itself), and positions count the real tokens (`cumsum(mask) − 1`). In a packed row a query
@@ -26,8 +25,29 @@ pub struct Keys {
 struct Segments {
     group: Vec<u32>,
     branch: Vec<u32>,
-    /// [`Keys::allowed`] under the causal rule, made at the first layer that asks.
-    causal: OnceLock<Arc<Vec<f32>>>,
+    /// [`Packing::shares_prefix`].
+    shares_prefix: bool,
+    /// [`Keys::blocks`] without and with the causal rule, made at the first layer that asks.
+    blocks: [OnceLock<Arc<Blocks>>; 2],
+}
+
+/// A run of one group's tokens in one row (`start..start + len`): tokens of other groups are
+/// never seen from it, so the fused attention computes it as a block of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub row: usize,
+    pub start: usize,
+    pub len: usize,
+}
+
+/// Packed rows cut into [`Span`]s that cover every token, and for each span the `len × len`
+/// table of which keys each of its queries sees (1 or 0), the tables one after another.
+#[derive(Debug)]
+pub struct Blocks {
+    pub spans: Vec<Span>,
+    /// Where each span's table starts in `tables`.
+    pub offsets: Vec<usize>,
+    pub tables: Vec<f32>,
 }
 
 impl Keys {
@@ -39,7 +59,9 @@ impl Keys {
         }
     }
 
-    /// Packed rows: `packing` describes the same `[b, t]` as `mask`. Where every row holds one
+    /// Packed rows: `packing` describes the same `[b, t]` as `mask`, each group's tokens
+    /// contiguous in its row (as [`rewardkit_tokenize::pack`] lays them out; a group id that
+    /// comes back after another group's tokens is a group of its own). Where every row holds one
     /// sequence (one group; its prefix, then at most one branch), the mask alone says the same
     /// and the keys are [`Keys::new`]'s.
     pub fn packed(mask: &Tensor, packing: &Packing) -> candle_core::Result<Keys> {
@@ -75,7 +97,8 @@ impl Keys {
             segments: Some(Arc::new(Segments {
                 group: packing.group.clone(),
                 branch: packing.branch.clone(),
-                causal: OnceLock::new(),
+                shares_prefix: packing.shares_prefix,
+                blocks: Default::default(),
             })),
         })
     }
@@ -88,6 +111,26 @@ impl Keys {
     /// Whether rows hold several sequences.
     pub fn is_packed(&self) -> bool {
         self.segments.is_some()
+    }
+
+    /// Whether packed sequences share a prefix computed once (right only for causal models:
+    /// in a bidirectional one the prefix would need to see each sequence's own tokens).
+    pub fn shares_prefix(&self) -> bool {
+        self.segments.as_ref().is_some_and(|s| s.shares_prefix)
+    }
+
+    /// The most positions one sequence needs: the row length for rows of one sequence (padding
+    /// included, as [`Keys::positions`] counts it), the longest packed sequence otherwise.
+    pub fn longest(&self) -> candle_core::Result<usize> {
+        if self.segments.is_none() {
+            return Ok(self.mask.dims().last().copied().unwrap_or(0));
+        }
+        let max = self
+            .positions()?
+            .flatten_all()?
+            .max(0)?
+            .to_scalar::<u32>()?;
+        Ok(max as usize + 1)
     }
 
     /// Position ids `[b, t]` (u32): the number of keys each token sees (itself included, under
@@ -125,40 +168,76 @@ impl Keys {
     /// For packed rows, `[b, t, t]` (row-major): 1 where query `i` may attend to key `j`
     /// (a real key of its group, in the shared prefix or its own branch, and `j ≤ i` when
     /// `causal`), 0 elsewhere. `None` for rows of one sequence, where the mask alone decides.
-    /// The causal table is made once and shared by every layer.
-    pub fn allowed(&self, causal: bool) -> candle_core::Result<Option<Arc<Vec<f32>>>> {
+    /// (The fused attention reads [`Keys::blocks`], which holds only each group's own block.)
+    pub fn allowed(&self, causal: bool) -> candle_core::Result<Option<Vec<f32>>> {
+        let Some(blocks) = self.blocks(causal)? else {
+            return Ok(None);
+        };
+        let (b, t) = self.mask.dims2()?;
+        let mut out = vec![0f32; b * t * t];
+        for (span, &at) in blocks.spans.iter().zip(&blocks.offsets) {
+            let n = span.len;
+            for i in 0..n {
+                let row = (span.row * t + span.start + i) * t + span.start;
+                out[row..row + n].copy_from_slice(&blocks.tables[at + i * n..at + (i + 1) * n]);
+            }
+        }
+        Ok(Some(out))
+    }
+
+    /// For packed rows, the [`Blocks`] the fused attention computes: each row's runs of one
+    /// group, and which keys each query of a run sees (a real key of the run, in the group's
+    /// shared prefix or the query's own branch, and not after the query when `causal`). `None`
+    /// for rows of one sequence. Made once and shared by every layer.
+    pub fn blocks(&self, causal: bool) -> candle_core::Result<Option<Arc<Blocks>>> {
         let Some(s) = &self.segments else {
             return Ok(None);
         };
-        if !causal {
-            return Ok(Some(Arc::new(self.table(s, false)?)));
+        let cell = &s.blocks[usize::from(causal)];
+        if let Some(blocks) = cell.get() {
+            return Ok(Some(blocks.clone()));
         }
-        if let Some(table) = s.causal.get() {
-            return Ok(Some(table.clone()));
-        }
-        let table = Arc::new(self.table(s, true)?);
-        Ok(Some(s.causal.get_or_init(|| table).clone()))
+        let blocks = Arc::new(self.make_blocks(s, causal)?);
+        Ok(Some(cell.get_or_init(|| blocks).clone()))
     }
 
-    fn table(&self, s: &Segments, causal: bool) -> candle_core::Result<Vec<f32>> {
+    fn make_blocks(&self, s: &Segments, causal: bool) -> candle_core::Result<Blocks> {
         let (b, t) = self.mask.dims2()?;
         let mask = self.mask_values()?;
-        let mut out = vec![0f32; b * t * t];
-        for r in 0..b {
-            for i in 0..t {
-                let qi = r * t + i;
-                let visible = if causal { i + 1 } else { t };
-                let row = &mut out[qi * t..qi * t + visible];
-                for (j, a) in row.iter_mut().enumerate() {
-                    let kj = r * t + j;
+        let mut spans = Vec::new();
+        for row in 0..b {
+            let mut start = 0;
+            while start < t {
+                let g = s.group[row * t + start];
+                let len = s.group[row * t + start..(row + 1) * t]
+                    .iter()
+                    .take_while(|&&x| x == g)
+                    .count();
+                spans.push(Span { row, start, len });
+                start += len;
+            }
+        }
+        let mut offsets = Vec::with_capacity(spans.len());
+        let mut tables = Vec::with_capacity(spans.iter().map(|s| s.len * s.len).sum());
+        for span in &spans {
+            offsets.push(tables.len());
+            let base = span.row * t + span.start;
+            for i in 0..span.len {
+                let qi = base + i;
+                for j in 0..span.len {
+                    let kj = base + j;
                     let sees = mask[kj] != 0
-                        && s.group[kj] == s.group[qi]
+                        && (!causal || j <= i)
                         && (s.branch[kj] == 0 || s.branch[kj] == s.branch[qi]);
-                    *a = if sees { 1.0 } else { 0.0 };
+                    tables.push(if sees { 1.0 } else { 0.0 });
                 }
             }
         }
-        Ok(out)
+        Ok(Blocks {
+            spans,
+            offsets,
+            tables,
+        })
     }
 
     /// The additive bias `[b, 1, t, t]` of the composed attention: 0 where a query may attend
@@ -189,7 +268,9 @@ mod tests {
         let packing = Packing {
             group: vec![0; 9],
             branch: vec![0, 0, 0, 1, 1, 2, 2, 2, 0],
+            first: vec![0, 0],
             last: vec![4, 7],
+            shares_prefix: true,
         };
         Keys::packed(&mask, &packing).unwrap()
     }
@@ -218,7 +299,9 @@ mod tests {
         let packing = Packing {
             group: vec![0, 0, 1, 1],
             branch: vec![1, 1, 1, 1],
+            first: vec![0, 2],
             last: vec![1, 3],
+            shares_prefix: false,
         };
         let keys = Keys::packed(&mask, &packing).unwrap();
         let pos: Vec<Vec<u32>> = keys.positions().unwrap().to_vec2().unwrap();
@@ -233,7 +316,9 @@ mod tests {
         let packing = Packing {
             group: vec![0, 0, 0, 0, 1, 1, 1, 1],
             branch: vec![0, 0, 1, 0, 1, 1, 1, 1],
+            first: vec![0, 4],
             last: vec![2, 7],
+            shares_prefix: true,
         };
         let keys = Keys::packed(&mask, &packing).unwrap();
         assert!(!keys.is_packed());
@@ -253,7 +338,9 @@ mod tests {
         let packing = Packing {
             group: vec![0; 3],
             branch: vec![0; 3],
+            first: vec![0],
             last: vec![2],
+            shares_prefix: true,
         };
         assert!(Keys::packed(&mask, &packing).is_err());
     }

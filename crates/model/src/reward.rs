@@ -84,17 +84,18 @@ impl RewardModel {
     }
 
     /// Rewards `[sequences]` of a batch: one per row of a padded batch, one per sequence of a
-    /// packed one ([`rewardkit_tokenize::pack_shared_prefix`]: decoders with last-token
-    /// pooling), in the order the sequences were packed.
+    /// packed one ([`rewardkit_tokenize::pack`]), in the order the sequences were given. Any
+    /// model takes sequences packed side by side; a shared prefix needs
+    /// [`RewardModel::shares_prompt`].
     pub fn forward(&self, batch: &Batch, mode: Mode) -> Result<Tensor> {
         let (ids, type_ids, keys) = self.inputs(batch)?;
         let hidden = self.backbone.forward(&ids, &type_ids, &keys, mode)?;
         self.read_out(&hidden, batch)
     }
 
-    /// Whether [`RewardModel::forward`] takes packed batches: a causal decoder read at the
-    /// last token.
-    pub fn packs(&self) -> bool {
+    /// Whether [`RewardModel::forward`] takes packed batches whose sequences share a prefix
+    /// ([`rewardkit_tokenize::pack_shared_prefix`]): a causal decoder read at the last token.
+    pub fn shares_prompt(&self) -> bool {
         self.config.is_decoder() && self.pooling == Pooling::Last
     }
 
@@ -141,17 +142,17 @@ impl RewardModel {
     }
 
     /// The batch's ids and type ids as `[rows, len]` tensors, and the keys each query sees.
-    /// A packed batch needs [`RewardModel::packs`].
+    /// A packed batch with a shared prefix needs [`RewardModel::shares_prompt`].
     fn inputs(&self, batch: &Batch) -> Result<(Tensor, Tensor, Keys)> {
         let dev = self.device();
         let shape = (batch.rows, batch.len);
         let mask = Tensor::from_slice(&batch.attention_mask, shape, dev)?;
         let keys = match &batch.packing {
             None => Keys::new(&mask),
-            Some(_) if !self.packs() => {
+            Some(packing) if packing.shares_prefix && !self.shares_prompt() => {
                 return Err(ModelError::Unsupported(format!(
-                    "packed rows need a causal decoder read at the last token, not {:?} pooling \
-                     of {}",
+                    "a shared prompt needs a causal decoder read at the last token, not {:?} \
+                     pooling of {}",
                     self.pooling,
                     self.config.sequence_classification_class()
                 )))
@@ -173,16 +174,14 @@ impl RewardModel {
     fn pool(&self, hidden: &Tensor, batch: &Batch) -> Result<Tensor> {
         let (b, t, h) = hidden.dims3()?;
         if let Some(packing) = &batch.packing {
-            let idx: Vec<u32> = packing.last.iter().map(|&i| i as u32).collect();
-            let idx = Tensor::from_vec(idx, packing.last.len(), hidden.device())?;
-            return Ok(hidden.reshape((b * t, h))?.index_select(&idx, 0)?);
+            return self.pool_packed(&hidden.reshape((b * t, h))?, packing);
         }
         Ok(match self.pooling {
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-            Pooling::Pooler => match self.backbone.pooler(hidden)? {
-                Some(p) => p,
-                None => hidden.narrow(1, 0, 1)?.squeeze(1)?,
-            },
+            Pooling::Pooler => {
+                let cls = hidden.narrow(1, 0, 1)?.squeeze(1)?;
+                self.backbone.pooler(&cls)?.unwrap_or(cls)
+            }
             Pooling::Mean => {
                 let mask: Vec<f32> = batch.attention_mask.iter().map(|&m| m as f32).collect();
                 let mask = Tensor::from_vec(mask, (b, t, 1), hidden.device())?;
@@ -200,6 +199,36 @@ impl RewardModel {
                     .collect();
                 let idx = Tensor::from_vec(idx, b, hidden.device())?;
                 hidden.reshape((b * t, h))?.index_select(&idx, 0)?
+            }
+        })
+    }
+
+    /// Pooling of packed sequences from the flat states `[rows · len, hidden]`: at each
+    /// sequence's last or first token ([`rewardkit_tokenize::Packing`]), or the mean over its
+    /// tokens `first..=last` (sequences side by side only: [`RewardModel::inputs`] refuses a
+    /// shared prefix to other than last-token pooling).
+    fn pool_packed(&self, flat: &Tensor, packing: &rewardkit_tokenize::Packing) -> Result<Tensor> {
+        let dev = flat.device();
+        let at = |idx: &[usize]| -> Result<Tensor> {
+            let idx: Vec<u32> = idx.iter().map(|&i| i as u32).collect();
+            let n = idx.len();
+            Ok(flat.index_select(&Tensor::from_vec(idx, n, dev)?, 0)?)
+        };
+        Ok(match self.pooling {
+            Pooling::Last => at(&packing.last)?,
+            Pooling::Cls => at(&packing.first)?,
+            Pooling::Pooler => {
+                let cls = at(&packing.first)?;
+                self.backbone.pooler(&cls)?.unwrap_or(cls)
+            }
+            Pooling::Mean => {
+                let (n, positions) = (packing.first.len(), flat.dim(0)?);
+                let mut weights = vec![0f32; n * positions];
+                for (k, (&first, &last)) in packing.first.iter().zip(&packing.last).enumerate() {
+                    let w = 1.0 / (last + 1 - first) as f32;
+                    weights[k * positions + first..=k * positions + last].fill(w);
+                }
+                Tensor::from_vec(weights, (n, positions), dev)?.matmul(flat)?
             }
         })
     }

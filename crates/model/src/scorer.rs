@@ -1,14 +1,15 @@
-//! Scoring (prompt, response) pairs with a loaded reward model, in length-sorted batches; for
-//! causal decoders read at the last token, the responses to one prompt share one row whose
-//! prompt is computed once ([`rewardkit_tokenize::pack_shared_prefix`]).
+//! Scoring (prompt, response) pairs with a loaded reward model: in length-sorted batches of
+//! padded rows; or packed without padding, by token budget ([`rewardkit_tokenize::pack`]);
+//! and for causal decoders read at the last token, with the responses to one prompt sharing
+//! one run whose prompt is computed once ([`rewardkit_tokenize::pack_shared_prefix`]).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rewardkit_data::{Scorer, Text};
 use rewardkit_tokenize::{
-    length_buckets, pack_shared_prefix, packed_len, packing_runs, pad_batch, shared_prefix_len,
-    Batch, Encoded, PaddingSide,
+    length_buckets, pack, packed_len, packing_runs, pad_batch, shared_prefix_len,
+    token_budget_batches, Batch, Encoded, PaddingSide,
 };
 
 use crate::checkpoint::LoadedModel;
@@ -61,42 +62,107 @@ impl LoadedModel {
         batch_size: usize,
     ) -> Result<Vec<f64>> {
         let refs: Vec<&Encoded> = inputs.iter().collect();
-        let per_token = 6.0 * self.model.config().hidden_size() as f64;
-        let groups: Vec<Vec<usize>> = groups
-            .iter()
-            .flat_map(|g| split_group(&refs, g, per_token, batch_size))
-            .collect();
-        let lengths: Vec<usize> = groups.iter().map(|g| packed_len(&refs, g)).collect();
-        let mut order: Vec<usize> = (0..groups.len()).collect();
+        let units = self.shared_units(&refs, groups, batch_size);
+        let lengths: Vec<usize> = units.iter().map(|g| packed_len(&refs, g)).collect();
+        let mut order: Vec<usize> = (0..units.len()).collect();
         order.sort_by_key(|&g| (std::cmp::Reverse(lengths[g]), g));
-        let mut scores = vec![0.0; inputs.len()];
+        let mut batches: Vec<Vec<Vec<usize>>> = Vec::new();
         let mut start = 0;
         while start < order.len() {
-            // Whole groups, up to `batch_size` sequences (at least one group).
+            // Whole groups, up to `batch_size` sequences (at least one group), a row each.
             let mut end = start + 1;
-            let mut seqs = groups[order[start]].len();
-            while end < order.len() && seqs + groups[order[end]].len() <= batch_size {
-                seqs += groups[order[end]].len();
+            let mut seqs = units[order[start]].len();
+            while end < order.len() && seqs + units[order[end]].len() <= batch_size {
+                seqs += units[order[end]].len();
                 end += 1;
             }
-            let chosen: Vec<Vec<usize>> = order[start..end]
+            batches.push(order[start..end].iter().map(|&u| vec![u]).collect());
+            start = end;
+        }
+        self.score_packed(inputs, &units, &batches, true)
+    }
+
+    /// Scores `inputs` packed side by side without padding, up to `max_tokens` tokens a forward
+    /// pass (one row; a longer sequence alone), longest first; scores come back in input order
+    /// and equal [`LoadedModel::score_encoded`]'s up to rounding. With `groups` (indices into
+    /// `inputs`, each in one group: the responses to one prompt) and a model that shares a
+    /// prompt ([`crate::RewardModel::shares_prompt`]), each group's common prefix is computed
+    /// once, as in [`LoadedModel::score_encoded_shared`].
+    pub fn score_encoded_packed(
+        &self,
+        inputs: &[Encoded],
+        groups: Option<&[Vec<usize>]>,
+        max_tokens: usize,
+    ) -> Result<Vec<f64>> {
+        let refs: Vec<&Encoded> = inputs.iter().collect();
+        let share = groups.is_some() && self.model.shares_prompt();
+        let units: Vec<Vec<usize>> = match groups {
+            Some(groups) if share => self.shared_units(&refs, groups, usize::MAX),
+            _ => (0..inputs.len()).map(|i| vec![i]).collect(),
+        };
+        let lengths: Vec<usize> = units
+            .iter()
+            .map(|u| {
+                if share {
+                    packed_len(&refs, u)
+                } else {
+                    refs[u[0]].ids.len()
+                }
+            })
+            .collect();
+        let batches: Vec<Vec<Vec<usize>>> = token_budget_batches(&lengths, max_tokens)
+            .into_iter()
+            .map(|row| vec![row])
+            .collect();
+        self.score_packed(inputs, &units, &batches, share)
+    }
+
+    /// The groups cut into runs worth a row each ([`packing_runs`]), at most `max_members` a run.
+    fn shared_units(
+        &self,
+        refs: &[&Encoded],
+        groups: &[Vec<usize>],
+        max_members: usize,
+    ) -> Vec<Vec<usize>> {
+        let per_token = 6.0 * self.model.config().hidden_size() as f64;
+        groups
+            .iter()
+            .flat_map(|g| split_group(refs, g, per_token, max_members))
+            .collect()
+    }
+
+    /// Scores `units` (each a list of indices into `inputs`: a group that may share a prefix)
+    /// as `batches`, each a list of rows, each row a list of units.
+    fn score_packed(
+        &self,
+        inputs: &[Encoded],
+        units: &[Vec<usize>],
+        batches: &[Vec<Vec<usize>>],
+        share_prefix: bool,
+    ) -> Result<Vec<f64>> {
+        let mut scores = vec![0.0; inputs.len()];
+        for rows in batches {
+            // The batch's own sequences, numbered in the order they are packed.
+            let members: Vec<usize> = rows
                 .iter()
-                .map(|&g| groups[g].clone())
+                .flatten()
+                .flat_map(|&u| units[u].clone())
                 .collect();
-            // The batch's own sequences, numbered in group order.
-            let members: Vec<usize> = chosen.iter().flatten().copied().collect();
-            let rows: Vec<&Encoded> = members.iter().map(|&i| &inputs[i]).collect();
+            let seqs: Vec<&Encoded> = members.iter().map(|&i| &inputs[i]).collect();
             let mut next = 0;
-            let local: Vec<Vec<usize>> = chosen
+            let local: Vec<Vec<Vec<usize>>> = rows
                 .iter()
-                .map(|g| {
-                    next += g.len();
-                    (next - g.len()..next).collect()
+                .map(|row| {
+                    row.iter()
+                        .map(|&u| {
+                            next += units[u].len();
+                            (next - units[u].len()..next).collect()
+                        })
+                        .collect()
                 })
                 .collect();
-            let batch = pack_shared_prefix(&rows, &local, self.tokenizer.pad_id());
+            let batch = pack(&seqs, &local, share_prefix, self.tokenizer.pad_id());
             self.score_into(&batch, &members, &mut scores)?;
-            start = end;
         }
         Ok(scores)
     }
@@ -140,13 +206,15 @@ impl ScoringCounters {
     }
 }
 
-/// A loaded model as a [`Scorer`]: `batch_size` sequences per forward pass, and (by default,
-/// where the model packs) the responses of a batch that share a prompt scored in one row with
-/// the prompt computed once.
+/// A loaded model as a [`Scorer`]: `batch_size` sequences per forward pass of padded rows, or
+/// ([`ModelScorer::max_batch_tokens`]) sequences packed without padding up to a token budget;
+/// and (by default, where the model can) the responses of a batch that share a prompt scored
+/// with the prompt computed once.
 pub struct ModelScorer<'a> {
     model: &'a LoadedModel,
     batch_size: usize,
     shared_prompt: bool,
+    max_batch_tokens: Option<usize>,
 }
 
 impl<'a> ModelScorer<'a> {
@@ -155,14 +223,22 @@ impl<'a> ModelScorer<'a> {
         ModelScorer {
             model,
             batch_size,
-            shared_prompt: model.model.packs(),
+            shared_prompt: model.model.shares_prompt(),
+            max_batch_tokens: None,
         }
+    }
+
+    /// Packs sequences side by side without padding, up to `tokens` a forward pass, instead of
+    /// `batch_size` padded rows (`None`: padded rows).
+    pub fn max_batch_tokens(mut self, tokens: Option<usize>) -> Self {
+        self.max_batch_tokens = tokens.map(|t| t.max(1));
+        self
     }
 
     /// Whether responses to one prompt share a row (ignored where the model does not pack:
     /// encoders, or decoders pooled other than at the last token).
     pub fn shared_prompt(mut self, on: bool) -> Self {
-        self.shared_prompt = on && self.model.model.packs();
+        self.shared_prompt = on && self.model.model.shares_prompt();
         self
     }
 
@@ -189,6 +265,10 @@ impl Scorer for ModelScorer<'_> {
             }
         }
         let inputs: Vec<Encoded> = inputs.into_iter().flatten().collect();
+        if let Some(tokens) = self.max_batch_tokens {
+            let groups = self.shared_prompt.then_some(groups.as_slice());
+            return self.model.score_encoded_packed(&inputs, groups, tokens);
+        }
         if !self.shared_prompt {
             return self.model.score_encoded(&inputs, self.batch_size);
         }

@@ -19,7 +19,8 @@ pub enum OpenRlhfInput {
 pub struct ServeConfig {
     /// How ensemble members' scores combine into the reward.
     pub combine: Combine,
-    /// Padded tokens (longest × items) per forward pass at most.
+    /// Tokens per forward pass at most: padded tokens (longest × items), or for an engine that
+    /// packs ([`crate::Engine::packs`]) the items' own tokens.
     pub max_batch_tokens: usize,
     /// Items per forward pass at most.
     pub max_batch_items: usize,

@@ -61,6 +61,11 @@ pub trait Engine: Send + Sync + 'static {
     fn prepare(&self, prompt: &Text, response: &Text) -> Result<Prepared, String>;
     /// Scores a batch: for each item, one score per member, in member order.
     fn score(&self, batch: &[&Prepared]) -> Result<Vec<Vec<f64>>, String>;
+    /// Whether [`Engine::score`] packs a batch without padding, so that a batch costs its
+    /// items' tokens rather than its longest item's times their number.
+    fn packs(&self) -> bool {
+        false
+    }
     /// Tokens of a response by the first member's tokenizer (the monitor's `tokens` feature).
     fn response_tokens(&self, response: &Text) -> Option<usize>;
     fn members(&self) -> Vec<MemberInfo>;
@@ -71,6 +76,7 @@ pub trait Engine: Send + Sync + 'static {
 /// Loaded reward models (one, or an ensemble).
 pub struct ModelEngine {
     members: Vec<LoadedModel>,
+    packing: bool,
 }
 
 impl ModelEngine {
@@ -79,7 +85,17 @@ impl ModelEngine {
         if members.is_empty() {
             return Err("an engine needs at least one model".into());
         }
-        Ok(Self { members })
+        Ok(Self {
+            members,
+            packing: false,
+        })
+    }
+
+    /// Scores each batch side by side in one row with no padding
+    /// ([`LoadedModel::score_encoded_packed`]; the same scores up to rounding).
+    pub fn packing(mut self, on: bool) -> Self {
+        self.packing = on;
+        self
     }
 }
 
@@ -100,7 +116,11 @@ impl Engine for ModelEngine {
             let inputs: Vec<Encoded> = batch.iter().map(|p| p.members[m].clone()).collect();
             // One forward pass per member: the batch was formed (and sorted) by the queue.
             let n = inputs.len().max(1);
-            let scores = if model.model.packs() && groups.len() < batch.len() {
+            let shared = model.model.shares_prompt() && groups.len() < batch.len();
+            let scores = if self.packing {
+                let groups = shared.then_some(groups.as_slice());
+                model.score_encoded_packed(&inputs, groups, usize::MAX)
+            } else if shared {
                 model.score_encoded_shared(&inputs, &groups, n)
             } else {
                 model.score_encoded(&inputs, n)
@@ -111,6 +131,10 @@ impl Engine for ModelEngine {
             }
         }
         Ok(out)
+    }
+
+    fn packs(&self) -> bool {
+        self.packing
     }
 
     fn response_tokens(&self, response: &Text) -> Option<usize> {

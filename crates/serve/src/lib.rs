@@ -71,6 +71,7 @@ impl Server {
         let metrics = Arc::new(Metrics::default());
         let limits = BatchLimits {
             max_tokens: config.max_batch_tokens,
+            packed: engine.packs(),
             max_items: config.max_batch_items,
             max_wait: Duration::from_millis(config.max_wait_ms),
         };

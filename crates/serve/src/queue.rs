@@ -30,8 +30,11 @@ pub struct Entry {
 /// How the model thread forms batches.
 #[derive(Debug, Clone, Copy)]
 pub struct BatchLimits {
-    /// Padded tokens (longest item × items) per batch at most; a single longer item still runs.
+    /// Tokens per batch at most, padded (longest item × items) unless `packed`; a single longer
+    /// item still runs.
     pub max_tokens: usize,
+    /// Whether the engine packs a batch without padding, so that it costs its items' tokens.
+    pub packed: bool,
     pub max_items: usize,
     /// How long to wait for more work while a batch is not full.
     pub max_wait: Duration,
@@ -179,17 +182,22 @@ impl ModelThread {
     /// The oldest unscheduled items within the budget: (request, item) indices.
     fn next_batch(&mut self) -> Option<Vec<(usize, usize)>> {
         let mut batch = Vec::new();
-        let mut longest = 0;
+        let (mut longest, mut tokens) = (0, 0);
         'requests: for (r, p) in self.pending.iter_mut().enumerate() {
             while p.next < p.entry.items.len() {
                 let t = p.entry.items[p.next].tokens;
-                let cost = longest.max(t) * (batch.len() + 1);
+                let cost = if self.limits.packed {
+                    tokens + t
+                } else {
+                    longest.max(t) * (batch.len() + 1)
+                };
                 if !batch.is_empty()
                     && (batch.len() >= self.limits.max_items || cost > self.limits.max_tokens)
                 {
                     break 'requests;
                 }
                 longest = longest.max(t);
+                tokens += t;
                 batch.push((r, p.next));
                 self.waiting_items -= 1;
                 self.waiting_tokens -= t;

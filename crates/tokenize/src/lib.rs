@@ -12,7 +12,9 @@
 //! - [`pad_batch`] pads dynamically with an attention mask; [`length_buckets`] groups
 //!   sequences of similar length so little compute goes to padding.
 //! - [`pack_shared_prefix`] puts sequences that start alike (a pair's chosen and rejected after
-//!   their prompt) in one row, the common prefix once, for causal decoders.
+//!   their prompt) in one row, the common prefix once, for causal decoders; [`pack`] puts
+//!   several sequences (or such groups) in one row with no padding between them, in batches
+//!   of a token budget ([`token_budget_batches`]).
 //!
 //! ```no_run
 //! use rewardkit_tokenize::{InputStyle, RewardTokenizer};
@@ -28,7 +30,10 @@ mod pack;
 mod tokenizer;
 
 pub use batch::{length_buckets, pad_batch, Batch, PaddingSide};
-pub use pack::{pack_shared_prefix, packed_len, packing_runs, shared_prefix_len, Packing};
+pub use pack::{
+    pack, pack_shared_prefix, packed_len, packing_runs, shared_prefix_len, token_budget_batches,
+    Packing,
+};
 pub use tokenizer::{
     Encoded, InputStyle, RewardTokenizer, TokenLengthStats, TokenizeError, Truncation,
 };

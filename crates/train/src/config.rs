@@ -61,6 +61,13 @@ pub struct TrainConfig {
     /// `false`: each sequence in a row of its own. Ignored for encoders.
     #[serde(skip_serializing_if = "is_true")]
     pub shared_prompt: bool,
+    /// No padding: a micro-batch's sequences packed side by side in one row, each seeing only
+    /// itself (with `shared_prompt`, each pair after its prompt), and held-out pairs scored the
+    /// same way ([`rewardkit_tokenize::pack`]). The batch is still `batch_size` pairs, so the
+    /// optimizer's steps are those of padded rows; the gradients equal theirs up to rounding.
+    /// With dropout on, the draws differ from padded rows'.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub packing: bool,
     pub seed: u64,
     /// Log every N optimizer steps.
     pub log_every: usize,
@@ -104,6 +111,7 @@ impl Default for TrainConfig {
             dropout: false,
             gradient_checkpointing: false,
             shared_prompt: true,
+            packing: false,
             seed: 42,
             log_every: 10,
             eval_every: 0,

@@ -16,7 +16,7 @@ use serde::Serialize;
 use rewardkit_data::{PreferencePair, Probe, ProbePhrases, Text};
 use rewardkit_eval::{Metric, PairMetrics, PairReport, ScoredPair};
 use rewardkit_model::{LoadedModel, Mode, Rng};
-use rewardkit_tokenize::{pack_shared_prefix, pad_batch, Encoded, PaddingSide};
+use rewardkit_tokenize::{pack, pack_shared_prefix, pad_batch, Encoded, PaddingSide};
 
 use crate::checkpoint::{
     prepare_out, prune_checkpoints, read_state, save_checkpoint, save_final, SaveMeta, Start,
@@ -179,21 +179,28 @@ fn encode_pairs(
         .collect()
 }
 
-/// Scores held-out pairs and computes every pairwise metric; with `shared_prompt` (and a model
-/// that packs), each pair in one row after its prompt.
+/// Scores held-out pairs and computes every pairwise metric: `batch_size` sequences a forward
+/// pass; with `shared_prompt` (and a model that can), each pair after its prompt computed once;
+/// with `packing`, side by side without padding (as many tokens a pass as `batch_size` rows of
+/// the longest pair would hold).
 fn evaluate(
     model: &LoadedModel,
     pairs: &[EncodedPair],
     batch_size: usize,
-    shared_prompt: bool,
+    (shared_prompt, packing): (bool, bool),
 ) -> Result<PairReport, TrainError> {
     let mut inputs = Vec::with_capacity(pairs.len() * 2);
     for p in pairs {
         inputs.push(p.chosen.clone());
         inputs.push(p.rejected.clone());
     }
-    let scores = if shared_prompt && model.model.packs() {
-        let groups: Vec<Vec<usize>> = (0..pairs.len()).map(|i| vec![2 * i, 2 * i + 1]).collect();
+    let groups: Vec<Vec<usize>> = (0..pairs.len()).map(|i| vec![2 * i, 2 * i + 1]).collect();
+    let shared = shared_prompt && model.model.shares_prompt();
+    let scores = if packing {
+        let longest = inputs.iter().map(|e| e.ids.len()).max().unwrap_or(1);
+        let groups = shared.then_some(groups.as_slice());
+        model.score_encoded_packed(&inputs, groups, batch_size * longest)?
+    } else if shared {
         model.score_encoded_shared(&inputs, &groups, batch_size)?
     } else {
         model.score_encoded(&inputs, batch_size)?
@@ -221,6 +228,7 @@ fn config_differences(checkpoint: &TrainConfig, now: &TrainConfig) -> Vec<String
         eval_batch_size: 1,
         gradient_checkpointing: false,
         shared_prompt: true,
+        packing: false,
         ..c.clone()
     };
     let as_value = |c: &TrainConfig| serde_json::to_value(strip(c)).unwrap_or_default();
@@ -550,16 +558,27 @@ impl Trainer<'_> {
             .chain(edits.rows.iter())
             .collect();
         let pad = model.tokenizer.pad_id();
-        let batch = if config.shared_prompt && model.model.packs() {
-            // One row per pair (chosen, rejected), then one per edited row.
-            let n = idx.len();
-            let groups: Vec<Vec<usize>> = (0..n)
+        let shared = config.shared_prompt && model.model.shares_prompt();
+        // Each pair (chosen, rejected) a group after its prompt, then each edited row alone.
+        let n = idx.len();
+        let pair_groups = || -> Vec<Vec<usize>> {
+            (0..n)
                 .map(|i| vec![i, n + i])
                 .chain((2 * n..rows.len()).map(|i| vec![i]))
-                .collect();
-            pack_shared_prefix(&rows, &groups, pad)
-        } else {
-            pad_batch(&rows, pad, PaddingSide::Right)
+                .collect()
+        };
+        let batch = match (config.packing, shared) {
+            // All in one row, without padding.
+            (true, true) => pack(&rows, &[pair_groups()], true, pad),
+            (true, false) => pack(
+                &rows,
+                &[(0..rows.len()).map(|i| vec![i]).collect()],
+                false,
+                pad,
+            ),
+            // A row per pair.
+            (false, true) => pack_shared_prefix(&rows, &pair_groups(), pad),
+            (false, false) => pad_batch(&rows, pad, PaddingSide::Right),
         };
         let mode = if config.dropout {
             Mode::Train {
@@ -654,7 +673,7 @@ impl Trainer<'_> {
             &self.eval_model,
             &self.data.eval,
             self.config.eval_batch_size,
-            self.config.shared_prompt,
+            (self.config.shared_prompt, self.config.packing),
         )?;
         let entry = EvalLog {
             step,

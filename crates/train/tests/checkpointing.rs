@@ -10,12 +10,11 @@ use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
-use rewardkit_data::PreferencePair;
-use rewardkit_model::{load, LoadOptions, LoadedModel, Rng};
+use rewardkit_model::{load, LoadOptions, LoadedModel};
 use rewardkit_train::{train, Run, TrainConfig, TrainError};
 
 mod common;
-use common::weights;
+use common::{max_diff, swapped_pairs as pairs, weights};
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models/tiny-llama-rm")
@@ -42,25 +41,6 @@ fn load_model(dir: &Path) -> LoadedModel {
     load(dir, &options, &Device::Cpu).unwrap()
 }
 
-fn words(rng: &mut Rng, max: usize) -> String {
-    let n = 1 + rng.below(max);
-    (0..n)
-        .map(|_| format!("t{}", 20 + rng.below(200)))
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-fn pairs(n: usize, seed: u64) -> Vec<PreferencePair> {
-    let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|_| {
-            let prompt = words(&mut rng, 6);
-            let (a, b) = (words(&mut rng, 5), words(&mut rng, 5));
-            PreferencePair::new(prompt, format!("{a} t7 {b}"), format!("{b} t9 {a}"))
-        })
-        .collect()
-}
-
 fn config(checkpointing: bool) -> TrainConfig {
     TrainConfig {
         batch_size: 4,
@@ -85,16 +65,6 @@ fn run(cfg: &TrainConfig, dir: &Path, out: &Path) -> Result<LoadedModel, TrainEr
         |_| ControlFlow::Continue(()),
     )?;
     Ok(model)
-}
-
-fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
-    a.iter()
-        .zip(b)
-        .flat_map(|((na, va), (nb, vb))| {
-            assert_eq!(na, nb);
-            va.iter().zip(vb).map(|(x, y)| (x - y).abs())
-        })
-        .fold(0.0, f32::max)
 }
 
 #[test]

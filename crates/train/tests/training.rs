@@ -7,24 +7,13 @@ use std::ops::ControlFlow;
 use std::path::Path;
 
 use candle_core::Device;
-use rewardkit_data::PreferencePair;
-use rewardkit_model::{load, LoadOptions, Rng};
+use rewardkit_model::{load, LoadOptions};
 use rewardkit_train::{latest_checkpoint, train, Event, Run, Start, TrainConfig};
 
 mod common;
-use common::{config, load_model, model_dir, weights, words};
-
-/// Pairs where the chosen response contains `t7` and the rejected one `t9`.
-fn pairs(n: usize, seed: u64) -> Vec<PreferencePair> {
-    let mut rng = Rng::new(seed);
-    (0..n)
-        .map(|_| {
-            let prompt = words(&mut rng, 6);
-            let (a, b) = (words(&mut rng, 5), words(&mut rng, 5));
-            PreferencePair::new(prompt, format!("{a} t7 {b}"), format!("{b} t9 {a}"))
-        })
-        .collect()
-}
+// Pairs where the chosen response contains `t7` and the rejected one `t9`.
+use common::swapped_pairs as pairs;
+use common::{config, load_model, model_dir, weights};
 
 #[test]
 fn learns_the_rule_and_logs() {

@@ -48,6 +48,8 @@ pub struct AuditArgs {
     compare: Vec<PathBuf>,
     #[command(flatten)]
     read: ReadArgs,
+    #[command(flatten)]
+    scoring: super::scoring_args::ScoringArgs,
     /// Folder for report.json, report.md and the plots.
     #[arg(long, required_unless_present_any = ["export_requests", "compare"])]
     out: Option<PathBuf>,
@@ -86,12 +88,6 @@ pub struct AuditArgs {
     /// Seed of sampling, probe phrases and bootstrap [default: 0].
     #[arg(long)]
     seed: Option<u64>,
-    /// Sequences per forward pass with --model.
-    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
-    batch_size: usize,
-    /// Tokens per sequence at most with --model (default: the model's).
-    #[arg(long, value_parser = super::at_least_one)]
-    max_length: Option<usize>,
     /// Only write every (prompt, response) the audit would score, as JSONL, and exit.
     #[arg(long)]
     export_requests: Option<PathBuf>,
@@ -238,8 +234,8 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
     let out = args.out.as_ref().context("--out is required")?;
     let report: AuditReport = match (&args.model, &args.scores, &args.baseline) {
         (Some(dir), _, _) => {
-            let model = super::load_for_scoring(dir, args.max_length)?;
-            let scorer = rewardkit_model::ModelScorer::new(&model, args.batch_size.max(1));
+            let model = super::load_for_scoring(dir, args.scoring.batch.max_length)?;
+            let scorer = args.scoring.scorer(&model);
             let scores = score(&plan, &scorer)?;
             let tokenizer = &model.tokenizer;
             let count = |t: &Text| tokenizer.tokens(&t.render()).map_or(0, |ids| ids.len());

@@ -27,22 +27,13 @@ pub struct EvalArgs {
     /// A reward model folder: score the pairs of --data with it.
     #[arg(long, requires = "data")]
     model: Option<PathBuf>,
-    /// Sequences per forward pass with --model.
-    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
-    batch_size: usize,
-    /// With --model: give each sequence a row of its own. By default a causal decoder read at
-    /// the last token (GPT-2, Llama family) scores a pair's chosen and rejected in one row
-    /// after their prompt, computing the prompt once (the same scores up to rounding).
-    #[arg(long, requires = "model")]
-    no_shared_prompt: bool,
-    /// Tokens per sequence at most with --model (default: the model's).
-    #[arg(long, value_parser = super::at_least_one)]
-    max_length: Option<usize>,
     /// Preference files to score (each file is a subset unless its rows name one).
     #[arg(long, num_args = 1..)]
     data: Vec<PathBuf>,
     #[command(flatten)]
     read: ReadArgs,
+    #[command(flatten)]
+    scoring: super::scoring_args::ScoringArgs,
     /// Write the per-pair scores (a score file, readable by --scores).
     #[arg(long)]
     save_scores: Option<PathBuf>,
@@ -132,9 +123,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let (scorer, inputs, scored, timing) = match (&args.scores, &args.baseline) {
         (None, None) => {
             let dir = args.model.as_ref().expect("clap requires one source");
-            let model = super::load_for_scoring(dir, args.max_length)?;
-            let scorer = rewardkit_model::ModelScorer::new(&model, args.batch_size.max(1))
-                .shared_prompt(!args.no_shared_prompt);
+            let model = super::load_for_scoring(dir, args.scoring.batch.max_length)?;
+            let scorer = args.scoring.scorer(&model);
             let (name, inputs, scored, mut timing) = score_data(&args, &scorer)?;
             if let Some(t) = timing.as_mut() {
                 let (_, tokens, padded) = model.scored.totals();

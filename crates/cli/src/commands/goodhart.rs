@@ -56,12 +56,8 @@ pub struct CurvesArgs {
     /// β values of the KL-penalised selectors (used when the pool has logprob and ref_logprob).
     #[arg(long, value_delimiter = ',', default_values_t = [0.05, 0.2])]
     kl_beta: Vec<f64>,
-    /// Sequences per forward pass.
-    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
-    batch_size: usize,
-    /// Tokens per sequence at most (default: each model's).
-    #[arg(long, value_parser = super::at_least_one)]
-    max_length: Option<usize>,
+    #[command(flatten)]
+    scoring: super::scoring_args::ScoringArgs,
     /// Folder for report.json, report.md and goodhart.svg.
     #[arg(long)]
     out: PathBuf,
@@ -142,12 +138,12 @@ fn score_rows(
     inputs: &[(Text, Text)],
     args: &CurvesArgs,
 ) -> anyhow::Result<Vec<f64>> {
-    let model = load_for_scoring(model_dir, args.max_length)?;
-    let scorer = rewardkit_model::ModelScorer::new(&model, args.batch_size.max(1));
+    let model = load_for_scoring(model_dir, args.scoring.batch.max_length)?;
+    let scorer = args.scoring.scorer(&model);
     let pb = crate::progress::bar(inputs.len() as u64, "samples");
     pb.set_message(format!("scoring with {}", model_dir.display()));
     let mut scores = Vec::with_capacity(inputs.len());
-    for chunk in inputs.chunks(args.batch_size.max(1) * 4) {
+    for chunk in inputs.chunks(args.scoring.batch.chunk()) {
         let items: Vec<(&Text, &Text)> = chunk.iter().map(|(p, r)| (p, r)).collect();
         scores.extend(scorer.score_batch(&items)?);
         pb.set_position(scores.len() as u64);

@@ -10,6 +10,7 @@ pub mod lora_args;
 pub mod policy_args;
 pub mod rl;
 pub mod score;
+pub mod scoring_args;
 pub mod serve;
 pub mod sft;
 pub mod train;

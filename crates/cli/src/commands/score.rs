@@ -20,16 +20,12 @@ pub struct ScoreArgs {
     /// Write the scored rows here instead of stdout.
     #[arg(long)]
     output: Option<PathBuf>,
-    /// Sequences per forward pass (rows are sorted by length first).
-    #[arg(long, default_value_t = 32, value_parser = super::at_least_one)]
-    batch_size: usize,
-    /// Tokens per sequence at most (default: the model's).
-    #[arg(long, value_parser = super::at_least_one)]
-    max_length: Option<usize>,
+    #[command(flatten)]
+    batch: super::scoring_args::BatchArgs,
 }
 
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
-    let model = super::load_for_scoring(&args.model, args.max_length)?;
+    let model = super::load_for_scoring(&args.model, args.batch.max_length)?;
     let mut rows = Vec::new();
     let mut inputs = Vec::new();
     for_each_record(&args.input, |record| -> Result<(), DataError> {
@@ -43,14 +39,18 @@ pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
     })?;
     let pb = crate::progress::bar(rows.len() as u64, "rows");
     pb.set_message("scoring");
+    // Each row is encoded (and cut) alone: its score does not depend on the rows beside it.
     let mut encoded = Vec::with_capacity(inputs.len());
     for (p, r) in &inputs {
         encoded.push(model.encode(p, r)?);
     }
-    // Score in chunks so the progress bar moves; each chunk is sorted by length inside.
+    // Score in chunks so the progress bar moves; each chunk is batched by length inside.
     let mut scores = Vec::with_capacity(encoded.len());
-    for chunk in encoded.chunks(args.batch_size.max(1) * 8) {
-        scores.extend(model.score_encoded(chunk, args.batch_size.max(1))?);
+    for chunk in encoded.chunks(args.batch.chunk()) {
+        scores.extend(match args.batch.max_batch_tokens {
+            Some(tokens) => model.score_encoded_packed(chunk, None, tokens)?,
+            None => model.score_encoded(chunk, args.batch.batch_size)?,
+        });
         pb.set_position(scores.len() as u64);
     }
     pb.finish_and_clear();

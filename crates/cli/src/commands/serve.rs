@@ -30,10 +30,14 @@ pub struct ServeArgs {
     /// Tokens per sequence at most (default: each model's own limit).
     #[arg(long, value_parser = super::at_least_one, env = "REWARDKIT_MAX_LENGTH")]
     max_length: Option<usize>,
-    /// Padded tokens (longest item × items) per forward pass at most; one longer item still
-    /// runs alone.
+    /// Tokens per forward pass at most: padded tokens (longest item × items), or with
+    /// --packing the items' own; one longer item still runs alone.
     #[arg(long, default_value_t = 16384, value_parser = super::at_least_one, env = "REWARDKIT_MAX_BATCH_TOKENS")]
     max_batch_tokens: usize,
+    /// Score each batch side by side in one row with no padding, each item seeing only itself
+    /// (the same scores up to rounding); --max-batch-tokens then counts real tokens.
+    #[arg(long, env = "REWARDKIT_PACKING")]
+    packing: bool,
     /// Items per forward pass at most.
     #[arg(long, default_value_t = 64, value_parser = super::at_least_one, env = "REWARDKIT_MAX_BATCH_ITEMS")]
     max_batch_items: usize,
@@ -73,7 +77,9 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
         eprintln!("loading {}", path.display());
         members.push(super::load_for_scoring(path, args.max_length)?);
     }
-    let engine = ModelEngine::new(members).map_err(anyhow::Error::msg)?;
+    let engine = ModelEngine::new(members)
+        .map_err(anyhow::Error::msg)?
+        .packing(args.packing);
     let config = ServeConfig {
         combine: args.combine,
         max_batch_tokens: args.max_batch_tokens,

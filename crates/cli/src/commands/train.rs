@@ -126,6 +126,13 @@ pub struct TrainArgs {
     /// rounding). Same as `shared_prompt = false` in --config.
     #[arg(long)]
     no_shared_prompt: bool,
+    /// No padding: pack each batch's sequences side by side in one row, each seeing only
+    /// itself (with the shared prompt, each pair after its prompt), and score held-out pairs
+    /// the same way. Still --batch-size pairs a step; the same gradients up to rounding, and no
+    /// compute on padding (padded_tokens_per_s equals tokens_per_s). Any model. Same as
+    /// `packing = true` in --config.
+    #[arg(long)]
+    packing: bool,
     /// A penalty against reward hacking added to the Bradley-Terry loss, NAME or NAME=λ (λ = 1):
     /// `honesty` (λ·softplus(r(agree) − r(correct)) on correction pairs: needs --augment or
     /// correction pairs in --data), `counterfactual` (λ·(r(x′) − r(x))² for information-free
@@ -223,6 +230,7 @@ impl TrainArgs {
         t.dropout |= self.dropout;
         t.gradient_checkpointing |= self.gradient_checkpointing;
         t.shared_prompt &= !self.no_shared_prompt;
+        t.packing |= self.packing;
         for p in &self.penalties {
             t.penalties.retain(|q| q.name() != p.name());
             t.penalties.push(p.clone());

@@ -10,7 +10,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
 use super::{check_simd, dot, exp, masked_max, sum};
-use crate::keys::Keys;
+use crate::keys::{Blocks, Keys, Span};
 use crate::nn::{DropoutDraw, Mode};
 
 /// What the attention kernels share: shapes, the key mask and the dropout draw.
@@ -24,11 +24,13 @@ struct AttentionSpec {
     head_dim: usize,
     scale: f32,
     causal: bool,
-    /// 1 for keys that may be attended to, 0 for the others: `[batch, len]` (every query of a
-    /// row sees the same keys: padding is masked), or `[batch, len, len]` (one set per query:
-    /// packed rows, [`Keys::allowed`]).
-    keys: Arc<Vec<f32>>,
-    /// Whether `keys` holds one set per query.
+    /// What is computed on its own: every row whole, or for packed rows each run of one group
+    /// ([`Keys::blocks`]; a query never sees a key of another group). Each block's key table
+    /// holds 1 for keys that may be attended to, 0 for the others: `len` values (every query
+    /// of the block sees the same keys: padding is masked), or `len × len` (one set per query:
+    /// packed rows).
+    blocks: Arc<Blocks>,
+    /// Whether the key tables hold one set per query.
     per_query: bool,
     dropout: Option<DropoutDraw>,
 }
@@ -67,10 +69,15 @@ impl AttentionSpec {
         })
     }
 
-    /// Element (0, 0) of head `h` of batch row `b` in `r`, and its row stride.
-    fn head(&self, r: &Rows, b: usize, h: usize) -> (*const f32, usize) {
-        let i = r.start + b * r.batch_stride + h * self.head_dim;
+    /// The first element of head `h` in block `x` of `r`, and its row stride.
+    fn head(&self, r: &Rows, x: &Span, h: usize) -> (*const f32, usize) {
+        let i = r.start + x.row * r.batch_stride + x.start * r.row_stride + h * self.head_dim;
         (r.data[i..].as_ptr(), r.row_stride)
+    }
+
+    /// The longest block (the side of the scratch each task needs).
+    fn longest(&self) -> usize {
+        self.blocks.spans.iter().map(|x| x.len).max().unwrap_or(0)
     }
 
     /// Query heads per K/V head.
@@ -93,11 +100,14 @@ impl AttentionSpec {
         ])
     }
 
-    /// `p` (t×t) ← the attention probabilities of block `(b, h)` from its `q`, `k`: scaled
-    /// scores, masked, softmax by row. A query that may see no key attends uniformly to all of
-    /// them (what the additive −∞-like bias of the composed version gives).
-    fn probs(&self, p: &mut [f32], q: (*const f32, usize), k: (*const f32, usize), b: usize) {
-        let (t, d) = (self.len, self.head_dim);
+    /// `p` (the first t×t, t the block's length) ← the attention probabilities of one head of
+    /// block `x` from its `q`, `k`: scaled scores, masked, softmax by row. A query that may see
+    /// no key attends uniformly to all of the block's (what the additive −∞-like bias of the
+    /// composed version gives a row of one sequence).
+    fn probs(&self, p: &mut [f32], q: (*const f32, usize), k: (*const f32, usize), xi: usize) {
+        let x = &self.blocks.spans[xi];
+        let (t, d) = (x.len, self.head_dim);
+        let p = &mut p[..t * t];
         // SAFETY: q and k point at t rows of d valid elements with the given row strides.
         unsafe {
             matmul(
@@ -113,7 +123,8 @@ impl AttentionSpec {
             )
         };
         let n = if self.per_query { t * t } else { t };
-        masked_softmax_rows(p, &self.keys[b * n..(b + 1) * n], t, self.causal);
+        let at = self.blocks.offsets[xi];
+        masked_softmax_rows(p, &self.blocks.tables[at..at + n], t, self.causal);
     }
 
     /// `out` ← `p` with block `part`'s dropout mask applied (inverted dropout).
@@ -261,37 +272,42 @@ impl CustomOp3 for AttentionOp {
         let (t, d, width) = (a.len, a.head_dim, a.heads * a.head_dim);
         let mut out = vec![0f32; a.batch * t * width];
         let dst = OutPtr(out.as_mut_ptr());
-        (0..a.batch * a.heads).into_par_iter().for_each_init(
-            || (vec![0f32; t * t], vec![0f32; t * t]),
-            |(p, dropped), block| {
-                let (b, h) = (block / a.heads, block % a.heads);
-                a.probs(p, a.head(&q, b, h), a.head(&k, b, h / a.group()), b);
-                let p = match &a.dropout {
-                    Some(draw) => {
-                        a.drop_into(draw, block, p, dropped);
-                        &*dropped
-                    }
-                    None => &*p,
-                };
-                let v = a.head(&v, b, h / a.group());
-                // SAFETY: block (b, h) of `out` is t rows of d with row stride `width`, so
-                // `at`'s offset b·t·width + h·d is inside `out` (batch·t·width elements) and
-                // only this block writes those rows' columns h·d..(h + 1)·d.
-                unsafe {
-                    matmul(
-                        t,
-                        d,
-                        t,
-                        dst.at(b * t * width + h * d),
-                        width,
-                        (p.as_ptr(), t, 1),
-                        (v.0, v.1, 1),
-                        1.0,
-                        false,
-                    )
-                };
-            },
-        );
+        let side = a.longest();
+        (0..a.blocks.spans.len() * a.heads)
+            .into_par_iter()
+            .for_each_init(
+                || (vec![0f32; side * side], vec![0f32; side * side]),
+                |(p, dropped), task| {
+                    let (xi, h) = (task / a.heads, task % a.heads);
+                    let x = &a.blocks.spans[xi];
+                    let n = x.len;
+                    a.probs(p, a.head(&q, x, h), a.head(&k, x, h / a.group()), xi);
+                    let p = match &a.dropout {
+                        Some(draw) => {
+                            a.drop_into(draw, task, &p[..n * n], &mut dropped[..n * n]);
+                            &*dropped
+                        }
+                        None => &*p,
+                    };
+                    let v = a.head(&v, x, h / a.group());
+                    // SAFETY: head h of block x in `out` is n rows of d with row stride `width`
+                    // starting at (x.row·t + x.start)·width + h·d, inside `out` (batch·t·width
+                    // elements); blocks do not overlap, so only this task writes those elements.
+                    unsafe {
+                        matmul(
+                            n,
+                            d,
+                            n,
+                            dst.at((x.row * t + x.start) * width + h * d),
+                            width,
+                            (p.as_ptr(), n, 1),
+                            (v.0, v.1, 1),
+                            1.0,
+                            false,
+                        )
+                    };
+                },
+            );
         Ok((CpuStorage::F32(out), Shape::from((a.batch, t, width))))
     }
     fn bwd(
@@ -347,51 +363,63 @@ impl CustomOp3 for AttentionBackward {
         let mut out = vec![0f32; n + 2 * nk];
         let dst = OutPtr(out.as_mut_ptr());
         let keep_scale = a.dropout.as_ref().map(|draw| (1.0 / (1.0 - draw.p)) as f32);
-        (0..a.batch * a.kv_heads).into_par_iter().for_each_init(
-            || (vec![0f32; t * t], vec![0f32; t * t], vec![0f32; t * t]),
-            |(p, dropped, ds), task| {
-                let (b, kvh) = (task / a.kv_heads, task % a.kv_heads);
-                let (kh, vh) = (a.head(&k, b, kvh), a.head(&v, b, kvh));
-                let at_q = |h: usize| b * t * width + h * d;
-                let at_kv = n + b * t * kv_width + kvh * d;
-                for r in 0..a.group() {
-                    let h = kvh * a.group() + r;
-                    let (qh, gh) = (a.head(&q, b, h), a.head(&g, b, h));
-                    a.probs(p, qh, kh, b);
-                    let p_used = match &a.dropout {
-                        Some(draw) => {
-                            a.drop_into(draw, b * a.heads + h, p, dropped);
-                            &*dropped
+        let side = a.longest();
+        (0..a.blocks.spans.len() * a.kv_heads)
+            .into_par_iter()
+            .for_each_init(
+                || {
+                    let scratch = || vec![0f32; side * side];
+                    (scratch(), scratch(), scratch())
+                },
+                |(p, dropped, ds), task| {
+                    let (xi, kvh) = (task / a.kv_heads, task % a.kv_heads);
+                    let x = &a.blocks.spans[xi];
+                    let m = x.len;
+                    let (p, dropped, ds) =
+                        (&mut p[..m * m], &mut dropped[..m * m], &mut ds[..m * m]);
+                    let (kh, vh) = (a.head(&k, x, kvh), a.head(&v, x, kvh));
+                    let first = x.row * t + x.start;
+                    let at_q = |h: usize| first * width + h * d;
+                    let at_kv = n + first * kv_width + kvh * d;
+                    for r in 0..a.group() {
+                        let h = kvh * a.group() + r;
+                        let (qh, gh) = (a.head(&q, x, h), a.head(&g, x, h));
+                        a.probs(p, qh, kh, xi);
+                        let p_used = match &a.dropout {
+                            Some(draw) => {
+                                a.drop_into(draw, xi * a.heads + h, p, dropped);
+                                &*dropped
+                            }
+                            None => &*p,
+                        };
+                        let acc = r > 0;
+                        // SAFETY: every operand is m rows of d (or m) with the strides given; query
+                        // head h's block of dq is m rows of d at `at_q(h)` with row stride `width`
+                        // (inside the first n elements), and K/V head kvh's blocks of dk and dv are
+                        // m rows of d at `at_kv` and `at_kv + nk` with row stride `kv_width`
+                        // (inside the last 2·nk); blocks do not overlap, so only this task writes
+                        // those elements.
+                        unsafe {
+                            // dv (+)= P'ᵀ G
+                            let pt = (p_used.as_ptr(), 1, m);
+                            let dv = dst.at(at_kv + nk);
+                            matmul(m, d, m, dv, kv_width, pt, (gh.0, gh.1, 1), 1.0, acc);
+                            // dP' = G vᵀ
+                            let (gr, vt) = ((gh.0, gh.1, 1), (vh.0, 1, vh.1));
+                            matmul(m, m, d, ds.as_mut_ptr(), m, gr, vt, 1.0, false);
                         }
-                        None => &*p,
-                    };
-                    let acc = r > 0;
-                    // SAFETY: every operand is t rows of d (or t) with the strides given; query
-                    // head h's block of dq is t rows of d at `at_q(h)` with row stride `width`
-                    // (inside the first n elements), and K/V head kvh's blocks of dk and dv are
-                    // t rows of d at `at_kv` and `at_kv + nk` with row stride `kv_width`
-                    // (inside the last 2·nk); only this task writes those columns.
-                    unsafe {
-                        // dv (+)= P'ᵀ G
-                        let pt = (p_used.as_ptr(), 1, t);
-                        let dv = dst.at(at_kv + nk);
-                        matmul(t, d, t, dv, kv_width, pt, (gh.0, gh.1, 1), 1.0, acc);
-                        // dP' = G vᵀ
-                        let (gr, vt) = ((gh.0, gh.1, 1), (vh.0, 1, vh.1));
-                        matmul(t, t, d, ds.as_mut_ptr(), t, gr, vt, 1.0, false);
+                        attention_scores_bwd(ds, p, p_used, m, keep_scale, a.scale);
+                        // SAFETY: as above.
+                        unsafe {
+                            // dq = dS k, dk (+)= dSᵀ q
+                            let ds = ds.as_ptr();
+                            let (dq, dk) = (dst.at(at_q(h)), dst.at(at_kv));
+                            matmul(m, d, m, dq, width, (ds, m, 1), (kh.0, kh.1, 1), 1.0, false);
+                            matmul(m, d, m, dk, kv_width, (ds, 1, m), (qh.0, qh.1, 1), 1.0, acc);
+                        }
                     }
-                    attention_scores_bwd(ds, p, p_used, t, keep_scale, a.scale);
-                    // SAFETY: as above.
-                    unsafe {
-                        // dq = dS k, dk (+)= dSᵀ q
-                        let ds = ds.as_ptr();
-                        let (dq, dk) = (dst.at(at_q(h)), dst.at(at_kv));
-                        matmul(t, d, t, dq, width, (ds, t, 1), (kh.0, kh.1, 1), 1.0, false);
-                        matmul(t, d, t, dk, kv_width, (ds, 1, t), (qh.0, qh.1, 1), 1.0, acc);
-                    }
-                }
-            },
-        );
+                },
+            );
         Ok((CpuStorage::F32(out), Shape::from(n + 2 * nk)))
     }
 }
@@ -436,12 +464,19 @@ pub fn attention(
     if mask.dims() != [batch, len] {
         candle_core::bail!("mask {:?} does not match q {:?}", mask.dims(), q.dims());
     }
-    let (keys, per_query) = match keys.allowed(attn.causal)? {
-        Some(allowed) => (allowed, true),
+    let (blocks, per_query) = match keys.blocks(attn.causal)? {
+        Some(packed) => (packed, true),
         None => {
             let mask = mask.to_dtype(DType::U32)?.flatten_all()?.to_vec1::<u32>()?;
-            let keys = mask.into_iter().map(|m| if m != 0 { 1.0 } else { 0.0 });
-            (Arc::new(keys.collect()), false)
+            let rows = Blocks {
+                spans: (0..batch).map(|row| Span { row, start: 0, len }).collect(),
+                offsets: (0..batch).map(|row| row * len).collect(),
+                tables: mask
+                    .into_iter()
+                    .map(|m| if m != 0 { 1.0 } else { 0.0 })
+                    .collect(),
+            };
+            (Arc::new(rows), false)
         }
     };
     let spec = AttentionSpec {
@@ -452,7 +487,7 @@ pub fn attention(
         head_dim,
         scale: attn.scale as f32,
         causal: attn.causal,
-        keys,
+        blocks,
         per_query,
         dropout: attn.dropout.draw(mode),
     };
@@ -500,7 +535,9 @@ mod tests {
         let packing = rewardkit_tokenize::Packing {
             group: [run(t, 0), run(9, 0), run(10, 1), run(t, 0)].concat(),
             branch: [run(7, 0), run(8, 1), run(4, 2), run(t, 1), run(t, 0)].concat(),
+            first: vec![0, 0],
             last: vec![14, 18],
+            shares_prefix: true,
         };
         let packed = Keys::packed(&mask, &packing).unwrap();
         let mode = Mode::Train { seed: 5, step: 2 };
@@ -522,17 +559,33 @@ mod tests {
             let composed = match attn.dropout.draw(mode) {
                 None => attn.forward_composed(&q, &k, &v, &keys, mode).unwrap(),
                 Some(draw) => {
-                    let mut m = Vec::new();
-                    for block in 0..b * heads {
-                        let mut rng = draw.rng(block);
-                        m.extend((0..t * t).map(|_| {
-                            let kept = rng.uniform() < 1.0 - p;
-                            if kept {
-                                (1.0 / (1.0 - p)) as f32
-                            } else {
-                                0.0
+                    // The kernel draws dropout per block (a row, or a packed row's run of one
+                    // group) and head, row-major within the block; outside the blocks the
+                    // probabilities are zero.
+                    let spans = match keys.blocks(causal).unwrap() {
+                        Some(blocks) => blocks.spans.clone(),
+                        None => (0..b)
+                            .map(|row| crate::keys::Span {
+                                row,
+                                start: 0,
+                                len: t,
+                            })
+                            .collect(),
+                    };
+                    let mut m = vec![1f32; b * heads * t * t];
+                    for (si, span) in spans.iter().enumerate() {
+                        for h in 0..heads {
+                            let mut rng = draw.rng(si * heads + h);
+                            for i in 0..span.len {
+                                for j in 0..span.len {
+                                    let kept = rng.uniform() < 1.0 - p;
+                                    let at = ((span.row * heads + h) * t + span.start + i) * t
+                                        + span.start
+                                        + j;
+                                    m[at] = if kept { (1.0 / (1.0 - p)) as f32 } else { 0.0 };
+                                }
                             }
-                        }));
+                        }
                     }
                     let m = Tensor::from_vec(m, (b, heads, t, t), &Device::Cpu).unwrap();
                     let split = |x: &Tensor| crate::nn::split_heads(x, heads).unwrap();

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::Device;
+use rewardkit_data::PreferencePair;
 use rewardkit_model::{load, InitMissing, LoadOptions, LoadedModel, Rng};
 use rewardkit_train::TrainConfig;
 
@@ -47,6 +48,30 @@ pub fn words(rng: &mut Rng, max: usize) -> String {
         .map(|_| format!("t{}", 20 + rng.below(200)))
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+/// `n` pairs of a prompt of 1 to 6 words, and two responses of the same two word runs in
+/// either order around `t7` (chosen) or `t9` (rejected).
+pub fn swapped_pairs(n: usize, seed: u64) -> Vec<PreferencePair> {
+    let mut rng = Rng::new(seed);
+    (0..n)
+        .map(|_| {
+            let prompt = words(&mut rng, 6);
+            let (a, b) = (words(&mut rng, 5), words(&mut rng, 5));
+            PreferencePair::new(prompt, format!("{a} t7 {b}"), format!("{b} t9 {a}"))
+        })
+        .collect()
+}
+
+/// The largest difference between two models' weights, parameter by parameter.
+pub fn max_diff(a: &[(String, Vec<f32>)], b: &[(String, Vec<f32>)]) -> f32 {
+    a.iter()
+        .zip(b)
+        .flat_map(|((na, va), (nb, vb))| {
+            assert_eq!(na, nb);
+            va.iter().zip(vb).map(|(x, y)| (x - y).abs())
+        })
+        .fold(0.0, f32::max)
 }
 
 pub fn weights(model: &LoadedModel) -> Vec<(String, Vec<f32>)> {
