@@ -247,10 +247,12 @@ pub struct ResponseBatch {
 }
 
 impl ResponseBatch {
-    /// Lays out `rows`, the responses to one prompt (equal prompt tokens) in one row where that
-    /// saves work for a model of hidden size `hidden` ([`rewardkit_tokenize::packing_runs`]);
-    /// every prompt needs a token and every response one, else an error naming the row. `pad`
-    /// fills the padding (never attended to).
+    /// Lays out `rows` in one row without padding: the responses to one prompt (equal prompt
+    /// tokens) after that prompt computed once, where that saves work for a model of hidden
+    /// size `hidden` ([`rewardkit_tokenize::packing_runs`]), and such groups side by side, each
+    /// seeing only itself; every prompt needs a token and every response one, else an error
+    /// naming the row. `pad` fills the padding of [`ResponseBatch::separate`]'s rows (never
+    /// attended to).
     pub fn new(
         rows: &[(&[u32], &[u32])],
         pad: u32,
@@ -279,21 +281,23 @@ impl ResponseBatch {
                 groups.push(run.into_iter().map(|k| members[k]).collect());
             }
         }
-        Self::grouped(rows, &groups, pad, device)
+        Self::grouped(rows, &groups, pad, true, device)
     }
 
-    /// [`ResponseBatch::new`] with a row per response (the reference the shared rows are
-    /// tested against).
+    /// [`ResponseBatch::new`] with a row per response, padded (the reference the shared rows
+    /// are tested against).
     pub fn separate(rows: &[(&[u32], &[u32])], pad: u32, device: &Device) -> Result<Self> {
         let groups: Vec<Vec<usize>> = (0..rows.len()).map(|i| vec![i]).collect();
-        Self::grouped(rows, &groups, pad, device)
+        Self::grouped(rows, &groups, pad, false, device)
     }
 
-    /// One row per group of `rows` (indices; the members share their prompt).
+    /// The groups of `rows` (indices; the members share their prompt) side by side in one row
+    /// without padding (`packed`), or one padded row per group.
     fn grouped(
         rows: &[(&[u32], &[u32])],
         groups: &[Vec<usize>],
         pad: u32,
+        packed: bool,
         device: &Device,
     ) -> Result<Self> {
         if rows.is_empty() {
@@ -307,17 +311,30 @@ impl ResponseBatch {
         let row_len = |g: &[usize]| {
             rows[g[0]].0.len() + g.iter().map(|&i| rows[i].1.len() - 1).sum::<usize>()
         };
-        let cols = groups.iter().map(|g| row_len(g)).max().unwrap_or(0);
+        let lens: Vec<usize> = groups.iter().map(|g| row_len(g)).collect();
+        let (n, cols) = if packed {
+            (1, lens.iter().sum())
+        } else {
+            (groups.len(), lens.iter().copied().max().unwrap_or(0))
+        };
         let r = rows.iter().map(|(_, x)| x.len()).max().unwrap_or(0);
-        let n = groups.len();
         let (mut ids, mut att) = (vec![pad; n * cols], vec![0u32; n * cols]);
         let mut branch = vec![0u32; n * cols];
-        let group: Vec<u32> = (0..n * cols).map(|i| (i / cols) as u32).collect();
+        let mut group = vec![0u32; n * cols];
         // Per response: the flat index of the state before each of its tokens.
         let mut before: Vec<Vec<u32>> = vec![Vec::new(); rows.len()];
+        let mut start = 0;
         for (g, members) in groups.iter().enumerate() {
             let prompt = rows[members[0]].0;
-            let mut at = g * cols;
+            // A group's run (and in padded rows the padding after it) is its own.
+            let end = if packed {
+                start + lens[g]
+            } else {
+                (g + 1) * cols
+            };
+            group[start..end].fill(g as u32);
+            let mut at = start;
+            start = if packed { end } else { (g + 1) * cols };
             ids[at..at + prompt.len()].copy_from_slice(prompt);
             att[at..at + prompt.len()].fill(1);
             at += prompt.len();

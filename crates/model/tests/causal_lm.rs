@@ -201,8 +201,9 @@ fn response_logprob_gradients_match_finite_differences() {
     }
 }
 
-/// The responses to one prompt in one row after it (`ResponseBatch::new`, an RL step's k
-/// samples) against a row per response (`ResponseBatch::separate`): the per-token
+/// The responses to one prompt after it, the two prompts' groups side by side in one row
+/// without padding (`ResponseBatch::new`, an RL step's k samples), against a padded row per
+/// response (`ResponseBatch::separate`): the per-token
 /// log-probabilities and entropies agree to 1e-5 and every parameter's gradient to 1e-4 of its
 /// largest, for Llama and GPT-2, and the shared rows compute fewer positions.
 #[test]
