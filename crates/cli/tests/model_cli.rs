@@ -325,6 +325,30 @@ fn mixed_dir(
     dir
 }
 
+/// `train` of `model` on `pairs` into `out`: two steps of 4 pairs at length 24, no evaluation
+/// before the end, with `extra` flags.
+fn train_two_steps(model: &Path, pairs: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let mut args = vec![
+        "train",
+        "--model",
+        model.to_str().unwrap(),
+        "--data",
+        pairs.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--max-length",
+        "24",
+        "--eval-every",
+        "0",
+    ];
+    args.extend_from_slice(extra);
+    run(&args)
+}
+
 fn rows_file(dir: &Path) -> PathBuf {
     let input = dir.join("rows.jsonl");
     std::fs::write(
@@ -400,23 +424,7 @@ fn a_bare_backbone_is_refused_for_scoring_and_trains_with_a_new_head() {
         );
     }
     let out = work.path().join("run");
-    let o = ok(run(&[
-        "train",
-        "--model",
-        bert.path().to_str().unwrap(),
-        "--data",
-        pairs.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-        "--max-steps",
-        "2",
-        "--batch-size",
-        "4",
-        "--max-length",
-        "24",
-        "--eval-every",
-        "0",
-    ]));
+    let o = ok(train_two_steps(bert.path(), &pairs, &out, &[]));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
         err.contains("initialised 2 tensor(s) from seed")
@@ -606,4 +614,68 @@ fn eval_shared_prompt_scores_equal_separate_rows() {
         // The scores are not all alike: the equality says something.
         assert!(shared.iter().any(|s| (s.0 - shared[0].0).abs() > 1e-3));
     }
+}
+
+/// `--input-style`: an encoder trained on one segment (`train --input-style sequence`, TRL's
+/// string concatenation) keeps it in its rewardkit.json, so `score` reads it so by default; the
+/// flag overrides it when scoring (and the scores change: the style reaches the model); a
+/// decoder refuses `pair`, exit 1.
+#[test]
+fn an_encoders_input_style_is_trained_saved_and_overridable() {
+    let work = tempfile::tempdir().unwrap();
+    let input = rows_file(work.path());
+    let pairs = work.path().join("pairs.jsonl");
+    data(&pairs, 8, 3);
+    // all-MiniLM-L6-v2 (scripts/fetch-models.sh): a BERT tokenizer whose post-processor marks
+    // the segments (the tiny fixtures' tokenizer has none, so both styles would read alike).
+    let minilm =
+        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rewardkit/models/minilm");
+    let out = work.path().join("run");
+    ok(train_two_steps(
+        &minilm,
+        &pairs,
+        &out,
+        &["--input-style", "sequence"],
+    ));
+    let final_dir = out.join("final");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(final_dir.join("rewardkit.json")).unwrap())
+            .unwrap();
+    assert_eq!(meta["model"]["input_style"], "sequence", "{meta}");
+    assert_eq!(meta["run"]["input_style"], "sequence", "{meta}");
+    let score = |extra: &[&str]| -> f64 {
+        let mut args = vec![
+            "score",
+            "--model",
+            final_dir.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let o = ok(run(&args));
+        let row: serde_json::Value =
+            serde_json::from_str(String::from_utf8_lossy(&o.stdout).trim()).unwrap();
+        row["score"].as_f64().unwrap()
+    };
+    let saved = score(&[]);
+    assert_eq!(saved, score(&["--input-style", "sequence"]));
+    let pair = score(&["--input-style", "pair"]);
+    assert!((saved - pair).abs() > 1e-6, "{saved} {pair}");
+
+    let o = run(&[
+        "score",
+        "--model",
+        models().join("tiny-llama-rm").to_str().unwrap(),
+        "--input",
+        input.to_str().unwrap(),
+        "--input-style",
+        "pair",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("a decoder reads prompt + response as one sequence"),
+        "{err}"
+    );
+    assert!(o.stdout.is_empty());
 }

@@ -688,7 +688,7 @@ impl Trainer<'_> {
             init_missing: InitMissing::All,
             seed,
             max_length: Some(c.model.max_length),
-            inference: false,
+            ..LoadOptions::default()
         };
         let model = load(&self.init_dir, &options, &Device::Cpu)?;
         let train_config = TrainConfig {

@@ -32,6 +32,12 @@ pub struct ModelMeta {
     /// them where they are a learned table.
     #[serde(default = "default_max_length")]
     pub max_length: usize,
+    /// How prompt and response become one input, where it is not the architecture's own
+    /// ([`InputStyle::Pair`] for encoders, [`InputStyle::Sequence`] for decoders): an encoder
+    /// trained on `prompt + response` as one segment (TRL's string concatenation) reads
+    /// [`InputStyle::Sequence`]. Absent from `rewardkit.json` when it is the architecture's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_style: Option<InputStyle>,
 }
 
 fn yes() -> bool {
@@ -84,6 +90,10 @@ pub struct LoadOptions {
     pub max_length: Option<usize>,
     /// For scoring only: build the model without autograd tracking (less memory, faster).
     pub inference: bool,
+    /// Override how prompt and response become one input (see [`ModelMeta::input_style`]);
+    /// saved in the checkpoint's `rewardkit.json`. A decoder reads only
+    /// [`InputStyle::Sequence`].
+    pub input_style: Option<InputStyle>,
 }
 
 /// A reward model with its tokenizer and input conventions.
@@ -166,10 +176,15 @@ pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<Loaded
         // An HF reward model is scored exactly as transformers would: on the plain text.
         append_eos: !is_hf_classifier,
         max_length: config.max_positions(),
+        input_style: None,
     });
     if let Some(p) = options.pooling {
         meta.pooling = p;
     }
+    if options.input_style.is_some() {
+        meta.input_style = options.input_style;
+    }
+    let style = input_style(&meta, &config, &meta_path)?;
     meta.max_length = fit_length(options.max_length.unwrap_or(meta.max_length), &config);
     let store = if crate::peft::is_adapter_dir(dir) {
         adapter_store(dir, options.seed, device)?
@@ -180,12 +195,9 @@ pub fn load(dir: &Path, options: &LoadOptions, device: &Device) -> Result<Loaded
         ParamStore::from_safetensors(&files, options.seed, device)?
     };
     let (model, initialised) = build(&config, meta.pooling, &store, options, dir)?;
-    let style = if config.is_decoder() {
-        InputStyle::Sequence
-    } else {
-        InputStyle::Pair
-    };
-    let tokenizer = RewardTokenizer::from_path(dir, style)?.with_append_eos(meta.append_eos);
+    // An encoder's post-processor ends its one segment with its own separator: no EOS after it.
+    let tokenizer = RewardTokenizer::from_path(dir, style)?
+        .with_append_eos(meta.append_eos && config.is_decoder());
     Ok(LoadedModel {
         model,
         tokenizer,
@@ -293,6 +305,26 @@ pub fn is_known_extra(name: &str) -> bool {
         || base.starts_with("pooler.")
 }
 
+/// The input style `meta` asks for, or the architecture's own; a decoder reads one sequence
+/// (its causal states and last-token pooling assume `prompt + response`).
+fn input_style(meta: &ModelMeta, config: &ArchConfig, source: &Path) -> Result<InputStyle> {
+    let own = if config.is_decoder() {
+        InputStyle::Sequence
+    } else {
+        InputStyle::Pair
+    };
+    match meta.input_style {
+        Some(InputStyle::Pair) if config.is_decoder() => Err(ModelError::Config {
+            path: source.to_path_buf(),
+            message: "a decoder reads prompt + response as one sequence: input style `pair` is \
+                      for encoders"
+                .into(),
+        }),
+        Some(style) => Ok(style),
+        None => Ok(own),
+    }
+}
+
 fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<LoadedModel> {
     let file = crate::gguf::GgufFile::open(path)?;
     let config = file.arch_config()?;
@@ -306,7 +338,9 @@ fn load_gguf(path: &Path, options: &LoadOptions, device: &Device) -> Result<Load
             options.max_length.unwrap_or_else(|| config.max_positions()),
             &config,
         ),
+        input_style: options.input_style,
     };
+    input_style(&meta, &config, path)?;
     let store = if options.init_missing == InitMissing::All {
         ParamStore::new(options.seed, device)
     } else {

@@ -26,9 +26,11 @@ fn encode_err(e: tokenizers::Error) -> TokenizeError {
 #[serde(rename_all = "snake_case")]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum InputStyle {
-    /// Encoders: a text pair, special tokens from the tokenizer's post-processor.
+    /// A text pair with the post-processor's special tokens and segment ids (BERT: `[CLS]
+    /// prompt [SEP] response [SEP]`); encoders' default.
     Pair,
-    /// Decoders: `prompt + response` as one sequence, ended with EOS.
+    /// One segment, `prompt + response` (BERT: `[CLS] prompt response [SEP]`, TRL's string
+    /// concatenation); decoders always, with their EOS appended.
     Sequence,
 }
 

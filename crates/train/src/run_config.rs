@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use rewardkit_data::{Format, SplitConfig};
 use rewardkit_model::{LoraConfig, Pooling};
+use rewardkit_tokenize::InputStyle;
 
 use crate::config::TrainConfig;
 
@@ -20,6 +21,10 @@ pub struct RunConfig {
     /// Initialise every weight from `train.seed` instead of reading them.
     pub from_scratch: bool,
     pub pooling: Option<Pooling>,
+    /// How prompt and response become one input, where not the architecture's own (an encoder
+    /// trained as TRL does, on one segment: `sequence`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input_style: Option<InputStyle>,
     /// Training preference files.
     pub data: Vec<PathBuf>,
     /// Held-out preference files; without them `split` holds out a share of `data`.

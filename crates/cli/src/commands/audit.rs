@@ -234,7 +234,7 @@ pub fn run(args: AuditArgs) -> anyhow::Result<u8> {
     let out = args.out.as_ref().context("--out is required")?;
     let report: AuditReport = match (&args.model, &args.scores, &args.baseline) {
         (Some(dir), _, _) => {
-            let model = super::load_for_scoring(dir, args.scoring.batch.max_length)?;
+            let model = args.scoring.batch.load(dir)?;
             let scorer = args.scoring.scorer(&model);
             let scores = score(&plan, &scorer)?;
             let tokenizer = &model.tokenizer;

@@ -123,7 +123,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let (scorer, inputs, scored, timing) = match (&args.scores, &args.baseline) {
         (None, None) => {
             let dir = args.model.as_ref().expect("clap requires one source");
-            let model = super::load_for_scoring(dir, args.scoring.batch.max_length)?;
+            let model = args.scoring.batch.load(dir)?;
             let scorer = args.scoring.scorer(&model);
             let (name, inputs, scored, mut timing) = score_data(&args, &scorer)?;
             if let Some(t) = timing.as_mut() {

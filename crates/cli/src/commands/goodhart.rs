@@ -15,7 +15,7 @@ use rewardkit_goodhart::pool::{
     pool_scores, read_pool, split_prompts, write_pool,
 };
 
-use super::{load_for_scoring, print_json, print_text, write_atomic};
+use super::{print_json, print_text, write_atomic};
 
 #[derive(Subcommand)]
 pub enum GoodhartCommand {
@@ -138,7 +138,7 @@ fn score_rows(
     inputs: &[(Text, Text)],
     args: &CurvesArgs,
 ) -> anyhow::Result<Vec<f64>> {
-    let model = load_for_scoring(model_dir, args.scoring.batch.max_length)?;
+    let model = args.scoring.batch.load(model_dir)?;
     let scorer = args.scoring.scorer(&model);
     let pb = crate::progress::bar(inputs.len() as u64, "samples");
     pb.set_message(format!("scoring with {}", model_dir.display()));

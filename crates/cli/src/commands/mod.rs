@@ -92,9 +92,11 @@ pub fn fraction(s: &str) -> Result<f64, String> {
 pub fn load_for_scoring(
     dir: &Path,
     max_length: Option<usize>,
+    input_style: Option<rewardkit_tokenize::InputStyle>,
 ) -> anyhow::Result<rewardkit_model::LoadedModel> {
     let options = rewardkit_model::LoadOptions {
         max_length,
+        input_style,
         inference: true,
         ..Default::default()
     };

@@ -296,7 +296,8 @@ fn read_prompts(
 fn load_models(dirs: &[PathBuf]) -> anyhow::Result<Vec<LoadedModel>> {
     dirs.iter()
         .map(|d| {
-            super::load_for_scoring(d, None).with_context(|| format!("loading {}", d.display()))
+            super::load_for_scoring(d, None, None)
+                .with_context(|| format!("loading {}", d.display()))
         })
         .collect()
 }

@@ -25,7 +25,7 @@ pub struct ScoreArgs {
 }
 
 pub fn run(args: ScoreArgs) -> anyhow::Result<()> {
-    let model = super::load_for_scoring(&args.model, args.batch.max_length)?;
+    let model = args.batch.load(&args.model)?;
     let mut rows = Vec::new();
     let mut inputs = Vec::new();
     for_each_record(&args.input, |record| -> Result<(), DataError> {

@@ -1,7 +1,10 @@
 //! How a reward model's forward passes are batched: flags shared by every command that scores
 //! with a model (`score`, and with the shared prompt `eval`, `audit`, `goodhart curves`).
 
+use std::path::Path;
+
 use clap::Args;
+use rewardkit_tokenize::InputStyle;
 
 use rewardkit_model::{LoadedModel, ModelScorer};
 
@@ -20,9 +23,18 @@ pub struct BatchArgs {
     /// Tokens per sequence at most with a model (default: the model's).
     #[arg(long, value_parser = super::at_least_one)]
     pub max_length: Option<usize>,
+    /// How an encoder reads prompt and response (default: what the model's rewardkit.json
+    /// says, else `pair`); `sequence` for one trained on TRL's string concatenation.
+    #[arg(long, value_enum)]
+    pub input_style: Option<InputStyle>,
 }
 
 impl BatchArgs {
+    /// Loads the reward model at `dir` for scoring, with the flags' length and input style.
+    pub fn load(&self, dir: &Path) -> anyhow::Result<LoadedModel> {
+        super::load_for_scoring(dir, self.max_length, self.input_style)
+    }
+
     /// Items to score at a time, so that a progress bar moves: several forward passes' worth.
     pub fn chunk(&self) -> usize {
         let per_pass = self.max_batch_tokens.map_or(self.batch_size, |t| t / 64);

@@ -8,6 +8,7 @@ use clap::Args;
 
 use rewardkit_goodhart::combine::Combine;
 use rewardkit_serve::{ModelEngine, OpenRlhfInput, ServeConfig, Server};
+use rewardkit_tokenize::InputStyle;
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -30,6 +31,10 @@ pub struct ServeArgs {
     /// Tokens per sequence at most (default: each model's own limit).
     #[arg(long, value_parser = super::at_least_one, env = "REWARDKIT_MAX_LENGTH")]
     max_length: Option<usize>,
+    /// How an encoder reads prompt and response (default: each model's rewardkit.json, else
+    /// `pair`); `sequence` for one trained on TRL's string concatenation.
+    #[arg(long, value_enum, env = "REWARDKIT_INPUT_STYLE")]
+    input_style: Option<InputStyle>,
     /// Tokens per forward pass at most: padded tokens (longest item × items), or with
     /// --packing the items' own; one longer item still runs alone.
     #[arg(long, default_value_t = 16384, value_parser = super::at_least_one, env = "REWARDKIT_MAX_BATCH_TOKENS")]
@@ -75,7 +80,11 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut members = Vec::with_capacity(args.model.len());
     for path in &args.model {
         eprintln!("loading {}", path.display());
-        members.push(super::load_for_scoring(path, args.max_length)?);
+        members.push(super::load_for_scoring(
+            path,
+            args.max_length,
+            args.input_style,
+        )?);
     }
     let engine = ModelEngine::new(members)
         .map_err(anyhow::Error::msg)?

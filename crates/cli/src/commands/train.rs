@@ -9,6 +9,7 @@ use clap::Args;
 use rewardkit_audit::AugmentConfig;
 use rewardkit_data::SplitKey;
 use rewardkit_model::{InitMissing, LoadOptions, Pooling};
+use rewardkit_tokenize::InputStyle;
 use rewardkit_train::{Event, Penalty, Run, RunConfig, Schedule, Start, TrainSummary};
 
 use super::data::{AugmentFlags, ReadArgs};
@@ -32,6 +33,10 @@ pub struct TrainArgs {
     /// or what the checkpoint says).
     #[arg(long, value_enum)]
     pooling: Option<Pooling>,
+    /// How an encoder reads prompt and response (default `pair`; `sequence` as TRL concatenates
+    /// them); saved with the model.
+    #[arg(long, value_enum)]
+    input_style: Option<InputStyle>,
     /// Training preference files.
     #[arg(long, num_args = 1..)]
     data: Vec<PathBuf>,
@@ -193,6 +198,9 @@ impl TrainArgs {
         if self.pooling.is_some() {
             c.pooling = self.pooling;
         }
+        if self.input_style.is_some() {
+            c.input_style = self.input_style;
+        }
         if !self.data.is_empty() {
             c.data.clone_from(&self.data);
         }
@@ -330,6 +338,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<u8> {
         seed: config.train.seed,
         max_length: config.train.max_length,
         inference: false,
+        input_style: config.input_style,
     };
     let mut model = rewardkit_model::load(&model_dir, &options, &candle_core::Device::Cpu)?;
     if config.lora.enabled() {
