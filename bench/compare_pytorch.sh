@@ -6,7 +6,8 @@
 # and rewardkit / PyTorch ratios, in bench/results/<date>/summary.md; and the work per pair on
 # both sides (positions computed, padding included: bench/padding.py replays the harness's batches)
 # with the speed ratio in positions per second; and each row's GFLOP/s as a share of this CPU's
-# measured gemm peak (bench/peak.sh, run first into the same folder).
+# measured gemm peak (bench/peak.sh, run first into the same folder). The PyTorch side runs twice:
+# f32, and under bf16 autocast (bench/autocast.py); the ratios are against its faster setting.
 #
 #   bash bench/compare_pytorch.sh            # THREADS=2 REPS=2 by default
 #
@@ -26,17 +27,21 @@ prepare_bench_models
 # 2. The rewardkit side: the same model folders, the same pairs.
 build_rewardkit
 # 3. This CPU's gemm peak, for each row's share of it (bench/peak.sh).
-OUT="$OUT" bash bench/peak.sh > /dev/null
+OUT="$OUT" REPS=20 bash bench/peak.sh > /dev/null
 "$rk" data split "$DATA" --eval-fraction 0.2 --seed 0 --train-out "$OUT/train.jsonl" --eval-out "$OUT/eval-all.jsonl"
 head -n "$EVAL_PAIRS" "$OUT/eval-all.jsonl" > "$OUT/eval.jsonl"
 
 for rep in $(seq 1 "$REPS"); do
   for m in minilm gpt2-small-6l; do
-    echo "== rep $rep $m: pytorch (load $(cut -d' ' -f1 /proc/loadavg))"
-    "$VENV/bin/python" "$BASE/trl_reward_baseline.py" --model "$PTMODELS/$m" --variant torch \
-        --train-file "$OUT/train.jsonl" --eval-file "$OUT/eval.jsonl" --steps "$STEPS" --warmup-steps "$WARMUP" \
-        --max-eval-pairs "$EVAL_PAIRS" --max-length 128 --batch-pairs 8 --eval-batch-pairs 32 \
-        --threads "$THREADS" --out-json "$OUT/${m}_torch_r$rep.json" > "$OUT/${m}_torch_r$rep.log" 2>&1
+    # PyTorch twice: f32, and under bf16 autocast (bench/autocast.py), its faster setting here.
+    for side in torch torchbf16; do
+      echo "== rep $rep $m: $side (load $(cut -d' ' -f1 /proc/loadavg))"
+      wrap=(); [ "$side" = torchbf16 ] && wrap=(bench/autocast.py)
+      "$VENV/bin/python" "${wrap[@]}" "$BASE/trl_reward_baseline.py" --model "$PTMODELS/$m" --variant torch \
+          --train-file "$OUT/train.jsonl" --eval-file "$OUT/eval.jsonl" --steps "$STEPS" --warmup-steps "$WARMUP" \
+          --max-eval-pairs "$EVAL_PAIRS" --max-length 128 --batch-pairs 8 --eval-batch-pairs 32 \
+          --threads "$THREADS" --out-json "$OUT/${m}_${side}_r$rep.json" > "$OUT/${m}_${side}_r$rep.log" 2>&1
+    done
     if [ "$rep" = 1 ]; then  # how much of the harness's work is padding (bench/padding.py)
       "$VENV/bin/python" bench/padding.py "$OUT" "$PTMODELS/$m" > "$OUT/${m}_torch_padding.json" 2> /dev/null
     fi

@@ -4,13 +4,13 @@
 # (crates/model/examples/gemm_peak.rs), an N × N × N product, best of REPS. The peak of a dtype is
 # the faster of the two; bench/compare_pytorch.sh reports each row's GFLOP/s as a share of it.
 #
-#   bash bench/peak.sh                  # N=2048 REPS=5 THREADS=2; under a minute once built
+#   bash bench/peak.sh                  # N=2048 REPS=20 THREADS=2; under a minute once built
 #
 # Writes $OUT/peak.jsonl (one line per implementation and dtype) and $OUT/peak.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/env.sh
-N="${N:-2048}"; REPS="${REPS:-5}"
+N="${N:-2048}"; REPS="${REPS:-20}"
 OUT="${OUT:-bench/results/$(date -u +%Y%m%dT%H%M)-peak}"
 mkdir -p "$OUT"
 source bench/venv.sh

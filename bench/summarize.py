@@ -71,25 +71,33 @@ def flops_table(out, warmup, rows, models_dir):
     if not models_dir or not os.path.exists(peak_path):
         return
     peaks = [json.loads(l) for l in open(peak_path)]
-    peak = max(p["gflops"] for p in peaks if p["dtype"] == "f32")
+    peak = {d: max(p["gflops"] for p in peaks if p["dtype"] == d) for d in ("f32", "bf16")}
     lines = []
     for m, r in rows.items():
         pos = positions_per_pair(out, warmup, m)
         if pos is None:
             continue
-        cells = []
-        for side, train_rate, eval_rate in (("torch", r["torch_train"], r["torch_eval"]), ("rk", r["rk_train"], r["rk_eval"])):
+        # (positions of, dtype, train rate, score rate); autocast runs the harness's batches.
+        sides = [("torch", "f32", r["torch_train"], r["torch_eval"]),
+                 ("torch", "bf16", r["bf16_train"], r["bf16_eval"]),
+                 ("rk", "f32", r["rk_train"], r["rk_eval"])]
+        cells = {}
+        for side, dtype, train_rate, eval_rate in sides:
             for k, (rate, mult) in enumerate(((train_rate, 3), (eval_rate, 1))):
+                if rate is None:
+                    cells[(side, dtype, k)] = "—"
+                    continue
                 pp = pos[side][k]
                 g = rate * pp * mult * flops_per_position(os.path.join(models_dir, m), pp / 2) / 1e9
-                cells.append(f"{g:.0f} ({100 * g / peak:.0f}%)")
-        lines.append(f"| {m} | {cells[0]} | {cells[2]} | {cells[1]} | {cells[3]} |")
-    print(f"\nGFLOP/s and share of this CPU's measured f32 gemm peak ({peak:.0f} GFLOP/s, bench/peak.sh: "
+                cells[(side, dtype, k)] = f"{g:.0f} ({100 * g / peak[dtype]:.0f}%)"
+        lines.append(f"| {m} | " + " | ".join(cells[(side, dtype, k)] for k in (0, 1) for side, dtype, _, _ in sides) + " |")
+    print(f"\nGFLOP/s and share of this CPU's measured gemm peak in the dtype of the matmuls (f32 {peak['f32']:.0f}, "
+          f"bf16 {peak['bf16']:.0f} GFLOP/s; bench/peak.sh: "
           + "; ".join(f"{p['impl']} {p['dtype']} {p['gflops']:.0f}" for p in peaks)
           + "). FLOPs: 2 per matmul weight per position, plus attention's 4·L·hidden per block with L the mean "
           "padded length, the training step 3× the forward pass:\n")
-    print("| model | train PyTorch | train rewardkit | score PyTorch | score rewardkit |")
-    print("|---|---|---|---|---|")
+    print("| model | train PyTorch f32 | train PyTorch bf16 | train rewardkit | score PyTorch f32 | score PyTorch bf16 | score rewardkit |")
+    print("|---|---|---|---|---|---|---|")
     print("\n".join(lines))
 
 
@@ -109,7 +117,7 @@ def padding_table(out, warmup, rows):
                      f"{t['eval_pairs_identical_after_truncation']} of {t['eval_pairs']} |")
     if lines:
         print("\nWork per pair: positions computed (padding included), PyTorch / rewardkit, and the speed ratio "
-              "in positions per second (rewardkit sorts by length, the harness pads random batches to the longest):\n")
+              "in positions per second against PyTorch f32 (rewardkit sorts by length, the harness pads random batches to the longest):\n")
         print("| model | train positions/pair | train positions/s ratio | score positions/pair | score positions/s ratio | PyTorch eval pairs identical after its truncation |")
         print("|---|---|---|---|---|---|")
         print("\n".join(lines))
@@ -131,21 +139,31 @@ def main(out, warmup, models_dir=None):
         t_eval = [r["eval_pairs_per_s"] for r in torch_runs]
         t_rss = [r["peak_rss_mib"] for r in torch_runs]
         t_acc = [r["eval_accuracy"] for r in torch_runs]
+        bf16_runs = [json.load(open(f)) for f in sorted(glob.glob(f"{out}/{m}_torchbf16_r*.json"))]
+        b_train = [r["train_pairs_per_s"] for r in bf16_runs]
+        b_eval = [r["eval_pairs_per_s"] for r in bf16_runs]
         med = statistics.median
+        # The ratio is against PyTorch's faster setting, f32 or bf16 autocast, per column.
+        best_train = max([med(t_train)] + ([med(b_train)] if b_train else []))
+        best_eval = max([med(t_eval)] + ([med(b_eval)] if b_eval else []))
         rows[m] = dict(
             reps=len(rk_runs),
-            torch_train=med(t_train), rk_train=med(rk_train), train_ratio=med(rk_train) / med(t_train),
-            torch_eval=med(t_eval), rk_eval=med(rk_eval), eval_ratio=med(rk_eval) / med(t_eval),
+            torch_train=med(t_train), rk_train=med(rk_train), train_ratio=med(rk_train) / best_train,
+            torch_eval=med(t_eval), rk_eval=med(rk_eval), eval_ratio=med(rk_eval) / best_eval,
+            bf16_train=med(b_train) if b_train else None, bf16_eval=med(b_eval) if b_eval else None,
             torch_rss=med(t_rss), rk_rss=med(rk_rss), rk_eval_rss=med(rk_eval_rss),
             torch_acc=med(t_acc), rk_acc=med(rk_acc),
-            per_run=f"torch train {t_train} eval {t_eval}; rewardkit train {[round(x, 2) for x in rk_train]} eval {[round(x, 2) for x in rk_eval]}",
+            per_run=f"torch train {t_train} eval {t_eval}; torch bf16 autocast train {b_train} eval {b_eval}; "
+                    f"rewardkit train {[round(x, 2) for x in rk_train]} eval {[round(x, 2) for x in rk_eval]}",
         )
+    fmt = lambda x: "—" if x is None else f"{x:.2f}"
     print(f"# rewardkit vs PyTorch ({out})\n")
-    print("| model | reps | train pairs/s torch | rewardkit | ratio | score pairs/s torch | rewardkit | ratio | peak RSS MiB torch (train) | rewardkit train / score | eval acc torch / rewardkit |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    print("Ratios are rewardkit against PyTorch's faster setting (f32, or bf16 autocast).\n")
+    print("| model | reps | train pairs/s torch f32 | torch bf16 | rewardkit | ratio | score pairs/s torch f32 | torch bf16 | rewardkit | ratio | peak RSS MiB torch (train) | rewardkit train / score | eval acc torch / rewardkit |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for m, r in rows.items():
-        print(f"| {m} | {r['reps']} | {r['torch_train']:.2f} | {r['rk_train']:.2f} | **{r['train_ratio']:.2f}×** | "
-              f"{r['torch_eval']:.2f} | {r['rk_eval']:.2f} | **{r['eval_ratio']:.2f}×** | {r['torch_rss']:.0f} | "
+        print(f"| {m} | {r['reps']} | {r['torch_train']:.2f} | {fmt(r['bf16_train'])} | {r['rk_train']:.2f} | **{r['train_ratio']:.2f}×** | "
+              f"{r['torch_eval']:.2f} | {fmt(r['bf16_eval'])} | {r['rk_eval']:.2f} | **{r['eval_ratio']:.2f}×** | {r['torch_rss']:.0f} | "
               f"{r['rk_rss']:.0f} / {r['rk_eval_rss']:.0f} | {r['torch_acc']:.3f} / {r['rk_acc']:.3f} |")
     print()
     for m, r in rows.items():
