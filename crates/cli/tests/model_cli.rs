@@ -405,8 +405,7 @@ fn a_bare_backbone_is_refused_for_scoring_and_trains_with_a_new_head() {
     let pairs = work.path().join("pairs.jsonl");
     data(&pairs, 8, 3);
     let bert = model_dir("tiny-bert", None);
-    let minilm =
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rewardkit/models/minilm");
+    let minilm = common::fetched_model("minilm");
     for dir in [bert.path(), minilm.as_path()] {
         let dir = dir.to_str().unwrap();
         let o = run(&["score", "--model", dir, "--input", input.to_str().unwrap()]);
@@ -628,8 +627,7 @@ fn an_encoders_input_style_is_trained_saved_and_overridable() {
     data(&pairs, 8, 3);
     // all-MiniLM-L6-v2 (scripts/fetch-models.sh): a BERT tokenizer whose post-processor marks
     // the segments (the tiny fixtures' tokenizer has none, so both styles would read alike).
-    let minilm =
-        PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rewardkit/models/minilm");
+    let minilm = common::fetched_model("minilm");
     let out = work.path().join("run");
     ok(train_two_steps(
         &minilm,

@@ -91,11 +91,7 @@ fn hh_items(n: usize, skip: usize) -> Vec<(String, String)> {
 fn minilm_rm() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     DIR.get_or_init(|| {
-        let minilm = match std::env::var_os("REWARDKIT_MODELS") {
-            Some(d) if !d.is_empty() => PathBuf::from(d),
-            _ => PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rewardkit/models"),
-        }
-        .join("minilm");
+        let minilm = common::fetched_model("minilm");
         // Trained again by each run of this test binary (--overwrite), kept in cargo's folder.
         let work = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("serve_cli-minilm-rm");
         std::fs::create_dir_all(&work).unwrap();

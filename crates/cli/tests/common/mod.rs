@@ -25,6 +25,16 @@ pub fn models() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/models")
 }
 
+/// A folder of the pretrained models `scripts/fetch-models.sh` fetches: `$REWARDKIT_MODELS/REL`
+/// (default `~/.cache/rewardkit/models/REL`).
+pub fn fetched_model(rel: &str) -> PathBuf {
+    match std::env::var_os("REWARDKIT_MODELS") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(std::env::var("HOME").unwrap()).join(".cache/rewardkit/models"),
+    }
+    .join(rel)
+}
+
 pub fn run(args: &[&str]) -> Output {
     bin().args(args).output().expect("run rewardkit")
 }
