@@ -220,6 +220,10 @@ fn exit_code(e: &anyhow::Error) -> Exit {
             || cause.is::<rewardkit_tokenize::TokenizeError>()
             || cause.is::<rewardkit_data::MissingScore>()
             || matches!(
+                cause.downcast_ref::<rewardkit_train::TrainError>(),
+                Some(rewardkit_train::TrainError::Encode { .. })
+            )
+            || matches!(
                 cause.downcast_ref::<rewardkit_audit::AuditError>(),
                 Some(rewardkit_audit::AuditError::Input { .. })
             )

@@ -395,6 +395,123 @@ fn penalties_from_flags_and_config_join_the_loss_and_are_recorded() {
 }
 
 #[cfg(unix)]
+/// PandaLM's ties (`../shared/data/pandalm`, 865 pairs kept of 999 rows, 81 of them ties, as
+/// `data stats` counts them and `crates/data/tests/real_data.rs` checks against the raw file)
+/// are skipped by default and trained with `--ties train` or `ties = "train"`; soft labels come
+/// from `p_chosen` or `--label-field`, and `--hard-labels` ignores them. Each is recorded.
+#[test]
+fn ties_and_soft_labels_from_flags_and_config() {
+    let model = model_dir("tiny-bert", None);
+    // PandaLM is English: MiniLM (fetched by scripts/fetch-models.sh) reads it; tiny-bert's
+    // WordLevel tokenizer knows only `t0`…`t999` and adds no special tokens.
+    let minilm = common::fetched_model("minilm");
+    let work = tempfile::tempdir().unwrap();
+    let pandalm = common::shared("pandalm/testset-v1.json");
+    let run_on = |model: &Path, out: &Path, data: &Path, extra: &[&str]| {
+        let mut a = with(
+            args(model, data, out, "1"),
+            &["--batch-size", "4", "--json"],
+        );
+        a.retain(|x| x != "--eval-fraction" && x != "0.1");
+        a.extend([
+            "--eval-data".to_string(),
+            data.to_str().unwrap().to_string(),
+        ]);
+        bin().args(with(a, extra)).output().unwrap()
+    };
+    let json = |o| -> serde_json::Value { serde_json::from_slice(&ok(o).stdout).unwrap() };
+    let base = |out: &Path, data: &Path, extra: &[&str]| {
+        let model = if data == pandalm {
+            &minilm
+        } else {
+            model.path()
+        };
+        json(run_on(model, out, data, extra))
+    };
+    // English through tiny-bert's tokenizer is no token at all: refused as bad input (exit 3),
+    // naming the pair.
+    let o = run_on(model.path(), &work.path().join("empty"), &pandalm, &[]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{}:", pandalm.display()))
+            && stderr(&o).contains("encode to no tokens"),
+        "{}",
+        stderr(&o)
+    );
+    let counts = |v: &serde_json::Value| {
+        ["train_pairs", "trained_ties", "skipped_ties", "soft_labels"]
+            .map(|k| v[k].as_u64().unwrap())
+    };
+    let skipped = base(&work.path().join("skip"), &pandalm, &[]);
+    assert_eq!(counts(&skipped), [784, 0, 81, 0]);
+    let trained = base(&work.path().join("train"), &pandalm, &["--ties", "train"]);
+    assert_eq!(counts(&trained), [865, 81, 0, 0]);
+    let meta = |run: &str| -> serde_json::Value {
+        let path = work.path().join(run).join("final/rewardkit.json");
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    assert_eq!(meta("train")["train"]["ties"], "train");
+    assert!(
+        meta("skip")["train"].get("ties").is_none(),
+        "the default is not written"
+    );
+    let config = work.path().join("run.toml");
+    std::fs::write(&config, "[train]\nties = \"train\"\n").unwrap();
+    let from_file = base(
+        &work.path().join("file"),
+        &pandalm,
+        &["--config", config.to_str().unwrap()],
+    );
+    assert_eq!(counts(&from_file), counts(&trained));
+
+    // Soft labels: `p_chosen` by default, another field by name; the swap of a label under ½
+    // and a tie at ½ happen on reading.
+    let soft = work.path().join("soft.jsonl");
+    let mut lines = String::new();
+    for (i, p) in [0.9, 0.7, 1.0, 0.5, 0.2].iter().enumerate() {
+        lines += &format!(
+            "{{\"prompt\": \"t{i}\", \"chosen\": \"t7 t{i}\", \"rejected\": \"t9 t{i}\", \"pref\": {p}}}\n"
+        );
+    }
+    std::fs::write(&soft, lines).unwrap();
+    // Without --label-field the `pref` field is not read: five hard labels.
+    assert_eq!(
+        counts(&base(&work.path().join("s0"), &soft, &[])),
+        [5, 0, 0, 0]
+    );
+    let named = base(
+        &work.path().join("s1"),
+        &soft,
+        &["--label-field", "pref", "--ties", "train"],
+    );
+    assert_eq!(counts(&named), [5, 1, 0, 3]);
+    assert_eq!(meta("s1")["run"]["label_field"], "pref");
+    let hard = base(
+        &work.path().join("s2"),
+        &soft,
+        &["--label-field", "pref", "--ties", "train", "--hard-labels"],
+    );
+    assert_eq!(counts(&hard), [5, 1, 0, 0]);
+    assert_eq!(meta("s2")["train"]["use_soft_labels"], false);
+    // A label out of range names its file and line: bad input (exit 3).
+    std::fs::write(
+        &soft,
+        "{\"chosen\": \"a\", \"rejected\": \"b\", \"pref\": 2}\n",
+    )
+    .unwrap();
+    let a = with(
+        args(model.path(), &soft, &work.path().join("s3"), "1"),
+        &["--label-field", "pref"],
+    );
+    let o = bin().args(a).output().unwrap();
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(
+        stderr(&o).contains(&format!("{}:1: field `pref`", soft.display())),
+        "{}",
+        stderr(&o)
+    );
+}
+
 #[test]
 fn sigint_saves_a_checkpoint_that_resumes_to_the_same_weights() {
     let model = model_dir("tiny-bert", None);

@@ -86,7 +86,7 @@ pub enum DropReason {
     Unsplittable,
     /// Chosen and rejected are identical.
     NoPreference,
-    /// The exact same pair (prompt, chosen, rejected, tie) was read before.
+    /// The exact same pair (prompt, chosen, rejected, tie, soft label) was read before.
     Duplicate,
 }
 
@@ -114,16 +114,23 @@ impl DropReason {
 /// What one record turned into.
 #[derive(Debug)]
 pub(crate) enum Parsed {
-    Pair(PreferencePair),
+    Pair(Box<PreferencePair>),
     Dropped(DropReason, String),
 }
 
+/// The field a soft label is read from when no other is named ([`crate::LoadOptions::label_field`]):
+/// the probability that `chosen` is the better response, as the AlpacaEval annotations give it.
+pub const DEFAULT_LABEL_FIELD: &str = "p_chosen";
+
 /// Parses one record. Values read leniently (a response given as JSON `true` instead of a
-/// string, as in PandaLM's test set) are reported in `notes`.
+/// string, as in PandaLM's test set) are reported in `notes`. `label_field` names the field of
+/// a soft label that every record must have (`null` there: a hard label); `None` reads
+/// [`DEFAULT_LABEL_FIELD`] where a record has it.
 pub(crate) fn parse_record(
     format: Format,
     location: Location,
     obj: &Map<String, Value>,
+    label_field: Option<&str>,
     notes: &mut Vec<String>,
 ) -> Result<Parsed, RowErrorKind> {
     let (prompt, chosen, rejected, tie) = match format {
@@ -155,7 +162,30 @@ pub(crate) fn parse_record(
             "chosen and rejected responses are identical".into(),
         ));
     }
-    let tie = tie || optional_bool(obj, "tie")?.unwrap_or(false);
+    let mut tie = tie || optional_bool(obj, "tie")?.unwrap_or(false);
+    let (mut chosen, mut rejected) = (chosen, rejected);
+    let p_chosen = match soft_label(obj, label_field)? {
+        Some((field, p)) if tie && p != 0.5 => {
+            return Err(RowErrorKind::InvalidValue {
+                field: field.to_string(),
+                message: format!("the pair is labelled a tie, so its probability is 0.5, not {p}"),
+            })
+        }
+        Some((_, p)) if p == 0.5 => {
+            tie = true;
+            Some(p)
+        }
+        Some((field, p)) if p < 0.5 => {
+            // `chosen` names the response the label favours.
+            std::mem::swap(&mut chosen, &mut rejected);
+            notes.push(format!(
+                "`{field}` {p} < 0.5: chosen and rejected swapped (probability {})",
+                1.0 - p
+            ));
+            Some(1.0 - p)
+        }
+        other => other.map(|(_, p)| p),
+    };
     let id = match obj.get("id").or_else(|| obj.get("idx")) {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
@@ -169,17 +199,45 @@ pub(crate) fn parse_record(
     };
     let subset = optional_str(obj, "subset")?.map(str::to_string);
     let source = optional_str(obj, "source")?.map(str::to_string);
-    Ok(Parsed::Pair(PreferencePair {
+    Ok(Parsed::Pair(Box::new(PreferencePair {
         id,
         prompt,
         chosen,
         rejected,
         tie,
+        p_chosen,
         margin,
         subset,
         source,
         location,
-    }))
+    })))
+}
+
+/// The soft label of a record and the field it came from: a number in [0, 1], or `None` for a
+/// hard label (`null`, or no [`DEFAULT_LABEL_FIELD`] when no field is named).
+fn soft_label<'a>(
+    obj: &Map<String, Value>,
+    label_field: Option<&'a str>,
+) -> Result<Option<(&'a str, f64)>, RowErrorKind> {
+    let field = label_field.unwrap_or(DEFAULT_LABEL_FIELD);
+    match obj.get(field) {
+        None if label_field.is_some() => Err(RowErrorKind::InvalidValue {
+            field: field.to_string(),
+            message: "missing: the soft-label field named for every record (null for a hard label)"
+                .into(),
+        }),
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Number(n)) => match n.as_f64() {
+            Some(p) if (0.0..=1.0).contains(&p) => Ok(Some((field, p))),
+            _ => Err(RowErrorKind::InvalidValue {
+                field: field.to_string(),
+                message: format!(
+                    "a probability that chosen is better must be in [0, 1], found {n}"
+                ),
+            }),
+        },
+        Some(other) => Err(wrong_type(field, "a probability in [0, 1]", other)),
+    }
 }
 
 type Parts = (Text, Text, Text, bool);

@@ -5,7 +5,8 @@
 //! evaluation and audits depend on, and the readers:
 //!
 //! - **Layouts** ([`Format`]): TRL (`prompt`/`chosen`/`rejected`, plain or conversational),
-//!   HH-RLHF transcripts (split at the last Assistant turn), labelled pairwise with ties (PandaLM).
+//!   HH-RLHF transcripts (split at the last Assistant turn), labelled pairwise with ties (PandaLM);
+//!   soft labels (the probability that chosen is better, `p_chosen` or [`LoadOptions::label_field`]).
 //! - **Files**: `.jsonl`, `.jsonl.gz`, `.json` arrays, Parquet — recognised from their content,
 //!   read as one stream (`-` is standard input; pipes work). Records are parsed strictly: a key
 //!   given twice, or a bare `NaN`, is an error naming `FILE:LINE`.
@@ -44,7 +45,7 @@ pub mod types;
 pub mod wire;
 
 pub use error::{json_type, DataError, RowError, RowErrorKind};
-pub use format::{DropReason, Format};
+pub use format::{DropReason, Format, DEFAULT_LABEL_FIELD};
 pub use load::{
     load, subset_name, Dataset, DroppedRow, FileReport, LoadOptions, LoadReport, RowNote,
 };

@@ -23,6 +23,10 @@ pub struct LoadOptions {
     /// Give pairs without a `subset` field the name of their file (`helpful-base/test` for
     /// `helpful-base/test.jsonl.gz`), for per-file metrics.
     pub subset_from_file: bool,
+    /// The field holding each record's soft label, the probability that `chosen` is better
+    /// (every record must have it; `null` there is a hard label). `None`: read
+    /// [`DEFAULT_LABEL_FIELD`](crate::DEFAULT_LABEL_FIELD) where a record has it.
+    pub label_field: Option<String>,
 }
 
 /// A row that was read but did not become a pair, and why.
@@ -59,6 +63,8 @@ pub struct LoadReport {
     pub ties: u64,
     /// Rows labelled as ties before de-duplication (ties among all well-formed rows).
     pub tie_rows: u64,
+    /// Kept pairs with a soft label strictly between ½ and 1 (ties not included).
+    pub soft_labels: u64,
     pub dropped: BTreeMap<DropReason, u64>,
     /// Every dropped row with its location and reason.
     pub dropped_rows: Vec<DroppedRow>,
@@ -128,7 +134,8 @@ fn load_file(
             }
         };
         let mut notes = Vec::new();
-        let parsed = parse_record(fmt, location.clone(), &obj, &mut notes);
+        let label_field = options.label_field.as_deref();
+        let parsed = parse_record(fmt, location.clone(), &obj, label_field, &mut notes);
         report.notes.extend(notes.into_iter().map(|note| RowNote {
             location: location.clone(),
             note,
@@ -144,7 +151,8 @@ fn load_file(
             Parsed::Pair(mut pair) => {
                 report.tie_rows += u64::from(pair.tie);
                 if !options.keep_duplicates && !seen.insert(pair_key(&pair)) {
-                    let detail = "same prompt, chosen and rejected as an earlier pair".to_string();
+                    let detail =
+                        "same prompt, chosen, rejected and label as an earlier pair".to_string();
                     report.drop_row(location, DropReason::Duplicate, detail);
                     return Ok(());
                 }
@@ -153,7 +161,8 @@ fn load_file(
                 }
                 report.pairs += 1;
                 report.ties += u64::from(pair.tie);
-                pairs.push(pair);
+                report.soft_labels += u64::from(!pair.tie && pair.target() < 1.0);
+                pairs.push(*pair);
             }
         }
         Ok(())
@@ -191,6 +200,7 @@ fn pair_key(pair: &PreferencePair) -> (u64, u64) {
         pair.chosen.hash(&mut h);
         pair.rejected.hash(&mut h);
         pair.tie.hash(&mut h);
+        pair.p_chosen.map(f64::to_bits).hash(&mut h);
         h.finish()
     };
     (half(1), half(2))

@@ -147,6 +147,11 @@ pub struct PreferencePair {
     pub rejected: Text,
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub tie: bool,
+    /// A soft label: the probability that `chosen` is the better response (≥ 0.5: a file's
+    /// label below ½ has its responses swapped on reading; exactly ½ is a tie). `None` for a
+    /// hard label, which [`Self::target`] takes as 1. Written back as `p_chosen`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub p_chosen: Option<f64>,
     /// How strongly `chosen` is preferred, for the margin loss `−logσ(Δ − m)`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub margin: Option<f64>,
@@ -175,6 +180,7 @@ impl PreferencePair {
             chosen: chosen.into(),
             rejected: rejected.into(),
             tie: false,
+            p_chosen: None,
             margin: None,
             subset: None,
             source: None,
@@ -182,6 +188,16 @@ impl PreferencePair {
                 file: "<memory>".into(),
                 position: Position::Line(0),
             },
+        }
+    }
+
+    /// The probability that `chosen` is better, which the Bradley-Terry cross-entropy trains
+    /// towards: ½ for a tie, the soft label where there is one, else 1.
+    pub fn target(&self) -> f64 {
+        if self.tie {
+            0.5
+        } else {
+            self.p_chosen.unwrap_or(1.0)
         }
     }
 

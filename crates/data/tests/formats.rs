@@ -129,6 +129,99 @@ fn hh_unsplittable_and_identical_rows_are_dropped_with_reasons() {
 }
 
 #[test]
+fn soft_labels_from_p_chosen_or_a_named_field() {
+    let (_d, path) = file(
+        "soft.jsonl",
+        concat!(
+            r#"{"prompt": "Q", "chosen": "a", "rejected": "b", "p_chosen": 0.8}"#,
+            "\n",
+            r#"{"prompt": "Q", "chosen": "c", "rejected": "d", "p_chosen": null}"#,
+            "\n",
+            r#"{"prompt": "Q", "chosen": "e", "rejected": "f", "p_chosen": 0.25}"#,
+            "\n",
+            r#"{"prompt": "Q", "chosen": "g", "rejected": "h", "p_chosen": 0.5}"#,
+            "\n",
+            r#"{"prompt": "Q", "chosen": "i", "rejected": "j"}"#,
+            "\n",
+        ),
+    );
+    let data = load(std::slice::from_ref(&path), &opts()).unwrap();
+    let p = &data.pairs;
+    assert_eq!((p[0].p_chosen, p[0].target()), (Some(0.8), 0.8));
+    // null, or no field: a hard label.
+    assert_eq!((p[1].p_chosen, p[1].target()), (None, 1.0));
+    assert_eq!((p[4].p_chosen, p[4].target()), (None, 1.0));
+    // Below one half: chosen names the favoured response, with a note on its line.
+    assert_eq!(
+        (p[2].chosen.render(), p[2].rejected.render(), p[2].p_chosen),
+        ("f".into(), "e".into(), Some(0.75))
+    );
+    assert_eq!(data.report.notes.len(), 1);
+    assert_eq!(
+        data.report.notes[0].location.to_string(),
+        format!("{}:3", path.display())
+    );
+    // Exactly one half is a tie.
+    assert!(p[3].tie && p[3].target() == 0.5);
+    assert_eq!((data.report.soft_labels, data.report.ties), (2, 1));
+    // Written back, the label keeps its field.
+    let line = serde_json::to_value(&p[0]).unwrap();
+    assert_eq!(line["p_chosen"], 0.8);
+
+    // A named field must be in every record.
+    let named = LoadOptions {
+        label_field: Some("pref".into()),
+        ..opts()
+    };
+    let (_d2, path) = file(
+        "named.jsonl",
+        concat!(
+            r#"{"chosen": "a", "rejected": "b", "pref": 0.9, "p_chosen": 0.6}"#,
+            "\n",
+            r#"{"chosen": "c", "rejected": "d", "p_chosen": 0.6}"#,
+            "\n",
+        ),
+    );
+    let (line, kind, msg) = row_error(load(&[path], &named).unwrap_err());
+    assert_eq!(line, 2);
+    assert!(matches!(kind, RowErrorKind::InvalidValue { ref field, .. } if field == "pref"));
+    assert!(msg.contains("missing"), "{msg}");
+}
+
+#[test]
+fn bad_soft_labels_name_their_line() {
+    for (value, expected) in [
+        ("1.5", "must be in [0, 1], found 1.5"),
+        ("-0.1", "must be in [0, 1], found -0.1"),
+        (
+            "\"high\"",
+            "should be a probability in [0, 1], found a string",
+        ),
+    ] {
+        let (_d, path) = file(
+            "bad.jsonl",
+            &format!(
+                "{}\n{{\"chosen\": \"a\", \"rejected\": \"b\", \"p_chosen\": {value}}}\n",
+                r#"{"chosen": "x", "rejected": "y"}"#
+            ),
+        );
+        let (line, _, msg) = row_error(load(&[path], &opts()).unwrap_err());
+        assert_eq!(line, 2, "{msg}");
+        assert!(
+            msg.contains("`p_chosen`") && msg.contains(expected),
+            "{msg}"
+        );
+    }
+    // A tie with another probability contradicts itself.
+    let (_d, path) = file(
+        "tie.jsonl",
+        r#"{"chosen": "a", "rejected": "b", "tie": true, "p_chosen": 0.9}"#,
+    );
+    let (_, _, msg) = row_error(load(&[path], &opts()).unwrap_err());
+    assert!(msg.contains("labelled a tie"), "{msg}");
+}
+
+#[test]
 fn pairwise_majority_vote_ties_and_lenient_scalars() {
     let rows = serde_json::json!([
         {"idx": 1, "instruction": "Add", "input": "2+2", "response1": "4", "response2": "5", "annotator1": 1, "annotator2": 1, "annotator3": 2},

@@ -104,6 +104,29 @@ fn pandalm_reads_999_rows_and_reports_ties() {
 }
 
 #[test]
+fn alpaca_eval_soft_labels_are_read_from_p_chosen() {
+    let data = load(
+        &[shared_data("alpaca-eval-gpt4/pairs.jsonl.gz")],
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let r = &data.report;
+    // Counted in Python over the raw file: 24,150 rows; 2 exact copies (prompt, chosen,
+    // rejected and p_chosen alike, both with p_chosen null); p_chosen 1.0 in 18,048 rows,
+    // strictly between 0.5 and 1 in 5,294, null in 808 (hard labels: 806 kept); none below
+    // 0.5, none exactly 0.5.
+    assert_eq!(r.rows_read, 24_150);
+    assert_eq!(r.pairs, 24_148);
+    assert_eq!(r.dropped.get(&DropReason::Duplicate), Some(&2));
+    assert_eq!(r.soft_labels, 5_294);
+    assert_eq!(r.ties, 0);
+    assert!(r.notes.is_empty());
+    let hard = data.pairs.iter().filter(|p| p.p_chosen.is_none()).count();
+    assert_eq!(hard, 806);
+    assert!(data.pairs.iter().all(|p| (0.5..=1.0).contains(&p.target())));
+}
+
+#[test]
 fn split_is_stable_under_reordering_and_seeded() {
     let data = load(
         &[shared_data("hh-rlhf/helpful-base/test.jsonl.gz")],

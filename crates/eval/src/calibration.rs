@@ -8,7 +8,10 @@
 //! - **log loss**: `mean −log σ(Δ)`, the mean Bradley-Terry loss;
 //! - **temperature**: the T > 0 that minimises the log loss of `σ(Δ / T)` (one-dimensional and
 //!   convex in 1/T, solved by bisection on the derivative to machine precision), and the ECE,
-//!   Brier and log loss after dividing every gap by it.
+//!   Brier and log loss after dividing every gap by it;
+//! - **soft labels** ([`SoftLabelReport`], where some pair has a label p < 1): the cross-entropy
+//!   `mean −p·log σ(Δ) − (1 − p)·log σ(−Δ)` against each pair's label (p = 1 for a hard one),
+//!   beside its floor, the labels' own mean entropy, and `mean |σ(Δ) − p|`.
 
 use serde::Serialize;
 
@@ -21,6 +24,22 @@ pub const BINS: usize = 10;
 #[derive(Debug, Clone, Default)]
 pub struct Calibration {
     gaps: Vec<f64>,
+    /// Each gap's label: the probability that chosen is better (1 for a hard label).
+    labels: Vec<f64>,
+}
+
+/// How the model's probabilities σ(Δ) match the pairs' soft labels.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SoftLabelReport {
+    /// Non-tie pairs whose label is below 1 (the others count with p = 1).
+    pub soft: usize,
+    /// `mean −p·log σ(Δ) − (1 − p)·log σ(−Δ)` over every non-tie pair.
+    pub cross_entropy: f64,
+    /// `mean −p·log p − (1 − p)·log(1 − p)`: the cross-entropy of a model whose σ(Δ) is every
+    /// label exactly, the floor of the line above.
+    pub label_entropy: f64,
+    /// `mean |σ(Δ) − p|`.
+    pub mean_abs_error: f64,
 }
 
 /// One bin of the reliability table.
@@ -44,6 +63,9 @@ pub struct CalibrationReport {
     /// The bins of confidence ≥ 0.5 (the five that can hold pairs).
     pub reliability: Vec<ReliabilityBin>,
     pub temperature: TemperatureFit,
+    /// Present where some pair has a soft label below 1.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub soft_labels: Option<SoftLabelReport>,
 }
 
 /// Temperature scaling of the gaps.
@@ -63,13 +85,18 @@ impl Metric for Calibration {
     fn update(&mut self, pair: &ScoredPair) {
         if !pair.tie {
             self.gaps.push(pair.gap());
+            self.labels.push(pair.p_chosen.unwrap_or(1.0));
         }
     }
     fn compute(&self) -> CalibrationReport {
-        calibration_of(&self.gaps)
+        CalibrationReport {
+            soft_labels: soft_labels(&self.gaps, &self.labels),
+            ..calibration_of(&self.gaps)
+        }
     }
     fn clear(&mut self) {
         self.gaps.clear();
+        self.labels.clear();
     }
 }
 
@@ -104,7 +131,33 @@ pub fn calibration_of(gaps: &[f64]) -> CalibrationReport {
         log_loss: log_loss(gaps),
         reliability,
         temperature,
+        soft_labels: None,
     }
+}
+
+/// The soft-label figures of gaps and their labels; `None` when every label is 1.
+pub fn soft_labels(gaps: &[f64], labels: &[f64]) -> Option<SoftLabelReport> {
+    let soft = labels.iter().filter(|&&p| p < 1.0).count();
+    if soft == 0 || gaps.len() != labels.len() {
+        return None;
+    }
+    let n = gaps.len() as f64;
+    let entropy = |p: f64| {
+        let h = |q: f64| if q > 0.0 { -q * q.ln() } else { 0.0 };
+        h(p) + h(1.0 - p)
+    };
+    let (mut ce, mut floor, mut err) = (0.0, 0.0, 0.0);
+    for (&g, &p) in gaps.iter().zip(labels) {
+        ce += p * softplus(-g) + (1.0 - p) * softplus(g);
+        floor += entropy(p);
+        err += (sigmoid(g) - p).abs();
+    }
+    Some(SoftLabelReport {
+        soft,
+        cross_entropy: ce / n,
+        label_entropy: floor / n,
+        mean_abs_error: err / n,
+    })
 }
 
 /// ECE and the upper five bins of the reliability table.

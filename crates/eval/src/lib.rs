@@ -30,8 +30,8 @@ pub mod stats;
 
 pub use baseline::Baseline;
 pub use calibration::{
-    brier, calibration_of, ece_and_bins, fit_temperature, log_loss, Calibration, CalibrationReport,
-    ReliabilityBin, TemperatureFit, BINS,
+    brier, calibration_of, ece_and_bins, fit_temperature, log_loss, soft_labels, Calibration,
+    CalibrationReport, ReliabilityBin, SoftLabelReport, TemperatureFit, BINS,
 };
 pub use metric::{
     Accuracy, AccuracyReport, BySubset, GapReport, Metric, PairMetrics, PairReport, RewardGap,

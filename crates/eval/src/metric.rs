@@ -17,6 +17,8 @@ pub struct ScoredPair {
     pub rejected: f64,
     /// Labelled a tie by humans.
     pub tie: bool,
+    /// A soft label: the labellers' probability that chosen is better (`None`: a hard label).
+    pub p_chosen: Option<f64>,
     pub subset: Option<String>,
 }
 
@@ -26,6 +28,7 @@ impl ScoredPair {
             chosen,
             rejected,
             tie: false,
+            p_chosen: None,
             subset: None,
         }
     }

@@ -81,6 +81,7 @@ fn parse_scores(obj: &Map<String, Value>) -> Result<ScoredPair, RowErrorKind> {
         chosen,
         rejected,
         tie,
+        p_chosen: None,
         subset,
     })
 }
@@ -149,6 +150,7 @@ pub fn scored_pairs(pairs: &[PreferencePair], scores: &[PairScores]) -> Vec<Scor
             chosen: s.chosen,
             rejected: s.rejected,
             tie: p.tie,
+            p_chosen: p.p_chosen,
             subset: p.subset.clone(),
         })
         .collect()

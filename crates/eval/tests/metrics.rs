@@ -4,7 +4,8 @@
 #![allow(clippy::unwrap_used, clippy::print_stdout, clippy::print_stderr)] // tests unwrap (the panic is the report) and may print diagnostics
 
 use rewardkit_eval::{
-    brier, calibration_of, evaluate, fit_temperature, log_loss, stats, Accuracy, Metric, ScoredPair,
+    brier, calibration_of, evaluate, fit_temperature, log_loss, stats, Accuracy, Metric,
+    PairMetrics, ScoredPair,
 };
 
 /// Five non-tie pairs with gaps 2, −1, 0, 0.5, 2.5 and one labelled tie with gap 0.8.
@@ -141,4 +142,59 @@ fn sigmoid_and_softplus_are_stable() {
     close(stats::sigmoid(800.0), 1.0, 0.0);
     close(stats::softplus(800.0), 800.0, 1e-12);
     close(stats::softplus(0.0), std::f64::consts::LN_2, 1e-15);
+}
+
+/// Soft labels: the cross-entropy against each pair's label, its floor and the mean distance,
+/// against the formulas in f64 written out here; absent when every label is hard.
+#[test]
+fn soft_label_figures_follow_their_formulas() {
+    let sigmoid = |x: f64| 1.0 / (1.0 + (-x).exp());
+    let report = |pairs: &[ScoredPair]| {
+        let mut m = PairMetrics::default();
+        m.update_all(pairs);
+        m.compute()
+    };
+    let hard = report(&pairs());
+    assert!(hard.calibration.soft_labels.is_none());
+    let labelled = [(2.0, Some(0.8)), (-1.0, Some(0.6)), (0.5, None)];
+    let scored: Vec<ScoredPair> = labelled
+        .iter()
+        .map(|&(g, p)| ScoredPair {
+            p_chosen: p,
+            ..ScoredPair::new(g, 0.0)
+        })
+        .chain([ScoredPair {
+            tie: true,
+            p_chosen: Some(0.5),
+            ..ScoredPair::new(3.0, 0.0)
+        }])
+        .collect();
+    let s = report(&scored).calibration.soft_labels.unwrap();
+    let ps: Vec<(f64, f64)> = labelled
+        .iter()
+        .map(|&(g, p)| (g, p.unwrap_or(1.0)))
+        .collect();
+    let ce: f64 = ps
+        .iter()
+        .map(|&(g, p)| -p * sigmoid(g).ln() - (1.0 - p) * (1.0 - sigmoid(g)).ln())
+        .sum::<f64>()
+        / 3.0;
+    let h = |p: f64| {
+        if p > 0.0 && p < 1.0 {
+            -p * p.ln() - (1.0 - p) * (1.0 - p).ln()
+        } else {
+            0.0
+        }
+    };
+    let floor: f64 = ps.iter().map(|&(_, p)| h(p)).sum::<f64>() / 3.0;
+    let err: f64 = ps.iter().map(|&(g, p)| (sigmoid(g) - p).abs()).sum::<f64>() / 3.0;
+    assert_eq!(s.soft, 2); // the tie is left out, as everywhere in calibration
+    assert!(
+        (s.cross_entropy - ce).abs() < 1e-12,
+        "{} vs {ce}",
+        s.cross_entropy
+    );
+    assert!((s.label_entropy - floor).abs() < 1e-12);
+    assert!((s.mean_abs_error - err).abs() < 1e-12);
+    assert!(s.cross_entropy > s.label_entropy);
 }

@@ -70,6 +70,13 @@ pub fn stats_table(stats: &DataStats, tokens: Option<&TokenLengthStats>) -> Stri
         load.ties,
         load.tie_rows
     );
+    if load.soft_labels > 0 {
+        let _ = writeln!(
+            out,
+            "soft labels: {} pairs kept with 0.5 < p(chosen better) < 1 (the others are hard labels or ties)",
+            load.soft_labels
+        );
+    }
     for (reason, n) in &load.dropped {
         let _ = writeln!(
             out,
@@ -232,6 +239,16 @@ pub fn eval_table(report: &EvalReport, scorer: &str) -> String {
             "labelled ties: {} (left out of accuracy); mean |gap| on them {}",
             report.overall.ties.n,
             fmt_num(report.overall.ties.mean_abs_gap)
+        );
+    }
+    if let Some(s) = &report.overall.calibration.soft_labels {
+        let _ = writeln!(
+            out,
+            "soft labels: {} pairs; cross-entropy against the labels {} (the labels' own entropy {}), mean |σ(gap) − p| {}",
+            s.soft,
+            fmt_num(Some(s.cross_entropy)),
+            fmt_num(Some(s.label_entropy)),
+            fmt_num(Some(s.mean_abs_error))
         );
     }
     out

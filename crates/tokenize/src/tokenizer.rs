@@ -15,6 +15,10 @@ pub enum TokenizeError {
     NoEos(String),
     #[error("max length {max_length} leaves no room: the tokenizer adds {special} special tokens")]
     TooShort { max_length: usize, special: usize },
+    /// A prompt and response that become no token at all (a tokenizer that adds no special
+    /// token and knows none of the words): a model has nothing to read.
+    #[error("the prompt and response encode to no tokens (the tokenizer adds no special tokens and knows none of their words)")]
+    Empty,
 }
 
 fn encode_err(e: tokenizers::Error) -> TokenizeError {
@@ -277,6 +281,9 @@ impl RewardTokenizer {
                 ids.push(eos);
                 type_ids.push(0);
             }
+        }
+        if ids.is_empty() {
+            return Err(TokenizeError::Empty);
         }
         Ok(Encoded {
             ids,

@@ -17,6 +17,18 @@ pub enum Schedule {
     Constant,
 }
 
+/// What training does with pairs labelled as ties.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Ties {
+    /// Leave them out (counted in the summary's `skipped_ties`), as TRL does.
+    #[default]
+    Skip,
+    /// Train them as a soft label of ½: the loss pulls the two rewards together.
+    Train,
+}
+
 /// How a reward model is trained. Defaults follow TRL's `RewardConfig` where it has one.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -44,6 +56,14 @@ pub struct TrainConfig {
     pub center_rewards_coefficient: Option<f64>,
     /// Use a pair's `margin` in the loss, `−logσ(Δ − m)`, when present.
     pub use_margin: bool,
+    /// Train towards a pair's soft label (`p_chosen`, the probability that chosen is better)
+    /// with the cross-entropy of [`crate::bradley_terry`]; `false` trains every non-tie pair as
+    /// a hard label (p = 1).
+    #[serde(skip_serializing_if = "is_true")]
+    pub use_soft_labels: bool,
+    /// Ties in the training data: skipped, or trained as p = ½.
+    #[serde(skip_serializing_if = "is_skip")]
+    pub ties: Ties,
     /// Tokens per sequence at most; `None` = the model's own limit (its `rewardkit.json`, else
     /// `max_position_embeddings`). The trainer's caller records the effective value here.
     pub max_length: Option<usize>,
@@ -89,6 +109,10 @@ fn is_true(b: &bool) -> bool {
     *b
 }
 
+fn is_skip(t: &Ties) -> bool {
+    *t == Ties::Skip
+}
+
 impl Default for TrainConfig {
     fn default() -> Self {
         TrainConfig {
@@ -107,6 +131,8 @@ impl Default for TrainConfig {
             max_grad_norm: 1.0,
             center_rewards_coefficient: None,
             use_margin: true,
+            use_soft_labels: true,
+            ties: Ties::Skip,
             max_length: None,
             dropout: false,
             gradient_checkpointing: false,

@@ -61,6 +61,11 @@ pub fn pairs(pairs: &[PreferencePair]) -> String {
         h.text(&p.rejected);
         h.bytes(&p.margin.map_or(f64::NAN, |m| m).to_bits().to_le_bytes());
         h.bytes(&[u8::from(p.tie)]);
+        // Only where present, so hard-labelled data keeps the fingerprint it had before.
+        if let Some(label) = p.p_chosen {
+            h.bytes(b"p");
+            h.bytes(&label.to_bits().to_le_bytes());
+        }
         h.str(p.subset.as_deref().unwrap_or(""));
     }
     hex(&h)

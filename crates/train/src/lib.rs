@@ -1,7 +1,8 @@
 //! # rewardkit-train
 //!
 //! Bradley-Terry training of reward models: `−logσ(r_chosen − r_rejected − margin)` (plus TRL's
-//! optional reward centring), AdamW with decoupled weight decay, warmup then linear or cosine
+//! optional reward centring), or for a soft label p (a pair's `p_chosen`; ½ for a tie, trained
+//! with [`Ties::Train`]) the cross-entropy `−p·logσ(Δ) − (1 − p)·logσ(−Δ)`; AdamW with decoupled weight decay, warmup then linear or cosine
 //! decay, global-norm clipping, gradient accumulation, evaluation with the metrics of
 //! `rewardkit-eval`, a JSONL metrics log, atomic checkpoints (`checkpoint-N/` with the model,
 //! optimizer state and `trainer_state.json`) and exact resume, refused when the checkpoint's
@@ -38,7 +39,7 @@ pub use checkpoint::{
     checkpoint_name, json_differences, latest_checkpoint, list_checkpoints, parse_checkpoint_name,
     prepare_out, prune_checkpoints, write_run_dir, Start, TrainerState,
 };
-pub use config::{OptimConfig, Schedule, TrainConfig};
+pub use config::{OptimConfig, Schedule, Ties, TrainConfig};
 pub use fingerprint::Fingerprints;
 pub use loss::bradley_terry;
 pub use optim::{AdamW, Grads};
@@ -59,6 +60,12 @@ pub enum TrainError {
     Io(#[from] rewardkit_io::IoError),
     #[error("invalid training configuration: {0}")]
     Config(String),
+    /// A pair that cannot be encoded for the model (no tokens at all), named by its location.
+    #[error("{location}: {source}")]
+    Encode {
+        location: rewardkit_data::Location,
+        source: Box<rewardkit_model::ModelError>,
+    },
     #[error("checkpoint: {0}")]
     Checkpoint(String),
     /// The run's estimated peak memory exceeds what is available ([`memory::check_fits`]).

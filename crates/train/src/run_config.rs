@@ -30,6 +30,10 @@ pub struct RunConfig {
     /// Held-out preference files; without them `split` holds out a share of `data`.
     pub eval_data: Vec<PathBuf>,
     pub format: Option<Format>,
+    /// The field of each record holding its soft label (see `LoadOptions::label_field` of
+    /// rewardkit-data); `None` reads `p_chosen` where a record has it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub label_field: Option<String>,
     pub split: SplitConfig,
     /// The run folder.
     pub out: Option<PathBuf>,

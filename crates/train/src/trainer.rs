@@ -22,7 +22,7 @@ use crate::checkpoint::{
     prepare_out, prune_checkpoints, read_state, save_checkpoint, save_final, SaveMeta, Start,
     TrainerState, LOG_FILE,
 };
-use crate::config::TrainConfig;
+use crate::config::{Ties, TrainConfig};
 use crate::fingerprint::Fingerprints;
 use crate::log::MetricsLog;
 use crate::loss::bradley_terry;
@@ -38,6 +38,10 @@ struct EncodedPair {
     rejected: Encoded,
     margin: f32,
     tie: bool,
+    /// The probability that chosen is better the loss trains towards (1 for a hard label).
+    target: f32,
+    /// The pair's soft label as read (for the held-out metrics).
+    p_chosen: Option<f64>,
     subset: Option<String>,
     /// A correction pair (the honesty penalty weights it).
     correction: bool,
@@ -59,13 +63,14 @@ pub struct StepLog {
     pub epoch: f64,
     /// Mean loss over the steps since the last log line.
     pub loss: f64,
-    /// Training accuracy over the same window.
+    /// Training accuracy over the same window (ties not counted).
     pub accuracy: f64,
-    /// Mean σ(−Δ), the per-pair weight of the Bradley-Terry gradient: near 0.5 while the model
-    /// is unsure, near 0 once it separates the pairs.
+    /// Mean |σ(Δ) − p|, the per-pair weight of the Bradley-Terry gradient (σ(−Δ) for a hard
+    /// label, p = 1): near 0.5 while the model is unsure, near 0 once it separates the pairs
+    /// (or matches their soft labels).
     pub mean_grad_weight: f64,
-    /// Pairs of this window per tenth of σ(−Δ) ∈ [0, 1] (bin i holds [i/10, (i+1)/10)): how the
-    /// gradient's weight spreads over pairs. Confidently right pairs (σ(−Δ) ≈ 0) stop teaching;
+    /// Pairs of this window per tenth of |σ(Δ) − p| ∈ [0, 1] (bin i holds [i/10, (i+1)/10)): how
+    /// the gradient's weight spreads over pairs. Confidently right pairs (≈ 0) stop teaching;
     /// confidently wrong ones (≈ 1) dominate.
     pub grad_weight_hist: [usize; 10],
     pub learning_rate: f64,
@@ -126,8 +131,14 @@ pub struct TrainSummary {
     /// Stopped before `total_steps` (by the observer or the stop flag); the newest checkpoint
     /// holds the last step and `--resume` continues from it.
     pub interrupted: bool,
+    /// Pairs trained on (ties included when trained).
     pub train_pairs: usize,
+    /// Ties left out of training (`ties = skip`, the default).
     pub skipped_ties: usize,
+    /// Ties trained as p = ½ (`ties = train`).
+    pub trained_ties: usize,
+    /// Non-tie pairs trained towards a soft label below 1.
+    pub soft_labels: usize,
     pub final_eval: Option<PairReport>,
     pub final_dir: PathBuf,
     pub seconds: f64,
@@ -154,16 +165,23 @@ pub fn epoch_batches(
     batches
 }
 
+/// Encodes pairs; `soft_labels` keeps their soft labels as targets (else a non-tie is a hard
+/// label, and a tie ½ either way).
 fn encode_pairs(
     model: &LoadedModel,
     pairs: &[PreferencePair],
+    soft_labels: bool,
 ) -> Result<Vec<EncodedPair>, TrainError> {
     pairs
         .iter()
         .map(|p| {
             // The same prompt tokens in both, cut alike where one response needs it.
             let [chosen, rejected]: [Encoded; 2] = model
-                .encode_group(&p.prompt, &[&p.chosen, &p.rejected])?
+                .encode_group(&p.prompt, &[&p.chosen, &p.rejected])
+                .map_err(|source| TrainError::Encode {
+                    location: p.location.clone(),
+                    source: Box::new(source),
+                })?
                 .try_into()
                 .map_err(|_| TrainError::Config("a pair encoded to other than two rows".into()))?;
             Ok(EncodedPair {
@@ -171,6 +189,12 @@ fn encode_pairs(
                 rejected,
                 margin: p.margin.unwrap_or(0.0) as f32,
                 tie: p.tie,
+                target: if soft_labels || p.tie {
+                    p.target() as f32
+                } else {
+                    1.0
+                },
+                p_chosen: p.p_chosen,
                 subset: p.subset.clone(),
                 correction: p.is_correction(),
                 words: [p.chosen.word_len() as f32, p.rejected.word_len() as f32],
@@ -211,6 +235,7 @@ fn evaluate(
             chosen: s[0],
             rejected: s[1],
             tie: p.tie,
+            p_chosen: p.p_chosen,
             subset: p.subset.clone(),
         });
     }
@@ -267,12 +292,15 @@ impl<'a> Run<'a> {
 
 /// The encoded pairs and the length of the run.
 struct Prepared {
-    /// The training pairs (ties left out), in the order of `train`.
+    /// The training pairs (ties left out unless trained), in the order of `train`.
     pairs: Vec<PreferencePair>,
     train: Vec<EncodedPair>,
     eval: Vec<EncodedPair>,
     lengths: Vec<usize>,
     skipped_ties: usize,
+    /// Ties trained as p = ½, and pairs trained towards a soft label strictly below 1.
+    trained_ties: usize,
+    soft_labels: usize,
     /// Micro-batches per epoch.
     per_epoch: usize,
     total_steps: usize,
@@ -285,11 +313,12 @@ impl Prepared {
         train: &[PreferencePair],
         eval: &[PreferencePair],
     ) -> Result<Self, TrainError> {
-        let skipped_ties = train.iter().filter(|p| p.tie).count();
-        let kept: Vec<PreferencePair> = train.iter().filter(|p| !p.tie).cloned().collect();
+        let keep = |p: &&PreferencePair| !p.tie || config.ties == Ties::Train;
+        let kept: Vec<PreferencePair> = train.iter().filter(keep).cloned().collect();
+        let skipped_ties = train.len() - kept.len();
         if kept.is_empty() {
             return Err(TrainError::Config(
-                "no training pairs (ties are not used for training)".into(),
+                "no training pairs: every pair is a tie, and ties are skipped (train them as p = 1/2 with `ties = train`, --ties train)".into(),
             ));
         }
         if config.penalty("honesty").is_some() && !kept.iter().any(PreferencePair::is_correction) {
@@ -298,8 +327,10 @@ impl Prepared {
                 rewardkit_data::CORRECTION_SOURCE
             )));
         }
-        let train = encode_pairs(model, &kept)?;
-        let eval = encode_pairs(model, eval)?;
+        let train = encode_pairs(model, &kept, config.use_soft_labels)?;
+        let eval = encode_pairs(model, eval, config.use_soft_labels)?;
+        let trained_ties = train.iter().filter(|p| p.tie).count();
+        let soft_labels = train.iter().filter(|p| !p.tie && p.target < 1.0).count();
         let lengths: Vec<usize> = train.iter().map(EncodedPair::len).collect();
         let per_epoch = train.len().div_ceil(config.batch_size);
         let total_steps = match config.max_steps {
@@ -313,6 +344,8 @@ impl Prepared {
             eval,
             lengths,
             skipped_ties,
+            trained_ties,
+            soft_labels,
             per_epoch,
             total_steps,
         })
@@ -529,10 +562,19 @@ impl Trainer<'_> {
         } else {
             None
         };
+        // Hard labels only: no targets, so such a run computes exactly what it did before soft
+        // labels existed.
+        let targets = if idx.iter().any(|&i| pairs[i].target != 1.0) {
+            let p: Vec<f32> = idx.iter().map(|&i| pairs[i].target).collect();
+            Some(Tensor::from_vec(p, n, rewards.device())?)
+        } else {
+            None
+        };
         let mut loss = bradley_terry(
             &bt_chosen,
             &bt_rejected,
             margins.as_ref(),
+            targets.as_ref(),
             config.center_rewards_coefficient,
         )?;
         for (_, t) in &terms {
@@ -608,8 +650,9 @@ impl Trainer<'_> {
         self.window
             .add_times((t1 - t0).as_secs_f64(), t1.elapsed().as_secs_f64());
         // The gap is taken in f32, as the loss saw it, then widened.
-        for g in gaps.to_vec1::<f32>()? {
-            self.window.update(&ScoredPair::new(f64::from(g), 0.0));
+        for (g, &i) in gaps.to_vec1::<f32>()?.into_iter().zip(&idx) {
+            self.window
+                .update_target(f64::from(g), f64::from(pairs[i].target));
         }
         for (name, t) in terms {
             let share = t.to_scalar::<f32>()? as f64 / config.grad_accum as f64;
@@ -865,6 +908,8 @@ pub fn train(
         interrupted: steps_done < total_steps,
         train_pairs: t.data.train.len(),
         skipped_ties: t.data.skipped_ties,
+        trained_ties: t.data.trained_ties,
+        soft_labels: t.data.soft_labels,
         final_eval: t.final_eval,
         final_dir,
         seconds: started.elapsed().as_secs_f64(),

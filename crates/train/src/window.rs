@@ -6,11 +6,14 @@ use std::time::Instant;
 use rewardkit_eval::{Metric, ScoredPair};
 
 /// Accumulates the pairs, losses, tokens and timings of the steps since the last log line.
-/// As a [`Metric`] it takes the training pairs' scores (accuracy and the Bradley-Terry weight
-/// σ(−Δ) per pair); the loss, token counts and timings come through their own methods.
+/// It takes the training pairs' gaps and labels ([`Self::update_target`]; as a [`Metric`], a
+/// scored pair with a hard label or a tie): accuracy and the Bradley-Terry weight |σ(Δ) − p| per
+/// pair. The loss, token counts and timings come through their own methods.
 #[derive(Debug, Clone)]
 pub struct TrainWindow {
     pairs: usize,
+    /// Pairs with a preference (not ties), which accuracy counts over.
+    decided: usize,
     right: usize,
     grad_weight: f64,
     hist: [usize; 10],
@@ -33,9 +36,9 @@ pub struct WindowStats {
     /// Mean loss per optimizer step.
     pub loss: f64,
     pub accuracy: f64,
-    /// Mean σ(−Δ).
+    /// Mean |σ(Δ) − p| (σ(−Δ) for a hard label).
     pub mean_grad_weight: f64,
-    /// Pairs per tenth of σ(−Δ) ∈ [0, 1].
+    /// Pairs per tenth of |σ(Δ) − p| ∈ [0, 1].
     pub grad_weight_hist: [usize; 10],
     pub tokens: usize,
     pub padded_tokens: usize,
@@ -52,6 +55,7 @@ impl Default for TrainWindow {
     fn default() -> Self {
         TrainWindow {
             pairs: 0,
+            decided: 0,
             right: 0,
             grad_weight: 0.0,
             hist: [0; 10],
@@ -93,6 +97,20 @@ impl TrainWindow {
         self.steps += 1;
     }
 
+    /// Adds a training pair's gap Δ and the probability `p` that chosen is better it trains
+    /// towards (1 for a hard label, ½ for a tie, which accuracy leaves out).
+    pub fn update_target(&mut self, gap: f64, p: f64) {
+        self.pairs += 1;
+        if p != 0.5 {
+            self.decided += 1;
+            self.right += usize::from((gap > 0.0) == (p > 0.5));
+        }
+        // |σ(Δ) − p| as |(1 − p) − σ(−Δ)|: exactly σ(−Δ) for a hard label.
+        let w = ((1.0 - p) - 1.0 / (1.0 + gap.exp())).abs();
+        self.grad_weight += w;
+        self.hist[((w * 10.0) as usize).min(9)] += 1;
+    }
+
     /// Restarts the wall clock without forgetting anything (after an evaluation or a save, whose
     /// time is not training time).
     pub fn restart_clock(&mut self) {
@@ -104,12 +122,7 @@ impl Metric for TrainWindow {
     type Output = WindowStats;
 
     fn update(&mut self, pair: &ScoredPair) {
-        let gap = pair.gap();
-        self.pairs += 1;
-        self.right += usize::from(gap > 0.0);
-        let w = 1.0 / (1.0 + gap.exp()); // σ(−Δ)
-        self.grad_weight += w;
-        self.hist[((w * 10.0) as usize).min(9)] += 1;
+        self.update_target(pair.gap(), if pair.tie { 0.5 } else { 1.0 });
     }
 
     fn compute(&self) -> WindowStats {
@@ -118,7 +131,7 @@ impl Metric for TrainWindow {
             pairs: self.pairs,
             steps: self.steps,
             loss: self.loss / self.steps.max(1) as f64,
-            accuracy: self.right as f64 / n,
+            accuracy: self.right as f64 / self.decided.max(1) as f64,
             mean_grad_weight: self.grad_weight / n,
             grad_weight_hist: self.hist,
             tokens: self.tokens,
@@ -175,5 +188,33 @@ mod tests {
         assert_eq!((c.pairs, c.steps, c.tokens), (0, 0, 0));
         assert_eq!(c.grad_weight_hist, [0; 10]);
         assert!(c.penalties.is_empty());
+    }
+
+    #[test]
+    fn ties_are_left_out_of_accuracy_and_soft_labels_weigh_their_distance() {
+        let mut w = TrainWindow::default();
+        w.update_target(0.0, 0.5); // a tie the model scores equal: no gradient
+        w.update_target(2.0, 0.5); // a tie scored apart: σ(2) − ½ = 0.3808
+        w.update_target(1.0, 0.8); // right, |σ(1) − 0.8| = 0.0689
+        w.update_target(-1.0, 0.8); // wrong, |σ(−1) − 0.8| = 0.5311
+        let s = w.compute();
+        assert_eq!(s.pairs, 4);
+        assert!((s.accuracy - 0.5).abs() < 1e-12); // 1 of the 2 decided pairs
+        let sigma = |x: f64| 1.0 / (1.0 + (-x).exp());
+        let expected =
+            ((sigma(2.0) - 0.5) + (sigma(1.0) - 0.8).abs() + (sigma(-1.0) - 0.8).abs()) / 4.0;
+        assert!((s.mean_grad_weight - expected).abs() < 1e-12);
+        assert_eq!(s.grad_weight_hist, [2, 0, 0, 1, 0, 1, 0, 0, 0, 0]);
+        // Through the Metric interface a tie is p = ½ and any other pair p = 1.
+        let mut m = TrainWindow::default();
+        m.update(&ScoredPair {
+            tie: true,
+            p_chosen: None,
+            ..ScoredPair::new(2.0, 0.0)
+        });
+        m.update(&ScoredPair::new(2.0, 0.0));
+        let s = m.compute();
+        assert_eq!(s.accuracy, 1.0);
+        assert!((s.mean_grad_weight - ((sigma(2.0) - 0.5) + sigma(-2.0)) / 2.0).abs() < 1e-12);
     }
 }

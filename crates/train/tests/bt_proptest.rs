@@ -25,7 +25,7 @@ fn check(chosen: &[f32], rejected: &[f32], margins: Option<&[f32]>) -> Result<()
     let c = Var::new(chosen, &dev).unwrap();
     let r = Var::new(rejected, &dev).unwrap();
     let m = margins.map(|m| Tensor::new(m, &dev).unwrap());
-    let loss = bradley_terry(c.as_tensor(), r.as_tensor(), m.as_ref(), None).unwrap();
+    let loss = bradley_terry(c.as_tensor(), r.as_tensor(), m.as_ref(), None, None).unwrap();
     let z: Vec<f64> = (0..n)
         .map(|i| {
             let margin = margins.map_or(0.0, |m| f64::from(m[i]));
@@ -92,7 +92,7 @@ proptest! {
         let dev = Device::Cpu;
         let zero = Tensor::zeros(1, DType::F32, &dev).unwrap();
         let at = |g: f32| {
-            bradley_terry(&Tensor::new(&[g], &dev).unwrap(), &zero, None, None)
+            bradley_terry(&Tensor::new(&[g], &dev).unwrap(), &zero, None, None, None)
                 .unwrap()
                 .to_scalar::<f32>()
                 .unwrap()

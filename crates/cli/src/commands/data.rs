@@ -215,6 +215,12 @@ pub struct ReadArgs {
     /// Keep exact duplicate pairs (dropped by default, and counted).
     #[arg(long)]
     pub keep_duplicates: bool,
+    /// The field of each record holding its soft label: the probability in [0, 1] that chosen
+    /// is better (null: a hard label; below 0.5 the responses are swapped; 0.5 is a tie). Every
+    /// record must have it. Default: `p_chosen` where a record has it, as AlpacaEval's
+    /// annotations do.
+    #[arg(long, value_name = "FIELD")]
+    pub label_field: Option<String>,
 }
 
 impl ReadArgs {
@@ -224,6 +230,7 @@ impl ReadArgs {
             skip_invalid: self.skip_invalid,
             keep_duplicates: self.keep_duplicates,
             subset_from_file,
+            label_field: self.label_field.clone(),
         };
         let data = load(files, &options)?;
         let r = &data.report;

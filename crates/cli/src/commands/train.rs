@@ -10,7 +10,7 @@ use rewardkit_audit::AugmentConfig;
 use rewardkit_data::SplitKey;
 use rewardkit_model::{InitMissing, LoadOptions, Pooling};
 use rewardkit_tokenize::InputStyle;
-use rewardkit_train::{Event, Penalty, Run, RunConfig, Schedule, Start, TrainSummary};
+use rewardkit_train::{Event, Penalty, Run, RunConfig, Schedule, Start, Ties, TrainSummary};
 
 use super::data::{AugmentFlags, ReadArgs};
 use super::{print_json, print_text};
@@ -108,6 +108,16 @@ pub struct TrainArgs {
     /// Clip the global gradient norm (0 = off).
     #[arg(long)]
     max_grad_norm: Option<f64>,
+    /// Pairs labelled as ties (PandaLM's): `skip` leaves them out, as TRL does (default);
+    /// `train` trains them as p = 1/2, pulling the two rewards together. Same as `ties` in
+    /// --config's [train].
+    #[arg(long, value_enum)]
+    ties: Option<Ties>,
+    /// Train every non-tie pair as a hard label (p = 1), ignoring soft labels (`p_chosen`, or
+    /// --label-field). By default a soft label p trains with the cross-entropy
+    /// −p·logσ(Δ) − (1 − p)·logσ(−Δ). Same as `use_soft_labels = false` in --config.
+    #[arg(long)]
+    hard_labels: bool,
     /// TRL's center_rewards_coefficient.
     #[arg(long)]
     center_rewards_coefficient: Option<f64>,
@@ -210,6 +220,9 @@ impl TrainArgs {
         if self.read.format.is_some() {
             c.format = self.read.format;
         }
+        if self.read.label_field.is_some() {
+            c.label_field.clone_from(&self.read.label_field);
+        }
         set!(self.eval_fraction, c.split.eval_fraction);
         set!(self.split_seed, c.split.seed);
         set!(self.split_by, c.split.key);
@@ -229,6 +242,8 @@ impl TrainArgs {
         set!(self.warmup_ratio, t.warmup_ratio);
         set!(self.schedule, t.schedule);
         set!(self.max_grad_norm, t.max_grad_norm);
+        set!(self.ties, t.ties);
+        t.use_soft_labels &= !self.hard_labels;
         if self.center_rewards_coefficient.is_some() {
             t.center_rewards_coefficient = self.center_rewards_coefficient;
         }
@@ -400,6 +415,7 @@ fn load_data(
 )> {
     let read = ReadArgs {
         format: config.format,
+        label_field: config.label_field.clone(),
         ..read.clone()
     };
     let data = read.load(&config.data, false)?;
@@ -529,6 +545,16 @@ fn report(summary: &TrainSummary, out: &std::path::Path, json: bool) -> anyhow::
             summary.seconds,
             summary.pairs_per_s,
             summary.final_dir.display()
+        );
+    }
+    if summary.skipped_ties + summary.trained_ties + summary.soft_labels > 0 {
+        eprintln!(
+            "labels: {} pairs trained, {} of them ties (as p = 1/2) and {} soft labels; {} ties skipped{}",
+            summary.train_pairs,
+            summary.trained_ties,
+            summary.soft_labels,
+            summary.skipped_ties,
+            if summary.skipped_ties > 0 { " (train them with --ties train)" } else { "" }
         );
     }
     if json {
