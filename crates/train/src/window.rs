@@ -7,7 +7,7 @@ use rewardkit_eval::{Metric, ScoredPair};
 
 /// Accumulates the pairs, losses, tokens and timings of the steps since the last log line.
 /// It takes the training pairs' gaps and labels ([`Self::update_target`]; as a [`Metric`], a
-/// scored pair with a hard label or a tie): accuracy and the Bradley-Terry weight |σ(Δ) − p| per
+/// scored pair's tie flag and soft label): accuracy and the Bradley-Terry weight |σ(Δ) − p| per
 /// pair. The loss, token counts and timings come through their own methods.
 #[derive(Debug, Clone)]
 pub struct TrainWindow {
@@ -122,7 +122,12 @@ impl Metric for TrainWindow {
     type Output = WindowStats;
 
     fn update(&mut self, pair: &ScoredPair) {
-        self.update_target(pair.gap(), if pair.tie { 0.5 } else { 1.0 });
+        let p = if pair.tie {
+            0.5
+        } else {
+            pair.p_chosen.unwrap_or(1.0)
+        };
+        self.update_target(pair.gap(), p);
     }
 
     fn compute(&self) -> WindowStats {
@@ -205,7 +210,7 @@ mod tests {
             ((sigma(2.0) - 0.5) + (sigma(1.0) - 0.8).abs() + (sigma(-1.0) - 0.8).abs()) / 4.0;
         assert!((s.mean_grad_weight - expected).abs() < 1e-12);
         assert_eq!(s.grad_weight_hist, [2, 0, 0, 1, 0, 1, 0, 0, 0, 0]);
-        // Through the Metric interface a tie is p = ½ and any other pair p = 1.
+        // Through the Metric interface a tie is p = ½, a soft label its p, and any other pair 1.
         let mut m = TrainWindow::default();
         m.update(&ScoredPair {
             tie: true,
@@ -213,8 +218,13 @@ mod tests {
             ..ScoredPair::new(2.0, 0.0)
         });
         m.update(&ScoredPair::new(2.0, 0.0));
+        m.update(&ScoredPair {
+            p_chosen: Some(0.8),
+            ..ScoredPair::new(1.0, 0.0)
+        });
         let s = m.compute();
         assert_eq!(s.accuracy, 1.0);
-        assert!((s.mean_grad_weight - ((sigma(2.0) - 0.5) + sigma(-2.0)) / 2.0).abs() < 1e-12);
+        let expected = ((sigma(2.0) - 0.5) + sigma(-2.0) + (sigma(1.0) - 0.8).abs()) / 3.0;
+        assert!((s.mean_grad_weight - expected).abs() < 1e-12);
     }
 }
