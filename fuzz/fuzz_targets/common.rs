@@ -32,15 +32,19 @@ pub fn load_checked(bytes: &[u8], name: &str, options: &LoadOptions) -> Option<D
     assert_eq!(r.rows_read, r.pairs + r.dropped_total(), "{r:?}");
     assert_eq!(r.pairs as usize, data.pairs.len());
     assert_eq!(r.dropped_rows.len() as u64, r.dropped_total());
+    // A soft label is oriented on reading: chosen is the favoured response.
+    assert!(data.pairs.iter().all(|p| (0.5..=1.0).contains(&p.target())));
     Some(data)
 }
 
-/// Options picked by the first byte: the forced format and whether to skip invalid rows.
+/// Options picked by the first byte: the forced format, whether to skip invalid rows, keep
+/// duplicates, name subsets after the file, and read soft labels from a named field (`p`).
 pub fn options(selector: u8, formats: &[Option<rewardkit_data::Format>]) -> LoadOptions {
     LoadOptions {
         format: formats[selector as usize % formats.len()],
         skip_invalid: selector & 0x80 != 0,
         keep_duplicates: selector & 0x40 != 0,
         subset_from_file: selector & 0x20 != 0,
+        label_field: (selector & 0x10 != 0).then(|| "p".to_string()),
     }
 }
